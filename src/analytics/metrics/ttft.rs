@@ -1,0 +1,157 @@
+//! Time-to-first-token percentiles: the exact path, which keeps every value and
+//! computes PostgreSQL's `percentile_cont` on them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::analytics::models::TtftPercentiles;
+
+/// Every TTFT of the window, in microseconds. Exactness needs all values; merging
+/// is concatenation because percentiles ignore order until `finish` sorts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TtftState {
+    values_us: Vec<i64>,
+}
+
+impl TtftState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds one interaction's TTFT (only interactions whose `ttft_s` is not null).
+    pub fn add(&mut self, ttft_us: i64) {
+        self.values_us.push(ttft_us);
+    }
+
+    pub fn merge(&mut self, other: Self) {
+        self.values_us.extend(other.values_us);
+    }
+
+    pub fn len(&self) -> usize {
+        self.values_us.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values_us.is_empty()
+    }
+
+    /// p50, p95 and p99 in seconds, unrounded; `None` when no value was added.
+    /// Consumes the state so the values are sorted in place rather than copied.
+    pub fn finish(mut self, period_hours: i64) -> Option<TtftPercentiles> {
+        if self.values_us.is_empty() {
+            return None;
+        }
+        // Sorting the integers is exact; dividing by 1e6 is monotone, so the seconds
+        // stay sorted.
+        self.values_us.sort_unstable();
+        let seconds: Vec<f64> = self.values_us.iter().map(|&us| us as f64 / 1e6).collect();
+        Some(TtftPercentiles {
+            p50: percentile_cont(&seconds, 0.5),
+            p95: percentile_cont(&seconds, 0.95),
+            p99: percentile_cont(&seconds, 0.99),
+            period_hours,
+        })
+    }
+}
+
+/// PostgreSQL's `percentile_cont(q)` over ascending `sorted_seconds`:
+/// h = q·(n−1), k = ⌊h⌋, x[k] + (h − k)·(x[k+1] − x[k]), or x[k] when k = n−1.
+/// `q` is clamped to [0, 1]; an empty slice gives 0.0 (callers report "no data"
+/// before asking).
+pub fn percentile_cont(sorted_seconds: &[f64], q: f64) -> f64 {
+    let Some(last) = sorted_seconds.len().checked_sub(1) else {
+        return 0.0;
+    };
+    let h = q.clamp(0.0, 1.0) * last as f64;
+    // h ≤ last, so k ≤ last; the `min` only documents it for the indexing.
+    let k = (h.floor() as usize).min(last);
+    let low = sorted_seconds[k];
+    match sorted_seconds.get(k + 1) {
+        Some(&high) => low + (h - k as f64) * (high - low),
+        None => low,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn state(values_us: &[i64]) -> TtftState {
+        let mut s = TtftState::new();
+        values_us.iter().for_each(|&v| s.add(v));
+        s
+    }
+
+    #[test]
+    fn empty_state_has_no_percentiles() {
+        assert_eq!(TtftState::new().finish(24), None);
+    }
+
+    #[test]
+    fn one_value_is_every_percentile() {
+        let got = state(&[840_000]).finish(24).unwrap();
+        assert_eq!(
+            got,
+            TtftPercentiles {
+                p50: 0.84,
+                p95: 0.84,
+                p99: 0.84,
+                period_hours: 24
+            }
+        );
+    }
+
+    #[test]
+    fn interpolates_between_neighbours() {
+        // Seconds sorted: [1, 2, 3, 4] (inserted out of order). n − 1 = 3.
+        // p50: h = 1.5, k = 1 → 2 + 0.5·(3 − 2) = 2.5.
+        // p95: h = 0.95·3 = 2.85, k = 2 → 3 + (h − 2)·(4 − 3); as floats h is
+        //      2.8499999999999996, so the result is 3 + (h − 2), not the literal 3.85.
+        // p99: h = 0.99·3 = 2.97, k = 2 → 3 + (h − 2)·1.
+        let got = state(&[4_000_000, 1_000_000, 3_000_000, 2_000_000])
+            .finish(6)
+            .unwrap();
+        assert_eq!(got.p50, 2.5);
+        assert_eq!(got.p95, 3.0 + (0.95 * 3.0 - 2.0));
+        assert_eq!(got.p99, 3.0 + (0.99 * 3.0 - 2.0));
+        assert_eq!(got.period_hours, 6);
+    }
+
+    #[test]
+    fn two_values() {
+        // [0.1, 0.3]: p50 h = 0.5 → 0.1 + 0.5·(0.3 − 0.1).
+        let got = state(&[300_000, 100_000]).finish(1).unwrap();
+        assert_eq!(got.p50, 0.1 + 0.5 * (0.3 - 0.1));
+        assert_eq!(got.p99, 0.1 + 0.99 * (0.3 - 0.1));
+    }
+
+    #[test]
+    fn percentile_at_the_ends() {
+        let xs = [1.0, 5.0, 9.0];
+        assert_eq!(percentile_cont(&xs, 0.0), 1.0);
+        assert_eq!(percentile_cont(&xs, 1.0), 9.0);
+        // h = 1 exactly: k = 1, weight 0 → x[1].
+        assert_eq!(percentile_cont(&xs, 0.5), 5.0);
+        assert_eq!(percentile_cont(&[], 0.5), 0.0);
+        assert_eq!(percentile_cont(&xs, 7.0), 9.0);
+    }
+
+    #[test]
+    fn equal_values_do_not_interpolate_away() {
+        let got = state(&[500_000, 500_000, 500_000]).finish(24).unwrap();
+        assert_eq!((got.p50, got.p95, got.p99), (0.5, 0.5, 0.5));
+    }
+
+    proptest! {
+        #[test]
+        fn split_and_merge_equals_one_fold(
+            values in proptest::collection::vec(0i64..60_000_000, 0..60),
+            cut in 0usize..61,
+        ) {
+            let cut = cut.min(values.len());
+            let mut left = state(&values[..cut]);
+            left.merge(state(&values[cut..]));
+            prop_assert_eq!(left.finish(24), state(&values).finish(24));
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The HTTP surface: routers per area composed into one, the auth layers, the
+//! request span and latency metric, and FastAPI-shaped errors.
+
+pub mod analytics;
+pub mod auth;
+pub mod docs;
+pub mod error;
+pub mod health;
+pub mod pricing;
+pub mod query;
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::server::AppState;
+use error::ApiError;
+
+/// Plain requests may take this long; live streams are not under it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn router(state: AppState) -> Router {
+    let auth = state.auth.clone();
+    let analytics = Router::new()
+        .route("/advanced", get(analytics::advanced))
+        .route("/ttft", get(analytics::ttft))
+        .route("/trending", get(analytics::trending))
+        .route("/costs", get(analytics::costs))
+        .route("/freshness", get(analytics::freshness))
+        .route("/steps", get(analytics::steps))
+        .route("/cache", get(analytics::cache))
+        .route("/sessions", get(analytics::sessions))
+        .route("/diversity", get(analytics::diversity))
+        .route("/utilization", get(analytics::utilization))
+        .route("/users", get(analytics::users))
+        .route("/reranking", get(analytics::reranking))
+        .route("/sync", get(analytics::sync));
+    let admin = Router::new()
+        .nest("/api/v1/analytics", analytics)
+        .route("/api/v1/pricing", get(pricing::catalogue))
+        .route("/api/v1/pricing/unpriced", get(pricing::unpriced))
+        .route_layer(middleware::from_fn_with_state(auth.clone(), auth::admin_only));
+    let ingest = Router::new()
+        .route("/api/v1/ingest", post(crate::ingest::ingest))
+        .route_layer(middleware::from_fn_with_state(auth, auth::ingest_only));
+    let open = Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", docs::ApiDoc::openapi()));
+    let app = Router::new()
+        .merge(admin)
+        .merge(ingest)
+        .merge(open)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+    with_common_layers(app, state)
+}
+
+/// Layers every route shares (live routes included): CORS, request metrics and spans.
+pub fn with_common_layers(app: Router<AppState>, state: AppState) -> Router {
+    let cors = cors(&state.settings.cors_origins);
+    let app = app
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state);
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::CONTENT_ENCODING,
+            ]),
+    )
+}
+
+/// A span and a latency sample per request, keyed by the matched route, never
+/// by the raw URI: the URI may carry `?token=`.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", %method, route = %route);
+    let started = Instant::now();
+    let response = {
+        let _enter = span.enter();
+        tracing::debug!("started");
+        drop(_enter);
+        next.run(request).await
+    };
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .telemetry
+        .requests
+        .get_or_create(&crate::telemetry::RouteLabel {
+            method: method.to_string(),
+            route: route.clone(),
+            status,
+        })
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(parent: &span, status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "finished");
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("Not Found".to_string())
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({"detail": "Method Not Allowed"})),
+    )
+        .into_response()
+}
+
+/// A landing page with links; it carries no data, so it needs no token.
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}

@@ -1,0 +1,94 @@
+//! The command line: `serve`, `demo`, `import`, `bench`. Parsing only; each
+//! command's work lives in its own module.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ServerArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "ragpulse", version, about = "Analytics server for RAG assistant platforms")]
+pub struct Cli {
+    /// Config file (TOML); default ./ragpulse.toml when present
+    #[arg(long, global = true, env = "RAGPULSE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server
+    Serve(ServerArgs),
+    /// Run the server on synthetic history and live synthetic traffic
+    Demo(DemoArgs),
+    /// Load an NDJSON file of events into a data directory (same validation as the API)
+    Import(ImportArgs),
+    /// Measure ingest throughput and /advanced latency on a synthetic dataset
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Days of synthetic history to generate
+    #[arg(long, default_value_t = 14)]
+    pub days: u32,
+    /// Interactions per day of history
+    #[arg(long, default_value_t = 2_000)]
+    pub per_day: u32,
+    /// Live synthetic interactions per second after the history (0 = none)
+    #[arg(long, default_value_t = 2.0)]
+    pub live_rate: f64,
+    /// Seed of the random generator (same seed, same history)
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// NDJSON file of events, one per line (`-` for standard input)
+    pub file: PathBuf,
+    /// Data directory to load into [default: ./ragpulse-data]
+    #[arg(long, env = "RAGPULSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML price file, as for serve
+    #[arg(long, env = "RAGPULSE_PRICING_FILE")]
+    pub pricing_file: Option<PathBuf>,
+    /// Events per transaction
+    #[arg(long, default_value_t = 5_000)]
+    pub batch: usize,
+    /// No progress bar
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Interactions in the dataset
+    #[arg(long, default_value_t = 1_000_000)]
+    pub interactions: u64,
+    /// Days the dataset spans (ending now)
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Assistants in the dataset
+    #[arg(long, default_value_t = 10)]
+    pub assistants: u32,
+    /// Events per ingest request
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Concurrent ingest clients
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Timed calls of /advanced per variant
+    #[arg(long, default_value_t = 50)]
+    pub calls: usize,
+    /// Data directory to build (a temporary one when absent; kept when given)
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seed of the dataset generator
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}

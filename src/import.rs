@@ -1,0 +1,127 @@
+//! `ragpulse import FILE`: loads an NDJSON file of events into a data
+//! directory through the same validation and writer as the HTTP API.
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::cli::ImportArgs;
+use crate::ingest::ingest_values;
+use crate::ingest::validate::EventLimits;
+use crate::pricing::Catalogue;
+use crate::store::sqlite::SqliteStore;
+use crate::telemetry::Telemetry;
+
+/// Rejections printed in full; the rest are only counted.
+const SHOWN_REJECTIONS: usize = 20;
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Summary {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+}
+
+#[allow(clippy::print_stdout)]
+pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("ragpulse-data"));
+    let catalogue = Arc::new(Catalogue::load(args.pricing_file.as_deref())?);
+    let store = SqliteStore::open(&data_dir, catalogue, Arc::new(Telemetry::new()), usize::MAX >> 1)
+        .with_context(|| format!("failed to open data directory {}", data_dir.display()))?;
+    let (reader, size): (Box<dyn Read + Send>, u64) = if args.file.as_os_str() == "-" {
+        (Box::new(std::io::stdin()), 0)
+    } else {
+        let file = std::fs::File::open(&args.file)
+            .with_context(|| format!("failed to open {}", args.file.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(file), size)
+    };
+    let bar = progress(size, args.quiet);
+    let summary = import(reader, &store, args.batch.max(1), &bar).await;
+    bar.finish_and_clear();
+    store.close().await;
+    let summary = summary?;
+    println!(
+        "imported {}: {} accepted, {} duplicates, {} rejected",
+        args.file.display(),
+        summary.accepted,
+        summary.duplicates,
+        summary.rejected
+    );
+    Ok(())
+}
+
+fn progress(size: u64, quiet: bool) -> ProgressBar {
+    if quiet || size == 0 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(size);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Reads lines, validates and stores them in batches; line numbers are 1-based
+/// in messages (as editors show them).
+pub async fn import(
+    reader: impl Read,
+    store: &SqliteStore,
+    batch_size: usize,
+    bar: &ProgressBar,
+) -> anyhow::Result<Summary> {
+    let limits = EventLimits::default();
+    let mut summary = Summary::default();
+    let mut batch: Vec<(usize, Value)> = Vec::with_capacity(batch_size);
+    for (number, line) in BufReader::new(reader).lines().enumerate() {
+        let line = line.with_context(|| format!("failed to read line {}", number + 1))?;
+        bar.inc(line.len() as u64 + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(&line) {
+            Ok(value) => batch.push((number, value)),
+            Err(e) => reject(&mut summary, number, &format!("line is not valid JSON: {e}")),
+        }
+        if batch.len() >= batch_size {
+            flush(store, &mut batch, &limits, &mut summary).await?;
+        }
+    }
+    flush(store, &mut batch, &limits, &mut summary).await?;
+    Ok(summary)
+}
+
+async fn flush(
+    store: &SqliteStore,
+    batch: &mut Vec<(usize, Value)>,
+    limits: &EventLimits,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let answer = ingest_values(store, std::mem::take(batch), limits).await?;
+    summary.accepted += answer.accepted;
+    summary.duplicates += answer.duplicates;
+    for rejection in answer.rejected {
+        reject(summary, rejection.index, &rejection.error);
+    }
+    Ok(())
+}
+
+fn reject(summary: &mut Summary, line: usize, error: &str) {
+    summary.rejected += 1;
+    if summary.rejected <= SHOWN_REJECTIONS {
+        tracing::warn!(line = line + 1, error, "rejected");
+    } else if summary.rejected == SHOWN_REJECTIONS + 1 {
+        tracing::warn!("more rejections follow; only their count is reported");
+    }
+}

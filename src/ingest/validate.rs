@@ -1,0 +1,563 @@
+//! Turns one JSON event into a validated [`Event`], or a message that names
+//! the offending field. The rules are those of `docs/ingest.md`.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::event::*;
+use crate::time::{MICROS_PER_SECOND, Timestamp};
+
+/// Per-event limits (the body-level ones live with the decoder).
+#[derive(Debug, Clone)]
+pub struct EventLimits {
+    pub max_string_bytes: usize,
+    pub max_embedding_dims: usize,
+    pub max_steps: usize,
+    pub max_retrieved_documents: usize,
+    /// How far in the future a timestamp may be, microseconds.
+    pub max_future_us: i64,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        Self {
+            max_string_bytes: 8 * 1024,
+            max_embedding_dims: 4096,
+            max_steps: 256,
+            max_retrieved_documents: 1024,
+            max_future_us: 5 * 60 * MICROS_PER_SECOND,
+        }
+    }
+}
+
+const MAX_SESSION_ID_CHARS: usize = 200;
+const MAX_STEP_NAME_CHARS: usize = 64;
+/// Largest integer a JSON float carries exactly; token counts beyond it are nonsense anyway.
+const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
+
+/// Why an event was rejected, naming the field (`steps[2].name: ...`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejection(pub String);
+
+type Result<T> = std::result::Result<T, Rejection>;
+
+fn reject<T>(field: &str, message: impl std::fmt::Display) -> Result<T> {
+    Err(Rejection(format!("{field}: {message}")))
+}
+
+/// Validates one event against the clock `now_us`.
+pub fn validate(value: &Value, limits: &EventLimits, now_us: i64) -> Result<Event> {
+    let Value::Object(obj) = value else {
+        return Err(Rejection(format!(
+            "event must be a JSON object, got {}",
+            json_kind(value)
+        )));
+    };
+    let fields = Fields {
+        obj,
+        prefix: String::new(),
+        limits,
+        now_us,
+    };
+    let kind = match obj.get("type") {
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(other) => return reject("type", format!("must be a string, got {}", json_kind(other))),
+        None => return reject("type", "is required"),
+    };
+    match kind {
+        "interaction" => interaction(&fields).map(|e| Event::Interaction(Box::new(e))),
+        "assistant" => Ok(Event::Assistant(AssistantEvent {
+            id: fields.uuid("id")?,
+            name: fields.patch_string("name")?,
+            model: fields.patch_string("model")?,
+        })),
+        "user" => Ok(Event::User(UserEvent {
+            id: fields.uuid("id")?,
+            email: fields.patch_string("email")?,
+            full_name: fields.patch_string("full_name")?,
+        })),
+        "connector" => Ok(Event::Connector(ConnectorEvent {
+            id: fields.uuid("id")?,
+            name: fields.patch_string("name")?,
+        })),
+        "document" => document(&fields).map(Event::Document),
+        "connector_sync" => sync(&fields).map(Event::ConnectorSync),
+        other => reject(
+            "type",
+            format!(
+                "unknown event type {}; expected one of interaction, assistant, user, connector, document, connector_sync",
+                quote(other)
+            ),
+        ),
+    }
+}
+
+fn document(f: &Fields) -> Result<DocumentEvent> {
+    Ok(DocumentEvent {
+        id: f.uuid("id")?,
+        connector_id: f.patch(&"connector_id", |f, k| f.uuid(k))?,
+        file_name: f.patch_string("file_name")?,
+        updated_at: f.patch(&"updated_at", |f, k| f.timestamp(k))?,
+        deleted: f.patch(&"deleted", |f, k| f.boolean(k))?,
+    })
+}
+
+fn sync(f: &Fields) -> Result<SyncEvent> {
+    let status_text = f.string("status")?;
+    let Some(status) = SyncStatus::parse(&status_text) else {
+        return reject(
+            &f.path("status"),
+            format!(
+                "must be one of success, partial, failure, got {}",
+                quote(&status_text)
+            ),
+        );
+    };
+    Ok(SyncEvent {
+        id: f.uuid("id")?,
+        connector_id: f.uuid("connector_id")?,
+        status,
+        started_at: f.timestamp("started_at")?,
+        duration_us: f.optional(&"duration_s", |f, k| f.duration(k))?,
+        documents_synced: f.optional(&"documents_synced", |f, k| f.count(k))?,
+        error: f.optional(&"error", |f, k| f.string(k))?,
+    })
+}
+
+fn interaction(f: &Fields) -> Result<InteractionEvent> {
+    let id = f.uuid("id")?;
+    let timestamp = f.timestamp("timestamp")?;
+    let assistant_id = f.uuid("assistant_id")?;
+    let session_id = f.string("session_id")?;
+    let session_chars = session_id.chars().count();
+    if session_chars == 0 || session_chars > MAX_SESSION_ID_CHARS {
+        return reject(
+            &f.path("session_id"),
+            format!("must be 1 to {MAX_SESSION_ID_CHARS} characters, got {session_chars}"),
+        );
+    }
+    let ttft_us = f.optional(&"ttft_s", |f, k| f.duration(k))?;
+    let total_duration_us = f.optional(&"total_duration_s", |f, k| f.duration(k))?;
+    if let (Some(ttft), Some(total)) = (ttft_us, total_duration_us)
+        && ttft > total
+    {
+        return reject(
+            &f.path("ttft_s"),
+            format!(
+                "{} s exceeds total_duration_s {} s",
+                seconds(ttft),
+                seconds(total)
+            ),
+        );
+    }
+    let input_tokens = f.optional(&"input_tokens", |f, k| f.count(k))?.unwrap_or(0);
+    let cached_input_tokens = f
+        .optional(&"cached_input_tokens", |f, k| f.count(k))?
+        .unwrap_or(0);
+    if cached_input_tokens > input_tokens {
+        return reject(
+            &f.path("cached_input_tokens"),
+            format!("{cached_input_tokens} exceeds input_tokens {input_tokens}"),
+        );
+    }
+    Ok(InteractionEvent {
+        id,
+        timestamp,
+        assistant_id,
+        session_id,
+        user_id: f.optional(&"user_id", |f, k| f.uuid(k))?,
+        question: f.optional_text("question")?,
+        question_embedding: f.optional(&"question_embedding", |f, k| f.embedding(k))?,
+        topic: f.optional_text("topic")?,
+        model: f.optional_text("model")?,
+        provider: f.optional_text("provider")?,
+        ttft_us,
+        total_duration_us,
+        cache_hit: f.optional(&"cache_hit", |f, k| f.boolean(k))?.unwrap_or(false),
+        input_tokens,
+        output_tokens: f.optional(&"output_tokens", |f, k| f.count(k))?.unwrap_or(0),
+        cached_input_tokens,
+        cost_nusd: f.optional(&"cost_usd", |f, k| f.cost(k))?,
+        steps: steps(f)?,
+        retrieved_document_ids: retrieved(f)?,
+        rerank: f.optional(&"rerank", |f, k| rerank(&f.child(k)?))?,
+    })
+}
+
+fn steps(f: &Fields) -> Result<Vec<StepEvent>> {
+    let Some(items) = f.optional(&"steps", |f, k| f.array(k))? else {
+        return Ok(Vec::new());
+    };
+    if items.len() > f.limits.max_steps {
+        return reject(
+            &f.path("steps"),
+            format!("has {} steps, more than the limit of {}", items.len(), f.limits.max_steps),
+        );
+    }
+    let mut out: Vec<StepEvent> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let step = f.element("steps", index, item)?;
+        let name = step.string("name")?;
+        check_step_name(&step.path("name"), &name)?;
+        let duration_us = step.duration("duration_s")?;
+        let input = step.optional(&"input_tokens", |f, k| f.count(k))?;
+        let output = step.optional(&"output_tokens", |f, k| f.count(k))?;
+        let tokens = (input.is_some() || output.is_some())
+            .then(|| (input.unwrap_or(0), output.unwrap_or(0)));
+        merge_step(&mut out, name, index as u32, duration_us, tokens);
+    }
+    Ok(out)
+}
+
+/// Repeats of a step name add up, keeping the index of the first occurrence.
+fn merge_step(
+    out: &mut Vec<StepEvent>,
+    name: String,
+    index: u32,
+    duration_us: i64,
+    tokens: Option<(i64, i64)>,
+) {
+    if let Some(existing) = out.iter_mut().find(|s| s.name == name) {
+        existing.occurrences += 1;
+        existing.duration_us = existing.duration_us.saturating_add(duration_us);
+        existing.tokens = match (existing.tokens, tokens) {
+            (Some((a, b)), Some((c, d))) => Some((a.saturating_add(c), b.saturating_add(d))),
+            (a, b) => a.or(b),
+        };
+    } else {
+        out.push(StepEvent {
+            name,
+            first_index: index,
+            occurrences: 1,
+            duration_us,
+            tokens,
+        });
+    }
+}
+
+fn check_step_name(path: &str, name: &str) -> Result<()> {
+    let len = name.chars().count();
+    if len == 0 || len > MAX_STEP_NAME_CHARS {
+        return reject(
+            path,
+            format!("must be 1 to {MAX_STEP_NAME_CHARS} characters, got {len}"),
+        );
+    }
+    let valid = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
+    if !valid {
+        return reject(
+            path,
+            format!("{} may only contain a-z, 0-9, '_', '.' and '-'", quote(name)),
+        );
+    }
+    Ok(())
+}
+
+fn retrieved(f: &Fields) -> Result<Vec<Uuid>> {
+    let Some(items) = f.optional(&"retrieved_document_ids", |f, k| f.array(k))? else {
+        return Ok(Vec::new());
+    };
+    let max = f.limits.max_retrieved_documents;
+    if items.len() > max {
+        return reject(
+            &f.path("retrieved_document_ids"),
+            format!("has {} ids, more than the limit of {max}", items.len()),
+        );
+    }
+    let mut out: Vec<Uuid> = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let path = format!("{}[{index}]", f.path("retrieved_document_ids"));
+        let id = parse_uuid(&path, item)?;
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+fn rerank(f: &Fields) -> Result<RerankEvent> {
+    let score_before = f.optional(&"score_before", |f, k| f.finite(k))?;
+    let score_after = f.optional(&"score_after", |f, k| f.finite(k))?;
+    let direct = f.optional(&"score_improvement", |f, k| f.finite(k))?;
+    let improvement = direct.or(match (score_before, score_after) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    });
+    let position = f.optional(&"position_change", |f, k| f.finite(k))?;
+    if let Some(p) = position
+        && p < 0.0
+    {
+        return reject(
+            &f.path("position_change"),
+            format!("is a mean absolute rank shift and must be >= 0, got {p}"),
+        );
+    }
+    Ok(RerankEvent {
+        score_before,
+        score_after,
+        improvement_n: improvement.map(|v| nano_units(&f.path("score_improvement"), v)).transpose()?,
+        position_n: position.map(|v| nano_units(&f.path("position_change"), v)).transpose()?,
+    })
+}
+
+/// Scores in units of 1e-9: exact sums in any order, and float noise such as
+/// `0.67 - 0.41 = 0.26000000000000006` rounds away.
+fn nano_units(path: &str, value: f64) -> Result<i64> {
+    let scaled = (value * 1e9).round();
+    if scaled.abs() >= 9.2e18 {
+        return reject(path, format!("{value} is out of range"));
+    }
+    Ok(scaled as i64)
+}
+
+/// One JSON object being validated, with the path of its fields for messages.
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    prefix: String,
+    limits: &'a EventLimits,
+    now_us: i64,
+}
+
+impl<'a> Fields<'a> {
+    fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    fn present(&self, key: &str) -> Result<&'a Value> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => reject(&self.path(key), "is required"),
+            Some(v) => Ok(v),
+        }
+    }
+
+    /// Absent or null is `None`; otherwise the parsed value.
+    fn optional<T>(
+        &self,
+        key: &&str,
+        parse: impl FnOnce(&Self, &str) -> Result<T>,
+    ) -> Result<Option<T>> {
+        match self.obj.get(*key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => parse(self, key).map(Some),
+        }
+    }
+
+    /// Absent keeps, null clears, a value sets.
+    fn patch<T>(&self, key: &&str, parse: impl FnOnce(&Self, &str) -> Result<T>) -> Result<Patch<T>> {
+        match self.obj.get(*key) {
+            None => Ok(Patch::Keep),
+            Some(Value::Null) => Ok(Patch::Clear),
+            Some(_) => parse(self, key).map(Patch::Set),
+        }
+    }
+
+    fn patch_string(&self, key: &str) -> Result<Patch<String>> {
+        self.patch(&key, |f, k| f.string(k))
+    }
+
+    /// A trimmed string; blank counts as absent.
+    fn optional_text(&self, key: &str) -> Result<Option<String>> {
+        let text = self.optional(&key, |f, k| f.string(k))?;
+        Ok(text
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
+
+    fn child(&self, key: &str) -> Result<Fields<'a>> {
+        match self.present(key)? {
+            Value::Object(obj) => Ok(Fields {
+                obj,
+                prefix: self.path(key),
+                limits: self.limits,
+                now_us: self.now_us,
+            }),
+            other => reject(&self.path(key), format!("must be an object, got {}", json_kind(other))),
+        }
+    }
+
+    fn element(&self, key: &str, index: usize, item: &'a Value) -> Result<Fields<'a>> {
+        let prefix = format!("{}[{index}]", self.path(key));
+        match item {
+            Value::Object(obj) => Ok(Fields {
+                obj,
+                prefix,
+                limits: self.limits,
+                now_us: self.now_us,
+            }),
+            other => reject(&prefix, format!("must be an object, got {}", json_kind(other))),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<String> {
+        match self.present(key)? {
+            Value::String(s) if s.len() > self.limits.max_string_bytes => reject(
+                &self.path(key),
+                format!(
+                    "is {} bytes long, more than the limit of {} bytes",
+                    s.len(),
+                    self.limits.max_string_bytes
+                ),
+            ),
+            Value::String(s) => Ok(s.clone()),
+            other => reject(&self.path(key), format!("must be a string, got {}", json_kind(other))),
+        }
+    }
+
+    fn uuid(&self, key: &str) -> Result<Uuid> {
+        parse_uuid(&self.path(key), self.present(key)?)
+    }
+
+    fn boolean(&self, key: &str) -> Result<bool> {
+        match self.present(key)? {
+            Value::Bool(b) => Ok(*b),
+            other => reject(&self.path(key), format!("must be true or false, got {}", json_kind(other))),
+        }
+    }
+
+    fn array(&self, key: &str) -> Result<&'a Vec<Value>> {
+        match self.present(key)? {
+            Value::Array(items) => Ok(items),
+            other => reject(&self.path(key), format!("must be an array, got {}", json_kind(other))),
+        }
+    }
+
+    fn timestamp(&self, key: &str) -> Result<i64> {
+        let path = self.path(key);
+        let text = match self.present(key)? {
+            Value::String(s) => s,
+            other => {
+                return reject(&path, format!("must be an RFC 3339 string, got {}", json_kind(other)));
+            }
+        };
+        let Some(ts) = Timestamp::parse_rfc3339(text) else {
+            return reject(
+                &path,
+                format!(
+                    "{} is not an RFC 3339 timestamp with a UTC offset (for example 2026-11-28T09:15:02.120Z)",
+                    quote(text)
+                ),
+            );
+        };
+        if ts.0 > self.now_us.saturating_add(self.limits.max_future_us) {
+            return reject(
+                &path,
+                format!("{} is more than 5 minutes in the future", quote(text)),
+            );
+        }
+        Ok(ts.0)
+    }
+
+    fn finite(&self, key: &str) -> Result<f64> {
+        match self.present(key)? {
+            Value::Number(n) => match n.as_f64() {
+                Some(v) if v.is_finite() => Ok(v),
+                _ => reject(&self.path(key), format!("{n} is not a finite number")),
+            },
+            other => reject(&self.path(key), format!("must be a number, got {}", json_kind(other))),
+        }
+    }
+
+    /// Seconds, finite and >= 0, kept as whole microseconds.
+    fn duration(&self, key: &str) -> Result<i64> {
+        let seconds = self.finite(key)?;
+        // 10^12 s is 31,000 years: anything above is a unit mistake, not a duration.
+        if !(0.0..=1e12).contains(&seconds) {
+            return reject(
+                &self.path(key),
+                format!("must be seconds between 0 and 1e12, got {seconds}"),
+            );
+        }
+        Ok((seconds * 1e6).round() as i64)
+    }
+
+    /// A whole number >= 0; `1830.0` is accepted, `1830.5` is not.
+    fn count(&self, key: &str) -> Result<i64> {
+        let path = self.path(key);
+        match self.present(key)? {
+            Value::Number(n) => {
+                if let Some(v) = n.as_u64() {
+                    return i64::try_from(v)
+                        .or_else(|_| reject(&path, format!("{v} is too large")));
+                }
+                match n.as_f64() {
+                    Some(v) if v >= 0.0 && v.fract() == 0.0 && v <= MAX_EXACT_INT => Ok(v as i64),
+                    Some(v) if v < 0.0 => reject(&path, format!("must be >= 0, got {n}")),
+                    _ => reject(&path, format!("must be a whole number, got {n}")),
+                }
+            }
+            other => reject(&path, format!("must be a whole number, got {}", json_kind(other))),
+        }
+    }
+
+    fn cost(&self, key: &str) -> Result<i64> {
+        let usd = self.finite(key)?;
+        if !(0.0..=1e9).contains(&usd) {
+            return reject(
+                &self.path(key),
+                format!("must be US dollars between 0 and 1e9, got {usd}"),
+            );
+        }
+        Ok((usd * 1e9).round() as i64)
+    }
+
+    fn embedding(&self, key: &str) -> Result<Vec<f32>> {
+        let path = self.path(key);
+        let items = self.array(key)?;
+        let max = self.limits.max_embedding_dims;
+        if items.is_empty() || items.len() > max {
+            return reject(
+                &path,
+                format!("must have 1 to {max} dimensions, got {}", items.len()),
+            );
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v.as_f64() {
+                Some(x) if x.is_finite() && (x as f32).is_finite() => Ok(x as f32),
+                _ => reject(&format!("{path}[{i}]"), format!("must be a finite number, got {v}")),
+            })
+            .collect()
+    }
+}
+
+fn parse_uuid(path: &str, value: &Value) -> Result<Uuid> {
+    match value {
+        Value::String(s) => Uuid::parse_str(s)
+            .or_else(|e| reject(path, format!("{} is not a valid UUID: {e}", quote(s)))),
+        other => reject(path, format!("must be a UUID string, got {}", json_kind(other))),
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Quotes a client value for a message, shortened so a huge value cannot flood it.
+fn quote(text: &str) -> String {
+    const MAX: usize = 80;
+    if text.chars().count() <= MAX {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(MAX).collect();
+        format!("{head:?}…")
+    }
+}
+
+fn seconds(us: i64) -> f64 {
+    us as f64 / 1e6
+}

@@ -1,0 +1,221 @@
+//! Composition: builds the store, the analytics service and the router from
+//! [`Settings`], and serves them on an already-bound listener until a shutdown
+//! signal, so production and tests start the server the same way.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::analytics::Analytics;
+use crate::api::auth::{Auth, Token, generate_token};
+use crate::config::Settings;
+use crate::pricing::Catalogue;
+use crate::store::sqlite::SqliteStore;
+use crate::telemetry::Telemetry;
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Arc<SqliteStore>,
+    pub analytics: Arc<Analytics>,
+    pub auth: Arc<Auth>,
+    pub telemetry: Arc<Telemetry>,
+    pub catalogue: Arc<Catalogue>,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("price catalogue: {0}")]
+    Pricing(String),
+    #[error("token file {path}: {message}")]
+    Tokens { path: String, message: String },
+}
+
+/// The name of the file that keeps generated tokens, in the data directory.
+pub const TOKEN_FILE: &str = "tokens.json";
+
+impl AppState {
+    pub fn build(settings: Settings) -> Result<Self, StartError> {
+        let telemetry = Arc::new(Telemetry::new());
+        let catalogue = Arc::new(
+            Catalogue::load(settings.pricing_file.as_deref())
+                .map_err(|e| StartError::Pricing(e.to_string()))?,
+        );
+        let store = Arc::new(SqliteStore::open(
+            &settings.data_dir,
+            catalogue.clone(),
+            telemetry.clone(),
+            settings.max_queued_events,
+        )?);
+        let auth = Arc::new(resolve_tokens(&settings)?);
+        let analytics = Arc::new(Analytics::new(
+            store.clone(),
+            telemetry.clone(),
+            settings.metric_timeout,
+        ));
+        Ok(Self {
+            settings: Arc::new(settings),
+            store,
+            analytics,
+            auth,
+            telemetry,
+            catalogue,
+            shutdown: CancellationToken::new(),
+        })
+    }
+}
+
+/// Serves until `signal` resolves, then drains: stops accepting, lets requests
+/// finish, commits what the writer holds.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = crate::api::router(state.clone());
+    let shutdown = state.shutdown.clone();
+    let graceful = async move {
+        signal.await;
+        tracing::info!("shutdown requested");
+        shutdown.cancel();
+    };
+    let result = axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(graceful)
+        .await;
+    state.store.close().await;
+    tracing::info!("stopped");
+    result
+}
+
+/// Tokens from the settings, else from the token file, else generated and
+/// written there (mode 0600). The tokens themselves are never logged.
+fn resolve_tokens(settings: &Settings) -> Result<Auth, StartError> {
+    let path = settings.data_dir.join(TOKEN_FILE);
+    let stored = read_token_file(&path)?;
+    let mut changed = false;
+    let mut pick = |given: &Option<String>, stored: Option<String>, prefix: &str| {
+        if let Some(token) = given {
+            return Ok(Token::new(token.clone()));
+        }
+        if let Some(token) = stored {
+            return Ok(Token::new(token));
+        }
+        changed = true;
+        generate_token(prefix).map_err(|e| StartError::Tokens {
+            path: path.display().to_string(),
+            message: format!("cannot generate a random token: {e}"),
+        })
+    };
+    let admin = pick(&settings.admin_token, stored.admin_token, "rp_admin_")?;
+    let ingest = pick(&settings.ingest_token, stored.ingest_token, "rp_ingest_")?;
+    if changed {
+        write_token_file(&path, &admin, &ingest)?;
+        tracing::info!(file = %path.display(), "generated tokens; read them from this file");
+    } else if settings.admin_token.is_none() || settings.ingest_token.is_none() {
+        tracing::info!(file = %path.display(), "using tokens from the token file");
+    }
+    Ok(Auth { admin, ingest })
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct TokenFile {
+    admin_token: Option<String>,
+    ingest_token: Option<String>,
+}
+
+fn read_token_file(path: &Path) -> Result<TokenFile, StartError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| StartError::Tokens {
+            path: path.display().to_string(),
+            message: format!("not valid JSON: {e}"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TokenFile::default()),
+        Err(e) => Err(StartError::Tokens {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn write_token_file(path: &Path, admin: &Token, ingest: &Token) -> Result<(), StartError> {
+    let body = TokenFile {
+        admin_token: Some(admin.expose().to_string()),
+        ingest_token: Some(ingest.expose().to_string()),
+    };
+    let text = serde_json::to_string_pretty(&body).map_err(|e| StartError::Tokens {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    write_private(path, text.as_bytes()).map_err(|e| StartError::Tokens {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Creates the file readable by its owner only, before any secret is in it.
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// Reads the tokens a server in `data_dir` uses (for `demo` and tools).
+pub fn stored_tokens(data_dir: &Path) -> Option<(String, String)> {
+    let file = read_token_file(&data_dir.join(TOKEN_FILE)).ok()?;
+    Some((file.admin_token?, file.ingest_token?))
+}
+
+/// Binds the listen address of the settings.
+pub async fn bind(settings: &Settings) -> std::io::Result<TcpListener> {
+    TcpListener::bind(settings.listen).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

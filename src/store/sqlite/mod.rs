@@ -1,0 +1,188 @@
+//! The embedded SQLite backend: one database file in the data directory, a
+//! single writer thread (see `writer`) and a small pool of read connections
+//! used from blocking tasks (see `read`).
+
+mod pool;
+pub mod read;
+pub mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::pricing::Catalogue;
+use crate::store::{AppendOutcome, Batch, StoreError};
+use crate::telemetry::Telemetry;
+use pool::Pool;
+use writer::{WriteRequest, Writer};
+
+pub const DATABASE_FILE: &str = "ragpulse.db";
+/// Batches the writer channel holds; the event semaphore is the real bound.
+const CHANNEL_BATCHES: usize = 1024;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    sender: std::sync::Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    writer_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Events queued or being written; a request that cannot get permits is refused.
+    queued_events: Arc<Semaphore>,
+    max_queued_events: usize,
+    closing: AtomicBool,
+    data_version: Arc<AtomicU64>,
+    pub(crate) pool: Pool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir`, migrates it and
+    /// starts the writer thread.
+    pub fn open(
+        data_dir: &Path,
+        catalogue: Arc<Catalogue>,
+        telemetry: Arc<Telemetry>,
+        max_queued_events: usize,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Open(format!("cannot create data directory {}: {e}", data_dir.display()))
+        })?;
+        restrict_permissions(data_dir);
+        let path = data_dir.join(DATABASE_FILE);
+        let mut conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
+        schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
+        schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
+        let data_version = Arc::new(AtomicU64::new(0));
+        let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
+        let writer = Writer::new(conn, catalogue, telemetry, data_version.clone());
+        let thread = std::thread::Builder::new()
+            .name("ragpulse-writer".to_string())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+        let max = max_queued_events.clamp(1, Semaphore::MAX_PERMITS);
+        Ok(Self {
+            pool: Pool::new(path.clone()),
+            path,
+            sender: std::sync::Mutex::new(Some(sender)),
+            writer_thread: std::sync::Mutex::new(Some(thread)),
+            queued_events: Arc::new(Semaphore::new(max)),
+            max_queued_events: max,
+            closing: AtomicBool::new(false),
+            data_version,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bumped after every commit: part of the cache key of computed answers.
+    pub fn data_version(&self) -> u64 {
+        self.data_version.load(Ordering::Acquire)
+    }
+
+    /// Hands the batch to the writer and waits until it is committed.
+    pub async fn append(&self, batch: Batch) -> Result<AppendOutcome, StoreError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(StoreError::ShuttingDown);
+        }
+        let events = batch.events.len().clamp(1, self.max_queued_events) as u32;
+        let permit = self
+            .queued_events
+            .clone()
+            .try_acquire_many_owned(events)
+            .map_err(|_| StoreError::QueueFull)?;
+        let sender = match self.sender.lock() {
+            Ok(guard) => guard.clone().ok_or(StoreError::ShuttingDown)?,
+            Err(_) => return Err(StoreError::ShuttingDown),
+        };
+        let (reply, answer) = oneshot::channel();
+        sender
+            .try_send(WriteRequest { batch, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => StoreError::ShuttingDown,
+            })?;
+        let outcome = answer.await.map_err(|_| StoreError::ShuttingDown)?;
+        drop(permit);
+        outcome
+    }
+
+    /// Events waiting for the writer right now.
+    pub fn queued_events(&self) -> usize {
+        self.max_queued_events - self.queued_events.available_permits()
+    }
+
+    /// Refuses new batches, lets the writer commit what it has, and waits for it.
+    pub async fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        if let Ok(mut guard) = self.sender.lock() {
+            guard.take();
+        }
+        let thread = self.writer_thread.lock().ok().and_then(|mut g| g.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// A cheap probe that the database answers: for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs `f` on a pooled read connection in a blocking task.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError::Open(format!("cannot open database {}: {e}", path.display()))
+}
+
+fn wrap_open(path: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Open(message) => StoreError::Open(format!("{}: {message}", path.display())),
+        other => StoreError::Open(format!("cannot open database {}: {other}", path.display())),
+    }
+}
+
+/// Read connections never write; `query_only` makes that a guarantee.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    Ok(conn)
+}
+
+#[cfg(unix)]
+fn restrict_permissions(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(error) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        tracing::warn!(%error, dir = %dir.display(), "could not restrict the data directory to its owner");
+    }
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_dir: &Path) {}

@@ -1,0 +1,179 @@
+//! The SQLite schema and its migrations. `PRAGMA application_id` marks a
+//! ragpulse file and `PRAGMA user_version` its schema version, so a foreign or
+//! newer file is refused at start instead of being silently reset.
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+/// "RPLS": identifies a ragpulse database.
+pub const APPLICATION_ID: i64 = 0x5250_4C53;
+
+/// Migration N brings `user_version` from N to N + 1.
+const MIGRATIONS: &[&str] = &[V1];
+
+const V1: &str = r#"
+CREATE TABLE assistants (
+    key INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    registered INTEGER NOT NULL DEFAULT 0,
+    name TEXT,
+    model TEXT
+);
+CREATE TABLE users (
+    key INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    registered INTEGER NOT NULL DEFAULT 0,
+    email TEXT,
+    full_name TEXT
+);
+CREATE TABLE connectors (
+    key INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    registered INTEGER NOT NULL DEFAULT 0,
+    name TEXT
+);
+CREATE TABLE documents (
+    key INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    registered INTEGER NOT NULL DEFAULT 0,
+    connector INTEGER,
+    file_name TEXT,
+    updated_at INTEGER,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE sessions (
+    key INTEGER PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE
+);
+CREATE TABLE step_names (
+    key INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+-- kind: 0 = client label, 1 = question text. Counters are all-time totals kept at ingest.
+CREATE TABLE topics (
+    key INTEGER PRIMARY KEY,
+    assistant INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    norm TEXT NOT NULL,
+    label TEXT,
+    frequency INTEGER NOT NULL DEFAULT 0,
+    last_ts INTEGER,
+    UNIQUE (assistant, kind, norm)
+);
+CREATE TABLE phrasings (
+    key INTEGER PRIMARY KEY,
+    topic INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 0,
+    first_ts INTEGER,
+    last_ts INTEGER,
+    UNIQUE (topic, text)
+);
+-- cost_source: 0 = client cost_usd, 1 = catalogue, 2 = unpriced (cost 0).
+CREATE TABLE interactions (
+    key INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    ts INTEGER NOT NULL,
+    assistant INTEGER NOT NULL,
+    session INTEGER NOT NULL,
+    user INTEGER,
+    topic INTEGER,
+    phrasing INTEGER,
+    model TEXT,
+    provider TEXT,
+    ttft_us INTEGER,
+    total_us INTEGER,
+    cache_hit INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    cost_nusd INTEGER NOT NULL,
+    cost_source INTEGER NOT NULL,
+    price_id TEXT,
+    rerank_before REAL,
+    rerank_after REAL,
+    rerank_improvement_n INTEGER,
+    rerank_position_n INTEGER
+);
+CREATE INDEX interactions_by_ts ON interactions (ts);
+CREATE INDEX interactions_by_assistant_ts ON interactions (assistant, ts);
+-- One row per (interaction, step name), repeats summed; clustered by time for window scans.
+CREATE TABLE steps (
+    ts INTEGER NOT NULL,
+    interaction INTEGER NOT NULL,
+    name INTEGER NOT NULL,
+    assistant INTEGER NOT NULL,
+    first_index INTEGER NOT NULL,
+    occurrences INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    PRIMARY KEY (ts, interaction, name)
+) WITHOUT ROWID;
+CREATE TABLE retrievals (
+    ts INTEGER NOT NULL,
+    interaction INTEGER NOT NULL,
+    document INTEGER NOT NULL,
+    assistant INTEGER NOT NULL,
+    PRIMARY KEY (ts, interaction, document)
+) WITHOUT ROWID;
+CREATE INDEX retrievals_by_document ON retrievals (document, ts);
+-- status: 0 = success, 1 = partial, 2 = failure.
+CREATE TABLE syncs (
+    key INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    connector INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    duration_us INTEGER,
+    documents_synced INTEGER,
+    error TEXT
+);
+CREATE INDEX syncs_by_started_at ON syncs (started_at);
+CREATE TABLE unpriced_models (
+    model TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL
+);
+"#;
+
+/// Per-connection settings: WAL, fsync on every commit (a 2xx survives power loss).
+pub fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    Ok(())
+}
+
+/// Checks that the file is ours (or empty) and applies missing migrations.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let app_id: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    if app_id != APPLICATION_ID && (app_id != 0 || objects > 0) {
+        return Err(StoreError::Open(format!(
+            "the database is not a ragpulse database (application_id {app_id:#x}, {objects} schema objects); \
+             point --data-dir at an empty directory or a ragpulse data directory"
+        )));
+    }
+    let latest = MIGRATIONS.len() as i64;
+    if version > latest {
+        return Err(StoreError::Open(format!(
+            "the database has schema version {version}, newer than this ragpulse knows ({latest}); \
+             run a newer ragpulse"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

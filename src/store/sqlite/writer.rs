@@ -1,0 +1,610 @@
+//! The single writer: one thread owns the write connection and commits the
+//! batches handed to it in groups, one transaction (one fsync) per group, so
+//! concurrent requests share the cost of durability. A request is answered
+//! only after its group committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::ingest::event::*;
+use crate::pricing::Catalogue;
+use crate::store::{AppendOutcome, Batch, StoreError};
+use crate::telemetry::Telemetry;
+use crate::topics::{TopicKey, topic_key};
+
+/// Stop gathering more batches into one transaction past this many events:
+/// keeps the latency of the first request in a group bounded.
+const GROUP_MAX_EVENTS: usize = 50_000;
+/// Key caches are dropped past this size: memory stays bounded, lookups fall back to SQL.
+const CACHE_MAX_ENTRIES: usize = 1_000_000;
+
+pub struct WriteRequest {
+    pub batch: Batch,
+    pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// Cost provenance stored with each interaction.
+const COST_CLIENT: i64 = 0;
+const COST_CATALOGUE: i64 = 1;
+const COST_UNPRICED: i64 = 2;
+
+pub struct Writer {
+    conn: Connection,
+    catalogue: Arc<Catalogue>,
+    telemetry: Arc<Telemetry>,
+    data_version: Arc<AtomicU64>,
+    caches: Caches,
+}
+
+/// Surrogate keys already resolved. Only valid for committed rows, so they are
+/// cleared whenever a transaction rolls back.
+#[derive(Default)]
+struct Caches {
+    assistants: HashMap<Uuid, i64>,
+    users: HashMap<Uuid, i64>,
+    connectors: HashMap<Uuid, i64>,
+    documents: HashMap<Uuid, i64>,
+    sessions: HashMap<String, i64>,
+    step_names: HashMap<String, i64>,
+    topics: HashMap<(i64, TopicKey), i64>,
+    phrasings: HashMap<(i64, String), i64>,
+    assistant_models: HashMap<i64, Option<String>>,
+}
+
+impl Caches {
+    fn len(&self) -> usize {
+        self.assistants.len()
+            + self.users.len()
+            + self.connectors.len()
+            + self.documents.len()
+            + self.sessions.len()
+            + self.step_names.len()
+            + self.topics.len()
+            + self.phrasings.len()
+            + self.assistant_models.len()
+    }
+}
+
+/// Registry tables share one shape: `key`, `id` (16-byte UUID), `registered`.
+#[derive(Clone, Copy)]
+enum Registry {
+    Assistants,
+    Users,
+    Connectors,
+    Documents,
+}
+
+impl Registry {
+    fn table(self) -> &'static str {
+        match self {
+            Registry::Assistants => "assistants",
+            Registry::Users => "users",
+            Registry::Connectors => "connectors",
+            Registry::Documents => "documents",
+        }
+    }
+
+    fn cache(self, caches: &mut Caches) -> &mut HashMap<Uuid, i64> {
+        match self {
+            Registry::Assistants => &mut caches.assistants,
+            Registry::Users => &mut caches.users,
+            Registry::Connectors => &mut caches.connectors,
+            Registry::Documents => &mut caches.documents,
+        }
+    }
+}
+
+impl Writer {
+    pub fn new(
+        conn: Connection,
+        catalogue: Arc<Catalogue>,
+        telemetry: Arc<Telemetry>,
+        data_version: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            conn,
+            catalogue,
+            telemetry,
+            data_version,
+            caches: Caches::default(),
+        }
+    }
+
+    /// Runs until every sender is gone, then returns (the channel drains first).
+    pub fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut group = vec![first];
+            let mut events = group[0].batch.events.len();
+            while events < GROUP_MAX_EVENTS {
+                match rx.try_recv() {
+                    Ok(next) => {
+                        events += next.batch.events.len();
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.telemetry.writer_queue_depth.set(rx.len() as i64);
+            self.commit_group(group);
+        }
+        tracing::info!("writer stopped: every queued batch is committed");
+    }
+
+    fn commit_group(&mut self, group: Vec<WriteRequest>) {
+        let started = std::time::Instant::now();
+        let batches: Vec<&Batch> = group.iter().map(|r| &r.batch).collect();
+        let result = self.write(&batches);
+        self.telemetry
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok((outcomes, unpriced)) => {
+                self.data_version.fetch_add(1, Ordering::Release);
+                for model in unpriced {
+                    self.telemetry.count_unpriced(&model);
+                }
+                for (request, outcome) in group.into_iter().zip(outcomes) {
+                    self.telemetry.count_outcome(&outcome);
+                    let _ = request.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                // Keys cached during the failed transaction point at rolled-back rows.
+                self.caches = Caches::default();
+                let unavailable = StoreError::Sqlite(error).is_unavailable();
+                tracing::error!(unavailable, "ingest commit failed; the group was rolled back");
+                self.telemetry.commit_failures.inc();
+                for request in group {
+                    let _ = request.reply.send(Err(StoreError::Commit { unavailable }));
+                }
+            }
+        }
+        if self.caches.len() > CACHE_MAX_ENTRIES {
+            self.caches = Caches::default();
+        }
+    }
+
+    /// One transaction for the whole group.
+    fn write(
+        &mut self,
+        batches: &[&Batch],
+    ) -> Result<(Vec<AppendOutcome>, Vec<String>), rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        let mut apply = Apply {
+            tx: &tx,
+            caches: &mut self.caches,
+            catalogue: &self.catalogue,
+            unpriced: Vec::new(),
+        };
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let mut outcome = AppendOutcome::default();
+            for (_, event) in &batch.events {
+                if apply.event(event)? {
+                    outcome.accepted += 1;
+                } else {
+                    outcome.duplicates += 1;
+                }
+            }
+            outcomes.push(outcome);
+        }
+        let unpriced = std::mem::take(&mut apply.unpriced);
+        tx.commit()?;
+        Ok((outcomes, unpriced))
+    }
+}
+
+/// Applies events inside one open transaction.
+struct Apply<'t> {
+    tx: &'t Transaction<'t>,
+    caches: &'t mut Caches,
+    catalogue: &'t Catalogue,
+    /// Models of unpriced interactions written in this transaction.
+    unpriced: Vec<String>,
+}
+
+type SqlResult<T> = Result<T, rusqlite::Error>;
+
+impl Apply<'_> {
+    /// True when stored or upserted, false for a duplicate.
+    fn event(&mut self, event: &Event) -> SqlResult<bool> {
+        match event {
+            Event::Interaction(e) => self.interaction(e),
+            Event::ConnectorSync(e) => self.sync(e),
+            Event::Assistant(e) => self.assistant(e).map(|_| true),
+            Event::User(e) => self.user(e).map(|_| true),
+            Event::Connector(e) => self.connector(e).map(|_| true),
+            Event::Document(e) => self.document(e).map(|_| true),
+        }
+    }
+
+    /// The surrogate key of an entity id, registering a placeholder row when unseen.
+    fn key(&mut self, registry: Registry, id: Uuid) -> SqlResult<i64> {
+        if let Some(&key) = registry.cache(self.caches).get(&id) {
+            return Ok(key);
+        }
+        let table = registry.table();
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached(&format!("SELECT key FROM {table} WHERE id = ?1"))?
+            .query_row([id.as_bytes()], |r| r.get(0))
+            .optional()?;
+        let key = match found {
+            Some(key) => key,
+            None => {
+                self.tx
+                    .prepare_cached(&format!("INSERT INTO {table} (id) VALUES (?1)"))?
+                    .execute([id.as_bytes()])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        registry.cache(self.caches).insert(id, key);
+        Ok(key)
+    }
+
+    fn named_key(&mut self, table: &str, column: &str, text: &str) -> SqlResult<i64> {
+        let cache = match table {
+            "sessions" => &mut self.caches.sessions,
+            _ => &mut self.caches.step_names,
+        };
+        if let Some(&key) = cache.get(text) {
+            return Ok(key);
+        }
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached(&format!("SELECT key FROM {table} WHERE {column} = ?1"))?
+            .query_row([text], |r| r.get(0))
+            .optional()?;
+        let key = match found {
+            Some(key) => key,
+            None => {
+                self.tx
+                    .prepare_cached(&format!("INSERT INTO {table} ({column}) VALUES (?1)"))?
+                    .execute([text])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        let cache = match table {
+            "sessions" => &mut self.caches.sessions,
+            _ => &mut self.caches.step_names,
+        };
+        cache.insert(text.to_string(), key);
+        Ok(key)
+    }
+
+    /// Marks the entity registered and writes the fields the event carries.
+    fn upsert(
+        &mut self,
+        registry: Registry,
+        id: Uuid,
+        fields: &[(&str, Option<rusqlite::types::Value>)],
+    ) -> SqlResult<i64> {
+        let key = self.key(registry, id)?;
+        let mut sql = format!("UPDATE {} SET registered = 1", registry.table());
+        let mut values: Vec<rusqlite::types::Value> = vec![key.into()];
+        for (column, value) in fields {
+            if let Some(value) = value {
+                values.push(value.clone());
+                sql.push_str(&format!(", {column} = ?{}", values.len()));
+            }
+        }
+        sql.push_str(" WHERE key = ?1");
+        self.tx
+            .prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(values))?;
+        Ok(key)
+    }
+
+    fn assistant(&mut self, e: &AssistantEvent) -> SqlResult<()> {
+        let key = self.upsert(
+            Registry::Assistants,
+            e.id,
+            &[("name", text_patch(&e.name)), ("model", text_patch(&e.model))],
+        )?;
+        self.caches.assistant_models.remove(&key);
+        Ok(())
+    }
+
+    fn user(&mut self, e: &UserEvent) -> SqlResult<()> {
+        self.upsert(
+            Registry::Users,
+            e.id,
+            &[
+                ("email", text_patch(&e.email)),
+                ("full_name", text_patch(&e.full_name)),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn connector(&mut self, e: &ConnectorEvent) -> SqlResult<()> {
+        self.upsert(Registry::Connectors, e.id, &[("name", text_patch(&e.name))])
+            .map(drop)
+    }
+
+    fn document(&mut self, e: &DocumentEvent) -> SqlResult<()> {
+        let connector = match &e.connector_id {
+            Patch::Keep => None,
+            Patch::Clear => Some(rusqlite::types::Value::Null),
+            Patch::Set(id) => Some(self.key(Registry::Connectors, *id)?.into()),
+        };
+        let updated_at = e
+            .updated_at
+            .as_update()
+            .map(|v| v.map_or(rusqlite::types::Value::Null, |t| (*t).into()));
+        let deleted = e
+            .deleted
+            .as_update()
+            .map(|v| rusqlite::types::Value::from(i64::from(v.copied().unwrap_or(false))));
+        self.upsert(
+            Registry::Documents,
+            e.id,
+            &[
+                ("connector", connector),
+                ("file_name", text_patch(&e.file_name)),
+                ("updated_at", updated_at),
+                ("deleted", deleted),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn sync(&mut self, e: &SyncEvent) -> SqlResult<bool> {
+        let connector = self.key(Registry::Connectors, e.connector_id)?;
+        let status = match e.status {
+            SyncStatus::Success => 0,
+            SyncStatus::Partial => 1,
+            SyncStatus::Failure => 2,
+        };
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO syncs (id, connector, status, started_at, duration_us, documents_synced, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                e.id.as_bytes(),
+                connector,
+                status,
+                e.started_at,
+                e.duration_us,
+                e.documents_synced,
+                e.error
+            ])?;
+        Ok(inserted == 1)
+    }
+
+    fn assistant_model(&mut self, assistant: i64) -> SqlResult<Option<String>> {
+        if let Some(model) = self.caches.assistant_models.get(&assistant) {
+            return Ok(model.clone());
+        }
+        let model: Option<String> = self
+            .tx
+            .prepare_cached("SELECT model FROM assistants WHERE key = ?1")?
+            .query_row([assistant], |r| r.get(0))
+            .optional()?
+            .flatten();
+        self.caches.assistant_models.insert(assistant, model.clone());
+        Ok(model)
+    }
+
+    /// (cost in nano-dollars, provenance, price entry id, unpriced model name).
+    fn price(
+        &mut self,
+        e: &InteractionEvent,
+        assistant: i64,
+    ) -> SqlResult<(i64, i64, Option<String>, Option<String>)> {
+        if let Some(cost) = e.cost_nusd {
+            return Ok((cost, COST_CLIENT, None, None));
+        }
+        let model = match &e.model {
+            Some(model) => Some(model.clone()),
+            None => self.assistant_model(assistant)?,
+        };
+        let Some(model) = model else {
+            return Ok((0, COST_UNPRICED, None, Some(String::from("(none)"))));
+        };
+        match self.catalogue.lookup(&model, e.timestamp) {
+            Some(entry) => Ok((
+                entry.cost_nusd(e.input_tokens, e.cached_input_tokens, e.output_tokens),
+                COST_CATALOGUE,
+                Some(entry.id.clone()),
+                None,
+            )),
+            None => Ok((0, COST_UNPRICED, None, Some(model))),
+        }
+    }
+
+    fn topic(&mut self, assistant: i64, e: &InteractionEvent) -> SqlResult<Option<i64>> {
+        let Some(key) = topic_key(e.topic.as_deref(), e.question.as_deref()) else {
+            return Ok(None);
+        };
+        let cache_key = (assistant, key);
+        if let Some(&topic) = self.caches.topics.get(&cache_key) {
+            return Ok(Some(topic));
+        }
+        let (assistant, key) = cache_key;
+        let kind = key.kind as i64;
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT key FROM topics WHERE assistant = ?1 AND kind = ?2 AND norm = ?3")?
+            .query_row(params![assistant, kind, key.norm], |r| r.get(0))
+            .optional()?;
+        let topic = match found {
+            Some(topic) => topic,
+            None => {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO topics (assistant, kind, norm, label) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![assistant, kind, key.norm, e.topic])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        self.caches.topics.insert((assistant, key), topic);
+        Ok(Some(topic))
+    }
+
+    fn phrasing(&mut self, topic: i64, question: &str) -> SqlResult<i64> {
+        let cache_key = (topic, question.to_string());
+        if let Some(&key) = self.caches.phrasings.get(&cache_key) {
+            return Ok(key);
+        }
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT key FROM phrasings WHERE topic = ?1 AND text = ?2")?
+            .query_row(params![topic, question], |r| r.get(0))
+            .optional()?;
+        let key = match found {
+            Some(key) => key,
+            None => {
+                self.tx
+                    .prepare_cached("INSERT INTO phrasings (topic, text) VALUES (?1, ?2)")?
+                    .execute(params![topic, question])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        self.caches.phrasings.insert(cache_key, key);
+        Ok(key)
+    }
+
+    fn interaction(&mut self, e: &InteractionEvent) -> SqlResult<bool> {
+        let assistant = self.key(Registry::Assistants, e.assistant_id)?;
+        let session = self.named_key("sessions", "sid", &e.session_id)?;
+        let user = e
+            .user_id
+            .map(|id| self.key(Registry::Users, id))
+            .transpose()?;
+        let topic = self.topic(assistant, e)?;
+        let phrasing = match (topic, &e.question) {
+            (Some(topic), Some(question)) => Some(self.phrasing(topic, question)?),
+            _ => None,
+        };
+        let (cost, source, price_id, unpriced) = self.price(e, assistant)?;
+        let rerank = e.rerank.as_ref();
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO interactions (
+                    id, ts, assistant, session, user, topic, phrasing, model, provider,
+                    ttft_us, total_us, cache_hit, input_tokens, output_tokens, cached_input_tokens,
+                    cost_nusd, cost_source, price_id,
+                    rerank_before, rerank_after, rerank_improvement_n, rerank_position_n)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+            )?
+            .execute(params![
+                e.id.as_bytes(),
+                e.timestamp,
+                assistant,
+                session,
+                user,
+                topic,
+                phrasing,
+                e.model,
+                e.provider,
+                e.ttft_us,
+                e.total_duration_us,
+                e.cache_hit,
+                e.input_tokens,
+                e.output_tokens,
+                e.cached_input_tokens,
+                cost,
+                source,
+                price_id,
+                rerank.and_then(|r| r.score_before),
+                rerank.and_then(|r| r.score_after),
+                rerank.and_then(|r| r.improvement_n),
+                rerank.and_then(|r| r.position_n),
+            ])?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        let key = self.tx.last_insert_rowid();
+        self.children(key, assistant, e)?;
+        self.count_topic(topic, phrasing, e.timestamp)?;
+        if let Some(model) = unpriced {
+            self.record_unpriced(&model, e.timestamp)?;
+        }
+        Ok(true)
+    }
+
+    /// Steps and retrieved documents, with the interaction's time and assistant
+    /// copied in so window scans need no join.
+    fn children(&mut self, interaction: i64, assistant: i64, e: &InteractionEvent) -> SqlResult<()> {
+        for step in &e.steps {
+            let name = self.named_key("step_names", "name", &step.name)?;
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO steps (ts, interaction, name, assistant, first_index, occurrences,
+                                        duration_us, input_tokens, output_tokens)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    e.timestamp,
+                    interaction,
+                    name,
+                    assistant,
+                    step.first_index,
+                    step.occurrences,
+                    step.duration_us,
+                    step.tokens.map(|t| t.0),
+                    step.tokens.map(|t| t.1),
+                ])?;
+        }
+        for document in &e.retrieved_document_ids {
+            let document = self.key(Registry::Documents, *document)?;
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO retrievals (ts, interaction, document, assistant) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![e.timestamp, interaction, document, assistant])?;
+        }
+        Ok(())
+    }
+
+    /// All-time topic and phrasing totals, so all-time trending needs no scan.
+    fn count_topic(&mut self, topic: Option<i64>, phrasing: Option<i64>, ts: i64) -> SqlResult<()> {
+        if let Some(topic) = topic {
+            self.tx
+                .prepare_cached(
+                    "UPDATE topics SET frequency = frequency + 1,
+                        last_ts = max(coalesce(last_ts, ?2), ?2) WHERE key = ?1",
+                )?
+                .execute(params![topic, ts])?;
+        }
+        if let Some(phrasing) = phrasing {
+            self.tx
+                .prepare_cached(
+                    "UPDATE phrasings SET count = count + 1,
+                        first_ts = min(coalesce(first_ts, ?2), ?2),
+                        last_ts = max(coalesce(last_ts, ?2), ?2) WHERE key = ?1",
+                )?
+                .execute(params![phrasing, ts])?;
+        }
+        Ok(())
+    }
+
+    fn record_unpriced(&mut self, model: &str, ts: i64) -> SqlResult<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO unpriced_models (model, count, first_seen, last_seen) VALUES (?1, 1, ?2, ?2)
+                 ON CONFLICT (model) DO UPDATE SET count = count + 1,
+                    first_seen = min(first_seen, excluded.first_seen),
+                    last_seen = max(last_seen, excluded.last_seen)",
+            )?
+            .execute(params![model, ts])?;
+        self.unpriced.push(model.to_string());
+        Ok(())
+    }
+}
+
+fn text_patch(patch: &Patch<String>) -> Option<rusqlite::types::Value> {
+    patch
+        .as_update()
+        .map(|v| v.map_or(rusqlite::types::Value::Null, |s| s.clone().into()))
+}

@@ -1,0 +1,138 @@
+//! Prometheus counters and histograms served at `/metrics`. One registry per
+//! server instance (not a global), so several servers in one test process
+//! keep separate counts. Label values that come from clients are capped.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::store::AppendOutcome;
+
+/// At most this many distinct client-supplied label values; the rest are `other`.
+const MAX_CLIENT_LABELS: usize = 100;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabel {
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricLabel {
+    pub metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+pub struct Telemetry {
+    registry: Registry,
+    pub events_accepted: Counter,
+    pub events_duplicate: Counter,
+    pub events_rejected: Family<ReasonLabel, Counter>,
+    pub unpriced: Family<ModelLabel, Counter>,
+    unpriced_seen: Mutex<HashSet<String>>,
+    pub writer_queue_depth: Gauge,
+    pub commit_seconds: Histogram,
+    pub commit_failures: Counter,
+    pub metric_failures: Family<MetricLabel, Counter>,
+    pub metric_seconds: Family<MetricLabel, Histogram>,
+    pub requests: Family<RouteLabel, Histogram>,
+    pub ingest_overloaded: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ragpulse");
+        let t = Self {
+            events_accepted: Counter::default(),
+            events_duplicate: Counter::default(),
+            events_rejected: Family::default(),
+            unpriced: Family::default(),
+            unpriced_seen: Mutex::new(HashSet::new()),
+            writer_queue_depth: Gauge::default(),
+            commit_seconds: latency_histogram(),
+            commit_failures: Counter::default(),
+            metric_failures: Family::default(),
+            metric_seconds: Family::new_with_constructor(latency_histogram),
+            requests: Family::new_with_constructor(latency_histogram),
+            ingest_overloaded: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("events_accepted", "Events stored or upserted", t.events_accepted.clone());
+        registry.register("events_duplicate", "Interactions and syncs skipped as already stored", t.events_duplicate.clone());
+        registry.register("events_rejected", "Events rejected, by reason", t.events_rejected.clone());
+        registry.register("unpriced_interactions", "Interactions stored with cost 0 because their model has no price", t.unpriced.clone());
+        registry.register("writer_queue_depth", "Batches waiting for the writer", t.writer_queue_depth.clone());
+        registry.register("commit_seconds", "Time to write and fsync one group of batches", t.commit_seconds.clone());
+        registry.register("commit_failures", "Groups of batches whose commit failed", t.commit_failures.clone());
+        registry.register("metric_failures", "Metric computations that failed or timed out", t.metric_failures.clone());
+        registry.register("metric_seconds", "Time to compute one metric", t.metric_seconds.clone());
+        registry.register("http_request_seconds", "HTTP request latency by matched route", t.requests.clone());
+        registry.register("ingest_overloaded", "Ingest requests refused with 503 because the write queue was full", t.ingest_overloaded.clone());
+        Self { registry, ..t }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(%error, "could not encode metrics");
+        }
+        out
+    }
+
+    pub fn count_outcome(&self, outcome: &AppendOutcome) {
+        self.events_accepted.inc_by(outcome.accepted as u64);
+        self.events_duplicate.inc_by(outcome.duplicates as u64);
+    }
+
+    pub fn count_rejection(&self, reason: &str) {
+        self.events_rejected
+            .get_or_create(&ReasonLabel { reason: reason.to_string() })
+            .inc();
+    }
+
+    pub fn count_unpriced(&self, model: &str) {
+        let label = self.capped(model);
+        self.unpriced.get_or_create(&ModelLabel { model: label }).inc();
+    }
+
+    fn capped(&self, model: &str) -> String {
+        let Ok(mut seen) = self.unpriced_seen.lock() else {
+            return "other".to_string();
+        };
+        if seen.contains(model) {
+            return model.to_string();
+        }
+        if seen.len() < MAX_CLIENT_LABELS {
+            seen.insert(model.to_string());
+            return model.to_string();
+        }
+        "other".to_string()
+    }
+}
