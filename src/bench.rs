@@ -21,38 +21,101 @@ const INGEST: &str = "bench-ingest-token-0123456789";
 
 #[allow(clippy::print_stdout)]
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let temp = tempfile::Builder::new().prefix("ragpulse-bench-").tempdir()?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
-    println!("building {} interactions over {} days for {} assistants...", args.interactions, args.days, args.assistants);
+    let temp = tempfile::Builder::new()
+        .prefix("ragpulse-bench-")
+        .tempdir()?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    println!(
+        "building {} interactions over {} days for {} assistants...",
+        args.interactions, args.days, args.assistants
+    );
     let dataset = tokio::task::spawn_blocking({
-        let args = BenchArgs { data_dir: None, ..args_clone(&args) };
+        let args = BenchArgs {
+            data_dir: None,
+            ..args_clone(&args)
+        };
         move || build_dataset(&args)
     })
     .await??;
     let mut server = Server::start(&data_dir)?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
-    post(&client, &server.url, &dataset.registry).await?;
-    println!("ingesting {} batches of {} from {} clients...", dataset.batches.len(), args.batch, args.clients);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    for chunk in &dataset.registry {
+        post(&client, &server.url, chunk).await?;
+    }
+    println!(
+        "ingesting {} batches of {} from {} clients...",
+        dataset.batches.len(),
+        args.batch,
+        args.clients
+    );
     let ingest = ingest_all(&client, &server.url, dataset.batches, args.clients).await?;
     let rate = dataset.interactions as f64 / ingest.as_secs_f64();
-    let first = dataset.assistants.first().map(|a| a.to_string()).unwrap_or_default();
+    let first = dataset
+        .assistants
+        .first()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let default_ms = time_calls(&client, &server.url, "", args.calls).await?;
-    let scoped_ms = time_calls(&client, &server.url, &format!("?assistant_id={first}"), args.calls).await?;
+    let scoped_ms = time_calls(
+        &client,
+        &server.url,
+        &format!("?assistant_id={first}"),
+        args.calls,
+    )
+    .await?;
     let rss = server.peak_rss_kib();
     let size = dir_size(&data_dir);
     server.stop();
     println!();
     println!("| figure | value |");
     println!("|---|---|");
-    println!("| interactions | {} over {} days, {} assistants |", dataset.interactions, args.days, args.assistants);
-    println!("| ingest | {:.0} interactions/s ({:.1} s, batches of {}, {} clients, HTTP, fsync per group commit) |", rate, ingest.as_secs_f64(), args.batch, args.clients);
-    println!("| /advanced defaults | p50 {:.1} ms, p95 {:.1} ms ({} calls) |", pct(&default_ms, 0.5), pct(&default_ms, 0.95), args.calls);
-    println!("| /advanced assistant_id | p50 {:.1} ms, p95 {:.1} ms ({} calls) |", pct(&scoped_ms, 0.5), pct(&scoped_ms, 0.95), args.calls);
-    println!("| server peak RSS | {} |", rss.map_or("unknown".to_string(), |k| format!("{:.0} MiB", k as f64 / 1024.0)));
+    println!(
+        "| interactions | {} over {} days, {} assistants |",
+        dataset.interactions, args.days, args.assistants
+    );
+    println!(
+        "| ingest | {:.0} interactions/s ({:.1} s, batches of {}, {} clients, HTTP, fsync per group commit) |",
+        rate,
+        ingest.as_secs_f64(),
+        args.batch,
+        args.clients
+    );
+    println!(
+        "| /advanced defaults | p50 {:.1} ms, p95 {:.1} ms ({} calls) |",
+        pct(&default_ms, 0.5),
+        pct(&default_ms, 0.95),
+        args.calls
+    );
+    println!(
+        "| /advanced assistant_id | p50 {:.1} ms, p95 {:.1} ms ({} calls) |",
+        pct(&scoped_ms, 0.5),
+        pct(&scoped_ms, 0.95),
+        args.calls
+    );
+    println!(
+        "| server peak RSS | {} |",
+        rss.map_or("unknown".to_string(), |k| format!(
+            "{:.0} MiB",
+            k as f64 / 1024.0
+        ))
+    );
     println!("| data directory | {:.0} MiB |", size as f64 / 1048576.0);
     println!();
-    println!("reproduce: cargo run --release -- bench --interactions {} --days {} --assistants {} --batch {} --clients {} --calls {} --seed {}",
-        args.interactions, args.days, args.assistants, args.batch, args.clients, args.calls, args.seed);
+    println!(
+        "reproduce: cargo run --release -- bench --interactions {} --days {} --assistants {} --batch {} --clients {} --calls {} --seed {}",
+        args.interactions,
+        args.days,
+        args.assistants,
+        args.batch,
+        args.clients,
+        args.calls,
+        args.seed
+    );
     drop(temp);
     Ok(())
 }
@@ -71,7 +134,7 @@ fn args_clone(a: &BenchArgs) -> BenchArgs {
 }
 
 struct Dataset {
-    registry: Vec<u8>,
+    registry: Vec<Vec<u8>>,
     batches: Vec<Vec<u8>>,
     interactions: u64,
     assistants: Vec<uuid::Uuid>,
@@ -81,9 +144,18 @@ struct Dataset {
 fn build_dataset(args: &BenchArgs) -> anyhow::Result<Dataset> {
     let now = Timestamp::now().micros() - 60_000_000;
     let span = i64::from(args.days.max(1)) * MICROS_PER_DAY;
-    let shape = Shape { assistants: args.assistants.max(1) as usize, users: 5_000, documents: 20_000, seed: args.seed };
+    let shape = Shape {
+        assistants: args.assistants.max(1) as usize,
+        users: 5_000,
+        documents: 20_000,
+        seed: args.seed,
+    };
     let mut generator = Generator::new(&shape, now);
-    let registry = ndjson(&generator.registry_events())?;
+    let registry = generator
+        .registry_events()
+        .chunks(args.batch.max(1))
+        .map(ndjson)
+        .collect::<anyhow::Result<_>>()?;
     let n = args.interactions.max(1);
     let mut batches = Vec::new();
     let mut batch = Vec::with_capacity(args.batch);
@@ -101,7 +173,12 @@ fn build_dataset(args: &BenchArgs) -> anyhow::Result<Dataset> {
     if !batch.is_empty() {
         batches.push(ndjson(&batch)?);
     }
-    Ok(Dataset { registry, batches, interactions: n, assistants: generator.assistant_ids() })
+    Ok(Dataset {
+        registry,
+        batches,
+        interactions: n,
+        assistants: generator.assistant_ids(),
+    })
 }
 
 fn ndjson(events: &[serde_json::Value]) -> anyhow::Result<Vec<u8>> {
@@ -125,22 +202,37 @@ async fn post(client: &reqwest::Client, url: &str, body: &[u8]) -> anyhow::Resul
         match response.status().as_u16() {
             200 => return Ok(()),
             503 => tokio::time::sleep(Duration::from_millis(50)).await,
-            status => bail!("ingest answered {status}: {}", response.text().await.unwrap_or_default()),
+            status => bail!(
+                "ingest answered {status}: {}",
+                response.text().await.unwrap_or_default()
+            ),
         }
     }
 }
 
-async fn ingest_all(client: &reqwest::Client, url: &str, batches: Vec<Vec<u8>>, clients: usize) -> anyhow::Result<Duration> {
+async fn ingest_all(
+    client: &reqwest::Client,
+    url: &str,
+    batches: Vec<Vec<u8>>,
+    clients: usize,
+) -> anyhow::Result<Duration> {
     let batches = Arc::new(batches);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients.max(1) {
-        let (client, url, batches, next) = (client.clone(), url.to_string(), batches.clone(), next.clone());
+        let (client, url, batches, next) = (
+            client.clone(),
+            url.to_string(),
+            batches.clone(),
+            next.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = batches.get(i) else { return Ok::<(), anyhow::Error>(()) };
+                let Some(body) = batches.get(i) else {
+                    return Ok::<(), anyhow::Error>(());
+                };
                 post(&client, &url, body).await?;
             }
         }));
@@ -151,18 +243,30 @@ async fn ingest_all(client: &reqwest::Client, url: &str, batches: Vec<Vec<u8>>, 
     Ok(started.elapsed())
 }
 
-async fn time_calls(client: &reqwest::Client, url: &str, query: &str, calls: usize) -> anyhow::Result<Vec<f64>> {
+async fn time_calls(
+    client: &reqwest::Client,
+    url: &str,
+    query: &str,
+    calls: usize,
+) -> anyhow::Result<Vec<f64>> {
     let target = format!("{url}/api/v1/analytics/advanced{query}");
     let mut times = Vec::with_capacity(calls);
     for i in 0..calls.max(1) + 3 {
         // Different ttft_hours per call defeat the one-second shared cache: each call computes.
-        let call = format!("{target}{}ttft_hours={}", if query.is_empty() { "?" } else { "&" }, 24 + (i % 100));
+        let call = format!(
+            "{target}{}ttft_hours={}",
+            if query.is_empty() { "?" } else { "&" },
+            24 + (i % 100)
+        );
         let started = Instant::now();
         let response = client.get(&call).bearer_auth(ADMIN).send().await?;
         let status = response.status();
         let body = response.bytes().await?;
         if !status.is_success() {
-            bail!("/advanced answered {status}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "/advanced answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         if i >= 3 {
             times.push(started.elapsed().as_secs_f64() * 1e3);
@@ -182,7 +286,13 @@ fn pct(values: &[f64], q: f64) -> f64 {
 
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -196,7 +306,15 @@ impl Server {
     fn start(data_dir: &Path) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the ragpulse binary")?;
         let mut child = Command::new(exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--ingest-token", INGEST])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-token",
+                ADMIN,
+                "--ingest-token",
+                INGEST,
+            ])
             .arg("--data-dir")
             .arg(data_dir)
             .env("RUST_LOG", "warn")

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use crate::config::ServerArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "ragpulse", version, about = "Analytics server for RAG assistant platforms")]
+#[command(
+    name = "ragpulse",
+    version,
+    about = "Analytics server for RAG assistant platforms"
+)]
 pub struct Cli {
     /// Config file (TOML); default ./ragpulse.toml when present
     #[arg(long, global = true, env = "RAGPULSE_CONFIG")]

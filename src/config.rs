@@ -195,7 +195,11 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ragpulse.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\ndata_dir = \"/from/file\"\nbroadcast_interval = 3\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\ndata_dir = \"/from/file\"\nbroadcast_interval = 3\n",
+        )
+        .unwrap();
         let flags = ServerArgs {
             data_dir: Some(PathBuf::from("/from/flag")),
             ..Default::default()
@@ -212,11 +216,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ragpulse.toml");
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
-        let err = Settings::load(ServerArgs::default(), Some(&path)).unwrap_err().to_string();
+        let err = Settings::load(ServerArgs::default(), Some(&path))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lisen"), "{err}");
-        let zero = ServerArgs { broadcast_interval: Some(0), ..Default::default() };
+        let zero = ServerArgs {
+            broadcast_interval: Some(0),
+            ..Default::default()
+        };
         assert!(Settings::from_args(zero).is_err());
-        let weak = ServerArgs { admin_token: Some("short".into()), ..Default::default() };
-        assert!(Settings::from_args(weak).unwrap_err().to_string().contains("16 characters"));
+        let weak = ServerArgs {
+            admin_token: Some("short".into()),
+            ..Default::default()
+        };
+        assert!(
+            Settings::from_args(weak)
+                .unwrap_err()
+                .to_string()
+                .contains("16 characters")
+        );
     }
 }

@@ -32,8 +32,13 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| std::path::PathBuf::from("ragpulse-data"));
     let catalogue = Arc::new(Catalogue::load(args.pricing_file.as_deref())?);
-    let store = SqliteStore::open(&data_dir, catalogue, Arc::new(Telemetry::new()), usize::MAX >> 1)
-        .with_context(|| format!("failed to open data directory {}", data_dir.display()))?;
+    let store = SqliteStore::open(
+        &data_dir,
+        catalogue,
+        Arc::new(Telemetry::new()),
+        usize::MAX >> 1,
+    )
+    .with_context(|| format!("failed to open data directory {}", data_dir.display()))?;
     let (reader, size): (Box<dyn Read + Send>, u64) = if args.file.as_os_str() == "-" {
         (Box::new(std::io::stdin()), 0)
     } else {
@@ -62,9 +67,9 @@ fn progress(size: u64, quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(size);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
-    ) {
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)")
+    {
         bar.set_style(style);
     }
     bar
@@ -89,7 +94,11 @@ pub async fn import(
         }
         match serde_json::from_str::<Value>(&line) {
             Ok(value) => batch.push((number, value)),
-            Err(e) => reject(&mut summary, number, &format!("line is not valid JSON: {e}")),
+            Err(e) => reject(
+                &mut summary,
+                number,
+                &format!("line is not valid JSON: {e}"),
+            ),
         }
         if batch.len() >= batch_size {
             flush(store, &mut batch, &limits, &mut summary).await?;

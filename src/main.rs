@@ -45,7 +45,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = server::bind(&state.settings)
         .await
         .with_context(|| format!("failed to listen on {}", state.settings.listen))?;
-    let addr = listener.local_addr().context("failed to read the bound address")?;
+    let addr = listener
+        .local_addr()
+        .context("failed to read the bound address")?;
     // Tests and scripts read this line from stdout to learn the port.
     println!("ragpulse listening on http://{addr}");
     server::serve(listener, state, server::shutdown_signal())

@@ -83,17 +83,61 @@ impl Telemetry {
             ingest_overloaded: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("events_accepted", "Events stored or upserted", t.events_accepted.clone());
-        registry.register("events_duplicate", "Interactions and syncs skipped as already stored", t.events_duplicate.clone());
-        registry.register("events_rejected", "Events rejected, by reason", t.events_rejected.clone());
-        registry.register("unpriced_interactions", "Interactions stored with cost 0 because their model has no price", t.unpriced.clone());
-        registry.register("writer_queue_depth", "Batches waiting for the writer", t.writer_queue_depth.clone());
-        registry.register("commit_seconds", "Time to write and fsync one group of batches", t.commit_seconds.clone());
-        registry.register("commit_failures", "Groups of batches whose commit failed", t.commit_failures.clone());
-        registry.register("metric_failures", "Metric computations that failed or timed out", t.metric_failures.clone());
-        registry.register("metric_seconds", "Time to compute one metric", t.metric_seconds.clone());
-        registry.register("http_request_seconds", "HTTP request latency by matched route", t.requests.clone());
-        registry.register("ingest_overloaded", "Ingest requests refused with 503 because the write queue was full", t.ingest_overloaded.clone());
+        registry.register(
+            "events_accepted",
+            "Events stored or upserted",
+            t.events_accepted.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Interactions and syncs skipped as already stored",
+            t.events_duplicate.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Events rejected, by reason",
+            t.events_rejected.clone(),
+        );
+        registry.register(
+            "unpriced_interactions",
+            "Interactions stored with cost 0 because their model has no price",
+            t.unpriced.clone(),
+        );
+        registry.register(
+            "writer_queue_depth",
+            "Batches waiting for the writer",
+            t.writer_queue_depth.clone(),
+        );
+        registry.register(
+            "commit_seconds",
+            "Time to write and fsync one group of batches",
+            t.commit_seconds.clone(),
+        );
+        registry.register(
+            "commit_failures",
+            "Groups of batches whose commit failed",
+            t.commit_failures.clone(),
+        );
+        registry.register(
+            "metric_failures",
+            "Metric computations that failed or timed out",
+            t.metric_failures.clone(),
+        );
+        registry.register(
+            "metric_seconds",
+            "Time to compute one metric",
+            t.metric_seconds.clone(),
+        );
+        registry.register(
+            "http_request_seconds",
+            "HTTP request latency by matched route",
+            t.requests.clone(),
+        );
+        registry.register(
+            "ingest_overloaded",
+            "Ingest requests refused with 503 because the write queue was full",
+            t.ingest_overloaded.clone(),
+        );
         Self { registry, ..t }
     }
 
@@ -113,13 +157,17 @@ impl Telemetry {
 
     pub fn count_rejection(&self, reason: &str) {
         self.events_rejected
-            .get_or_create(&ReasonLabel { reason: reason.to_string() })
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
             .inc();
     }
 
     pub fn count_unpriced(&self, model: &str) {
         let label = self.capped(model);
-        self.unpriced.get_or_create(&ModelLabel { model: label }).inc();
+        self.unpriced
+            .get_or_create(&ModelLabel { model: label })
+            .inc();
     }
 
     fn capped(&self, model: &str) -> String {

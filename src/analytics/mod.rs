@@ -137,7 +137,8 @@ impl Analytics {
         now: Timestamp,
     ) -> Result<Vec<StepBreakdown>, MetricError> {
         let w = Window::last(now.0, days * MICROS_PER_DAY, assistant);
-        self.run("step_breakdown", move |c| read::steps(c, &w)).await
+        self.run("step_breakdown", move |c| read::steps(c, &w))
+            .await
     }
 
     pub async fn cache(
@@ -194,7 +195,8 @@ impl Analytics {
         now: Timestamp,
     ) -> Result<Vec<AssistantCost>, MetricError> {
         let w = Window::last(now.0, hours * MICROS_PER_HOUR, assistant);
-        self.run("assistant_costs", move |c| read::costs(c, &w)).await
+        self.run("assistant_costs", move |c| read::costs(c, &w))
+            .await
     }
 
     pub async fn utilization(
@@ -269,7 +271,11 @@ impl Analytics {
         shared.entry(key).or_default().clone()
     }
 
-    async fn compute_advanced(&self, p: AdvancedParams, now: Timestamp) -> AdvancedAnalyticsResponse {
+    async fn compute_advanced(
+        &self,
+        p: AdvancedParams,
+        now: Timestamp,
+    ) -> AdvancedAnalyticsResponse {
         let a = p.assistant;
         let (ttft, steps, cache, sessions, trending, diversity) = tokio::join!(
             self.ttft(p.ttft_hours, a, now),

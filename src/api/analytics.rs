@@ -49,7 +49,10 @@ const ASSISTANT: &str = "assistant_id";
         (status = 422, body = super::docs::ValidationDetail),
     ),
     security(("bearer" = [])))]
-pub async fn advanced(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn advanced(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = advanced_params(raw.as_deref())?;
     let now = Timestamp::now();
     Ok(json(state.analytics.advanced(params, now).await))
@@ -78,7 +81,10 @@ pub fn advanced_params(raw: Option<&str>) -> Result<AdvancedParams, ApiError> {
     responses((status = 200, description = "Zeros when there is no value (as the original)", body = TtftPercentiles),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
     security(("bearer" = [])))]
-pub async fn ttft(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn ttft(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let hours = q.int("hours", 24, 1, 168);
     let assistant = q.uuid(ASSISTANT);
@@ -105,7 +111,10 @@ pub async fn ttft(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
     responses((status = 200, body = [TrendingTopic]),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
     security(("bearer" = [])))]
-pub async fn trending(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn trending(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let assistant = q.uuid(ASSISTANT);
     let limit = q.int("limit", 10, 1, 50);
@@ -127,7 +136,10 @@ pub async fn trending(State(state): State<AppState>, RawQuery(raw): RawQuery) ->
     responses((status = 200, description = "Per assistant. Unpriced models cost 0 and are listed at /api/v1/pricing/unpriced; add a price with --pricing-file.", body = [AssistantCost]),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
     security(("bearer" = [])))]
-pub async fn costs(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn costs(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let hours = q.int("hours", 24, 1, 168);
     let assistant = q.uuid(ASSISTANT);
@@ -160,7 +172,10 @@ pub async fn freshness(State(state): State<AppState>) -> Result<Response, ApiErr
     responses((status = 200, body = [StepBreakdown]),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
     security(("bearer" = [])))]
-pub async fn steps(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn steps(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let days = q.int("days", 7, 1, 90);
     let assistant = q.uuid(ASSISTANT);
@@ -181,7 +196,10 @@ pub async fn steps(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Re
     responses((status = 200, description = "`null` when no interaction in the window", body = Option<CacheMetrics>),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
     security(("bearer" = [])))]
-pub async fn cache(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn cache(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let hours = q.int("hours", 24, 1, 168);
     let assistant = q.uuid(ASSISTANT);
@@ -202,7 +220,10 @@ pub async fn cache(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Re
     responses((status = 200, body = [SessionDistribution]),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
     security(("bearer" = [])))]
-pub async fn sessions(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn sessions(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let days = q.int("days", 7, 1, 90);
     let assistant = q.uuid(ASSISTANT);
@@ -223,7 +244,10 @@ pub async fn sessions(State(state): State<AppState>, RawQuery(raw): RawQuery) ->
     responses((status = 200, description = "`null` when no question", body = Option<TopicDiversity>),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
     security(("bearer" = [])))]
-pub async fn diversity(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn diversity(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let days = q.optional_int("days", 1, 365);
     let assistant = q.uuid(ASSISTANT);
@@ -246,7 +270,10 @@ pub async fn diversity(State(state): State<AppState>, RawQuery(raw): RawQuery) -
     responses((status = 200, body = [DocumentUtilization]),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
     security(("bearer" = [])))]
-pub async fn utilization(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn utilization(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let days = q.int("days", 30, 1, 90);
     let status = q.choice("status", &["hot", "warm", "cold"]);
@@ -275,7 +302,10 @@ pub async fn utilization(State(state): State<AppState>, RawQuery(raw): RawQuery)
     responses((status = 200, body = [UserStat]),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
     security(("bearer" = [])))]
-pub async fn users(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn users(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let days = q.int("days", 30, 1, 90);
     let limit = q.int("limit", 10, 1, 100);
@@ -297,7 +327,10 @@ pub async fn users(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Re
     responses((status = 200, description = "`null` when no interaction carries rerank data", body = Option<RerankingImpact>),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
     security(("bearer" = [])))]
-pub async fn reranking(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn reranking(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let hours = q.int("hours", 24, 1, 168);
     let assistant = q.uuid(ASSISTANT);
@@ -315,7 +348,10 @@ pub async fn reranking(State(state): State<AppState>, RawQuery(raw): RawQuery) -
     responses((status = 200, body = [ConnectorSyncRate]),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
     security(("bearer" = [])))]
-pub async fn sync(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn sync(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let days = q.int("days", 7, 1, 90);
     q.finish()?;

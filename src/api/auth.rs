@@ -83,14 +83,16 @@ impl Auth {
 }
 
 fn missing() -> ApiError {
-    ApiError::Unauthorized(
-        "missing token: send Authorization: Bearer <token>".to_string(),
-    )
+    ApiError::Unauthorized("missing token: send Authorization: Bearer <token>".to_string())
 }
 
 /// The token of `Authorization: Bearer <token>`.
 pub fn bearer(request: &Request) -> Option<&str> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -105,7 +107,11 @@ pub fn query_token(request: &Request) -> Option<String> {
         .last()
 }
 
-pub async fn admin_only(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn admin_only(
+    State(auth): State<Arc<Auth>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     auth.require_admin(bearer(&request))?;
     Ok(next.run(request).await)
 }
@@ -122,7 +128,11 @@ pub async fn admin_header_or_query(
     Ok(next.run(request).await)
 }
 
-pub async fn ingest_only(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn ingest_only(
+    State(auth): State<Arc<Auth>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     auth.require_ingest(bearer(&request))?;
     Ok(next.run(request).await)
 }
@@ -149,12 +159,24 @@ mod tests {
     fn roles_follow_the_token() {
         let a = auth();
         assert!(a.require_admin(Some("admin-secret")).is_ok());
-        assert!(matches!(a.require_admin(Some("ingest-secret")), Err(ApiError::Forbidden(_))));
-        assert!(matches!(a.require_admin(Some("admin-secre")), Err(ApiError::Unauthorized(_))));
-        assert!(matches!(a.require_admin(None), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(
+            a.require_admin(Some("ingest-secret")),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            a.require_admin(Some("admin-secre")),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            a.require_admin(None),
+            Err(ApiError::Unauthorized(_))
+        ));
         assert!(a.require_ingest(Some("ingest-secret")).is_ok());
         assert!(a.require_ingest(Some("admin-secret")).is_ok());
-        assert!(matches!(a.require_ingest(Some("")), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(
+            a.require_ingest(Some("")),
+            Err(ApiError::Unauthorized(_))
+        ));
     }
 
     #[test]

@@ -48,7 +48,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1/analytics", analytics)
         .route("/api/v1/pricing", get(pricing::catalogue))
         .route("/api/v1/pricing/unpriced", get(pricing::unpriced))
-        .route_layer(middleware::from_fn_with_state(auth.clone(), auth::admin_only));
+        .route_layer(middleware::from_fn_with_state(
+            auth.clone(),
+            auth::admin_only,
+        ));
     let ingest = Router::new()
         .route("/api/v1/ingest", post(crate::ingest::ingest))
         .route_layer(middleware::from_fn_with_state(auth, auth::ingest_only));
@@ -64,7 +67,10 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
     with_common_layers(app, state)
 }
 

@@ -38,7 +38,7 @@ pub async fn catalogue(State(state): State<AppState>) -> Response {
 pub async fn unpriced(State(state): State<AppState>) -> Result<Response, ApiError> {
     let models = state
         .store
-        .read(|conn| crate::store::sqlite::read::unpriced_models(conn))
+        .read(crate::store::sqlite::read::unpriced_models)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(models).into_response())

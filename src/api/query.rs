@@ -183,7 +183,10 @@ mod tests {
         assert_eq!(parse_int("abc"), None);
         assert_eq!(parse_int(""), None);
         assert_eq!(parse_int("1e3"), None);
-        assert_eq!(parse_int("99999999999999999999999999999999999999999"), Some(i128::MAX));
+        assert_eq!(
+            parse_int("99999999999999999999999999999999999999999"),
+            Some(i128::MAX)
+        );
     }
 
     #[test]
@@ -192,8 +195,10 @@ mod tests {
         assert_eq!(q.int("ttft_hours", 24, 1, 168), 24);
         assert_eq!(
             detail(q),
-            vec![json!({"type":"less_than_equal","loc":["query","ttft_hours"],
-                "msg":"Input should be less than or equal to 168","input":"169","ctx":{"le":168}})]
+            vec![
+                json!({"type":"less_than_equal","loc":["query","ttft_hours"],
+                "msg":"Input should be less than or equal to 168","input":"169","ctx":{"le":168}})
+            ]
         );
         let mut q = Query::parse(Some("hours=0"));
         q.int("hours", 24, 1, 168);
@@ -221,8 +226,14 @@ mod tests {
         assert_eq!(q.choice("status", &["hot", "warm", "cold"]), None);
         assert_eq!(q.uuid("assistant_id"), None);
         let entries = detail(q);
-        assert_eq!(entries[0]["msg"], json!("Input should be 'hot', 'warm' or 'cold'"));
-        assert_eq!(entries[0]["ctx"], json!({"expected": "'hot', 'warm' or 'cold'"}));
+        assert_eq!(
+            entries[0]["msg"],
+            json!("Input should be 'hot', 'warm' or 'cold'")
+        );
+        assert_eq!(
+            entries[0]["ctx"],
+            json!({"expected": "'hot', 'warm' or 'cold'"})
+        );
         assert_eq!(entries[1]["type"], json!("uuid_parsing"));
         let msg = entries[1]["msg"].as_str().unwrap();
         assert!(msg.starts_with("Input should be a valid UUID, "), "{msg}");

@@ -13,30 +13,90 @@ use crate::time::{MICROS_PER_DAY, Timestamp};
 
 /// Groups of paraphrases: each group is one topic as a person would see it.
 const QUESTIONS: &[&[&str]] = &[
-    &["How do I reset my password?", "how can i reset my password", "Reset password how?", "I forgot my password, how do I reset it?"],
+    &[
+        "How do I reset my password?",
+        "how can i reset my password",
+        "Reset password how?",
+        "I forgot my password, how do I reset it?",
+    ],
     &["How do I reset my router?", "Router reset steps?"],
-    &["What is the refund policy?", "Can I get a refund?", "refund policy"],
-    &["How do I change my billing address?", "Update billing address", "Where do I change the address on my invoices?"],
-    &["How do I export my data?", "Export data to CSV", "Can I download all my data?"],
-    &["What are the API rate limits?", "API rate limit", "How many requests per minute can I make?"],
-    &["How do I invite a teammate?", "Add a user to my workspace", "invite teammate"],
-    &["How do I enable two-factor authentication?", "Turn on 2FA", "set up two factor auth"],
-    &["What regions do you host data in?", "Where is my data stored?"],
-    &["How do I cancel my subscription?", "Cancel subscription", "How can I stop my plan?"],
+    &[
+        "What is the refund policy?",
+        "Can I get a refund?",
+        "refund policy",
+    ],
+    &[
+        "How do I change my billing address?",
+        "Update billing address",
+        "Where do I change the address on my invoices?",
+    ],
+    &[
+        "How do I export my data?",
+        "Export data to CSV",
+        "Can I download all my data?",
+    ],
+    &[
+        "What are the API rate limits?",
+        "API rate limit",
+        "How many requests per minute can I make?",
+    ],
+    &[
+        "How do I invite a teammate?",
+        "Add a user to my workspace",
+        "invite teammate",
+    ],
+    &[
+        "How do I enable two-factor authentication?",
+        "Turn on 2FA",
+        "set up two factor auth",
+    ],
+    &[
+        "What regions do you host data in?",
+        "Where is my data stored?",
+    ],
+    &[
+        "How do I cancel my subscription?",
+        "Cancel subscription",
+        "How can I stop my plan?",
+    ],
     &["Is there an on-premise version?", "Can we self-host?"],
-    &["How do I connect Confluence?", "Confluence integration setup"],
-    &["Why is my sync failing?", "Sync keeps failing", "connector sync error"],
+    &[
+        "How do I connect Confluence?",
+        "Confluence integration setup",
+    ],
+    &[
+        "Why is my sync failing?",
+        "Sync keeps failing",
+        "connector sync error",
+    ],
     &["What file types can I upload?", "Supported file formats?"],
     &["How do I rotate an API key?", "Regenerate API key"],
     &["What is the SLA?", "uptime guarantee?"],
-    &["How is usage billed?", "How does pricing work?", "What do I pay per seat?"],
+    &[
+        "How is usage billed?",
+        "How does pricing work?",
+        "What do I pay per seat?",
+    ],
     &["How do I delete my account?", "Delete account permanently"],
-    &["Can I change my plan mid-cycle?", "Upgrade plan in the middle of the month"],
-    &["How do I set up SSO with Okta?", "Okta SSO", "SAML single sign-on setup"],
+    &[
+        "Can I change my plan mid-cycle?",
+        "Upgrade plan in the middle of the month",
+    ],
+    &[
+        "How do I set up SSO with Okta?",
+        "Okta SSO",
+        "SAML single sign-on setup",
+    ],
     &["Where are the audit logs?", "Show audit log"],
-    &["How do I restore a deleted document?", "Recover deleted file"],
+    &[
+        "How do I restore a deleted document?",
+        "Recover deleted file",
+    ],
     &["What is the maximum file size?", "File size limit?"],
-    &["How do I change the assistant's tone?", "Make answers more formal"],
+    &[
+        "How do I change the assistant's tone?",
+        "Make answers more formal",
+    ],
     &["Does it support German?", "Which languages are supported?"],
 ];
 
@@ -53,9 +113,21 @@ const ASSISTANTS: &[(&str, &str)] = &[
     ("Partner portal", "acme-internal-llm-v2"),
 ];
 
-const CONNECTORS: &[&str] = &["Confluence", "Google Drive", "SharePoint", "Notion", "Zendesk"];
-const FIRST_NAMES: &[&str] = &["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis", "Radia", "Leslie"];
-const LAST_NAMES: &[&str] = &["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton", "Ritchie", "Perlman", "Lamport"];
+const CONNECTORS: &[&str] = &[
+    "Confluence",
+    "Google Drive",
+    "SharePoint",
+    "Notion",
+    "Zendesk",
+];
+const FIRST_NAMES: &[&str] = &[
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis",
+    "Radia", "Leslie",
+];
+const LAST_NAMES: &[&str] = &[
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton",
+    "Ritchie", "Perlman", "Lamport",
+];
 const EXTENSIONS: &[&str] = &["pdf", "docx", "md", "html", "pptx"];
 
 /// Shape of a generated world.
@@ -69,7 +141,12 @@ pub struct Shape {
 
 impl Default for Shape {
     fn default() -> Self {
-        Self { assistants: 6, users: 120, documents: 400, seed: 42 }
+        Self {
+            assistants: 6,
+            users: 120,
+            documents: 400,
+            seed: 42,
+        }
     }
 }
 
@@ -115,7 +192,11 @@ impl Generator {
         let assistants: Vec<Assistant> = (0..shape.assistants.max(1))
             .map(|i| {
                 let (name, model) = ASSISTANTS[i % ASSISTANTS.len()];
-                let name = if i < ASSISTANTS.len() { name.to_string() } else { format!("{name} {}", i / ASSISTANTS.len() + 1) };
+                let name = if i < ASSISTANTS.len() {
+                    name.to_string()
+                } else {
+                    format!("{name} {}", i / ASSISTANTS.len() + 1)
+                };
                 Assistant {
                     id: random_uuid(&mut rng),
                     name,
@@ -132,21 +213,26 @@ impl Generator {
                 let last = LAST_NAMES[(i / FIRST_NAMES.len() + i) % LAST_NAMES.len()];
                 (
                     random_uuid(&mut rng),
-                    format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), i),
+                    format!(
+                        "{}.{}{}@example.com",
+                        first.to_lowercase(),
+                        last.to_lowercase(),
+                        i
+                    ),
                     format!("{first} {last}"),
                 )
             })
             .collect();
         let connectors: Vec<(Uuid, String)> = CONNECTORS
             .iter()
-            .enumerate()
-            .map(|(_, name)| (random_uuid(&mut rng), name.to_string()))
+            .map(|name| (random_uuid(&mut rng), name.to_string()))
             .collect();
         let documents: Vec<(Uuid, usize, String, Option<i64>, bool)> = (0..shape.documents.max(1))
             .map(|i| {
                 // Ages from hours to a year, skewed young; a few unknown.
                 let age_days = rng.random::<f64>().powi(2) * 365.0;
-                let updated = (rng.random::<f64>() > 0.03).then(|| now - (age_days * MICROS_PER_DAY as f64) as i64);
+                let updated = (rng.random::<f64>() > 0.03)
+                    .then(|| now - (age_days * MICROS_PER_DAY as f64) as i64);
                 let ext = EXTENSIONS[i % EXTENSIONS.len()];
                 (
                     random_uuid(&mut rng),
@@ -194,8 +280,10 @@ impl Generator {
         }
         for (id, connector, file, updated, deleted) in &self.documents {
             let updated = updated.map(|t| Timestamp(t).to_rfc3339());
-            events.push(json!({"type": "document", "id": id, "connector_id": self.connectors[*connector].0,
-                "file_name": file, "updated_at": updated, "deleted": deleted}));
+            events.push(
+                json!({"type": "document", "id": id, "connector_id": self.connectors[*connector].0,
+                "file_name": file, "updated_at": updated, "deleted": deleted}),
+            );
         }
         events
     }
@@ -226,7 +314,11 @@ impl Generator {
         });
         let assistant = self.pick_assistant.pick(&mut self.rng);
         self.sessions.push(Session {
-            id: format!("web-{:x}-{}", self.namespace.as_u128() as u32, self.session_counter),
+            id: format!(
+                "web-{:x}-{}",
+                self.namespace.as_u128() as u32,
+                self.session_counter
+            ),
             user: user.flatten(),
             assistant,
             remaining,
@@ -250,10 +342,20 @@ impl Generator {
         let phrasing = self.pick_phrasing[group].pick(&mut self.rng);
         let question = QUESTIONS[group][phrasing];
         let a = &self.assistants[assistant_index];
-        let (assistant_id, model, reranks, median, cache_rate) = (a.id, a.model.clone(), a.reranks, a.ttft_median, a.cache_rate);
+        let (assistant_id, model, reranks, median, cache_rate) = (
+            a.id,
+            a.model.clone(),
+            a.reranks,
+            a.ttft_median,
+            a.cache_rate,
+        );
         let cache_hit = self.rng.random::<f64>() < cache_rate;
         let input_tokens: i64 = self.rng.random_range(600..4200);
-        let cached = if self.rng.random::<f64>() < 0.3 { input_tokens / 2 } else { 0 };
+        let cached = if self.rng.random::<f64>() < 0.3 {
+            input_tokens / 2
+        } else {
+            0
+        };
         let output_tokens: i64 = self.rng.random_range(40..900);
         let mut steps = Vec::new();
         let embed = self.rng.random_range(0.008..0.04);
@@ -276,8 +378,10 @@ impl Generator {
         } else {
             let first = lognormal(&mut self.rng, median, 0.55).max(elapsed + 0.01);
             let generation = first + output_tokens as f64 * self.rng.random_range(0.004..0.012);
-            steps.push(json!({"name": "synthesis", "duration_s": round6(generation - elapsed),
-                "input_tokens": input_tokens, "output_tokens": output_tokens}));
+            steps.push(
+                json!({"name": "synthesis", "duration_s": round6(generation - elapsed),
+                "input_tokens": input_tokens, "output_tokens": output_tokens}),
+            );
             (json!(round6(first)), generation)
         };
         if self.rng.random::<f64>() < 0.15 {
@@ -306,7 +410,13 @@ impl Generator {
         // Each connector has its own reliability.
         let failure_rate = [0.02, 0.08, 0.25, 0.05, 0.12][connector % 5];
         let roll = self.rng.random::<f64>();
-        let status = if roll < failure_rate { "failure" } else if roll < failure_rate + 0.05 { "partial" } else { "success" };
+        let status = if roll < failure_rate {
+            "failure"
+        } else if roll < failure_rate + 0.05 {
+            "partial"
+        } else {
+            "success"
+        };
         let id = self.next_id("sync");
         json!({"type": "connector_sync", "id": id, "connector_id": self.connectors[connector].0,
             "status": status, "started_at": Timestamp(ts).to_rfc3339(),
@@ -334,7 +444,18 @@ fn random_uuid(rng: &mut SmallRng) -> Uuid {
 }
 
 fn topic_slug(i: usize) -> &'static str {
-    const SLUGS: &[&str] = &["handbook", "billing-faq", "security-policy", "api-reference", "onboarding", "release-notes", "sso-guide", "pricing", "runbook", "architecture"];
+    const SLUGS: &[&str] = &[
+        "handbook",
+        "billing-faq",
+        "security-policy",
+        "api-reference",
+        "onboarding",
+        "release-notes",
+        "sso-guide",
+        "pricing",
+        "runbook",
+        "architecture",
+    ];
     SLUGS[i % SLUGS.len()]
 }
 
@@ -359,7 +480,9 @@ impl Zipf {
     fn pick(&self, rng: &mut SmallRng) -> usize {
         let total = self.cdf.last().copied().unwrap_or(0.0);
         let target = rng.random::<f64>() * total;
-        self.cdf.partition_point(|&c| c < target).min(self.cdf.len() - 1)
+        self.cdf
+            .partition_point(|&c| c < target)
+            .min(self.cdf.len() - 1)
     }
 }
 

@@ -23,7 +23,11 @@ pub async fn run(args: DemoArgs, config: Option<&Path>) -> anyhow::Result<()> {
     // Without --data-dir the demo lives in a temporary directory, removed on exit.
     let temp = match args.server.data_dir {
         Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("ragpulse-demo-").tempdir()?),
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("ragpulse-demo-")
+                .tempdir()?,
+        ),
     };
     let mut server_args = args.server.clone();
     if let Some(temp) = &temp {
@@ -39,7 +43,11 @@ pub async fn run(args: DemoArgs, config: Option<&Path>) -> anyhow::Result<()> {
         },
         now,
     );
-    tracing::info!(days = args.days, per_day = args.per_day, "generating synthetic history");
+    tracing::info!(
+        days = args.days,
+        per_day = args.per_day,
+        "generating synthetic history"
+    );
     load_history(&state, &mut generator, args.days, args.per_day, now).await?;
     let listener = server::bind(&state.settings)
         .await
@@ -95,7 +103,10 @@ async fn store_events(
         let values = chunk.iter().cloned().enumerate().collect();
         let answer = ingest_values(&state.store, values, limits).await?;
         if let Some(first) = answer.rejected.first() {
-            anyhow::bail!("the demo generator produced an invalid event: {}", first.error);
+            anyhow::bail!(
+                "the demo generator produced an invalid event: {}",
+                first.error
+            );
         }
     }
     Ok(())
@@ -115,7 +126,7 @@ async fn live_traffic(state: AppState, mut generator: Generator, rate: f64) {
         n += 1;
         let now = Timestamp::now().micros();
         let mut events = vec![generator.interaction(now)];
-        if n % 120 == 0 {
+        if n.is_multiple_of(120) {
             events.push(generator.sync(now));
         }
         let values = events.into_iter().enumerate().collect();
@@ -130,13 +141,21 @@ async fn live_traffic(state: AppState, mut generator: Generator, rate: f64) {
 #[allow(clippy::print_stdout)]
 fn print_welcome(addr: &str, state: &AppState, generator: &Generator) {
     let token = state.auth.admin.expose();
-    let assistant = generator.assistant_ids().first().map(|a| a.to_string()).unwrap_or_default();
+    let assistant = generator
+        .assistant_ids()
+        .first()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     println!("ragpulse listening on http://{addr}");
     println!();
     println!("  Dashboard      http://{addr}/?token={token}");
     println!("  API docs       http://{addr}/docs");
-    println!("  All metrics    curl -H 'Authorization: Bearer {token}' http://{addr}/api/v1/analytics/advanced");
-    println!("  One assistant  curl -H 'Authorization: Bearer {token}' 'http://{addr}/api/v1/analytics/advanced?assistant_id={assistant}'");
+    println!(
+        "  All metrics    curl -H 'Authorization: Bearer {token}' http://{addr}/api/v1/analytics/advanced"
+    );
+    println!(
+        "  One assistant  curl -H 'Authorization: Bearer {token}' 'http://{addr}/api/v1/analytics/advanced?assistant_id={assistant}'"
+    );
     println!("  Ingest token   {}", state.auth.ingest.expose());
     println!("  Data directory {}", state.settings.data_dir.display());
     println!();

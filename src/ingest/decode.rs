@@ -33,7 +33,12 @@ pub enum Format {
 impl Format {
     /// From a `Content-Type` header value, parameters (`; charset=utf-8`) ignored.
     pub fn from_content_type(value: &str) -> Option<Self> {
-        let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "application/json" => Some(Format::Json),
             "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
@@ -76,7 +81,10 @@ pub fn decode(
         Format::Json => json_events(bytes)?,
         Format::Ndjson => ndjson_events(bytes),
     };
-    let events = slots.iter().filter(|s| !matches!(s, Err(e) if e.is_empty())).count();
+    let events = slots
+        .iter()
+        .filter(|s| !matches!(s, Err(e) if e.is_empty()))
+        .count();
     if events > limits.max_events {
         return Err(DecodeError::TooLarge(format!(
             "the batch has {events} events, more than the limit of {}; split it into smaller requests",
@@ -169,7 +177,12 @@ mod tests {
         assert!(is_blank(&slots[1]));
         assert_eq!(slots[2], Err("line is not a JSON object".to_string()));
         assert!(is_blank(&slots[3]));
-        assert!(slots[4].as_ref().unwrap_err().starts_with("line is not valid JSON"));
+        assert!(
+            slots[4]
+                .as_ref()
+                .unwrap_err()
+                .starts_with("line is not valid JSON")
+        );
         assert!(slots[5].is_ok());
     }
 
@@ -188,14 +201,26 @@ mod tests {
         assert_eq!(slots.len(), 1);
 
         let bomb = gz(&vec![b' '; 2048]);
-        let limits = BodyLimits { max_body_bytes: 1024, max_events: 10 };
-        assert!(matches!(decode(&bomb, true, Format::Json, &limits), Err(DecodeError::TooLarge(_))));
-        assert!(matches!(decode(b"garbage", true, Format::Json, &limits), Err(DecodeError::BadBody(_))));
+        let limits = BodyLimits {
+            max_body_bytes: 1024,
+            max_events: 10,
+        };
+        assert!(matches!(
+            decode(&bomb, true, Format::Json, &limits),
+            Err(DecodeError::TooLarge(_))
+        ));
+        assert!(matches!(
+            decode(b"garbage", true, Format::Json, &limits),
+            Err(DecodeError::BadBody(_))
+        ));
     }
 
     #[test]
     fn too_many_events_is_too_large_but_blank_lines_do_not_count() {
-        let limits = BodyLimits { max_body_bytes: 1 << 20, max_events: 2 };
+        let limits = BodyLimits {
+            max_body_bytes: 1 << 20,
+            max_events: 2,
+        };
         let ok = decode(b"{}\n\n\n{}\n", false, Format::Ndjson, &limits).unwrap();
         assert_eq!(ok.len(), 4);
         let err = decode(b"{}\n{}\n{}\n", false, Format::Ndjson, &limits).unwrap_err();
@@ -204,8 +229,14 @@ mod tests {
 
     #[test]
     fn content_types_are_matched_on_their_essence() {
-        assert_eq!(Format::from_content_type("application/json; charset=utf-8"), Some(Format::Json));
-        assert_eq!(Format::from_content_type("Application/X-NDJSON"), Some(Format::Ndjson));
+        assert_eq!(
+            Format::from_content_type("application/json; charset=utf-8"),
+            Some(Format::Json)
+        );
+        assert_eq!(
+            Format::from_content_type("Application/X-NDJSON"),
+            Some(Format::Ndjson)
+        );
         assert_eq!(Format::from_content_type("text/plain"), None);
     }
 }

@@ -5,7 +5,6 @@ pub mod decode;
 pub mod event;
 pub mod validate;
 
-
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -260,7 +259,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         let is_limit = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if is_limit {
-            ApiError::PayloadTooLarge(format!("the body is larger than the limit of {limit} bytes"))
+            ApiError::PayloadTooLarge(format!(
+                "the body is larger than the limit of {limit} bytes"
+            ))
         } else {
             ApiError::BadRequest(format!("could not read the body: {e}"))
         }
@@ -275,7 +276,10 @@ mod tests {
     fn rejection_reasons_drop_indices_and_are_bounded() {
         assert_eq!(rejection_reason("steps[3].name: bad"), "steps.name");
         assert_eq!(rejection_reason("timestamp: bad"), "timestamp");
-        assert_eq!(rejection_reason("event must be a JSON object, got a number"), "event");
+        assert_eq!(
+            rejection_reason("event must be a JSON object, got a number"),
+            "event"
+        );
         assert_eq!(rejection_reason("line is not valid JSON: x"), "event");
     }
 }

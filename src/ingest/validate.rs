@@ -62,7 +62,12 @@ pub fn validate(value: &Value, limits: &EventLimits, now_us: i64) -> Result<Even
     };
     let kind = match obj.get("type") {
         Some(Value::String(kind)) => kind.as_str(),
-        Some(other) => return reject("type", format!("must be a string, got {}", json_kind(other))),
+        Some(other) => {
+            return reject(
+                "type",
+                format!("must be a string, got {}", json_kind(other)),
+            );
+        }
         None => return reject("type", "is required"),
     };
     match kind {
@@ -174,9 +179,13 @@ fn interaction(f: &Fields) -> Result<InteractionEvent> {
         provider: f.optional_text("provider")?,
         ttft_us,
         total_duration_us,
-        cache_hit: f.optional(&"cache_hit", |f, k| f.boolean(k))?.unwrap_or(false),
+        cache_hit: f
+            .optional(&"cache_hit", |f, k| f.boolean(k))?
+            .unwrap_or(false),
         input_tokens,
-        output_tokens: f.optional(&"output_tokens", |f, k| f.count(k))?.unwrap_or(0),
+        output_tokens: f
+            .optional(&"output_tokens", |f, k| f.count(k))?
+            .unwrap_or(0),
         cached_input_tokens,
         cost_nusd: f.optional(&"cost_usd", |f, k| f.cost(k))?,
         steps: steps(f)?,
@@ -192,7 +201,11 @@ fn steps(f: &Fields) -> Result<Vec<StepEvent>> {
     if items.len() > f.limits.max_steps {
         return reject(
             &f.path("steps"),
-            format!("has {} steps, more than the limit of {}", items.len(), f.limits.max_steps),
+            format!(
+                "has {} steps, more than the limit of {}",
+                items.len(),
+                f.limits.max_steps
+            ),
         );
     }
     let mut out: Vec<StepEvent> = Vec::new();
@@ -250,7 +263,10 @@ fn check_step_name(path: &str, name: &str) -> Result<()> {
     if !valid {
         return reject(
             path,
-            format!("{} may only contain a-z, 0-9, '_', '.' and '-'", quote(name)),
+            format!(
+                "{} may only contain a-z, 0-9, '_', '.' and '-'",
+                quote(name)
+            ),
         );
     }
     Ok(())
@@ -298,8 +314,12 @@ fn rerank(f: &Fields) -> Result<RerankEvent> {
     Ok(RerankEvent {
         score_before,
         score_after,
-        improvement_n: improvement.map(|v| nano_units(&f.path("score_improvement"), v)).transpose()?,
-        position_n: position.map(|v| nano_units(&f.path("position_change"), v)).transpose()?,
+        improvement_n: improvement
+            .map(|v| nano_units(&f.path("score_improvement"), v))
+            .transpose()?,
+        position_n: position
+            .map(|v| nano_units(&f.path("position_change"), v))
+            .transpose()?,
     })
 }
 
@@ -350,7 +370,11 @@ impl<'a> Fields<'a> {
     }
 
     /// Absent keeps, null clears, a value sets.
-    fn patch<T>(&self, key: &&str, parse: impl FnOnce(&Self, &str) -> Result<T>) -> Result<Patch<T>> {
+    fn patch<T>(
+        &self,
+        key: &&str,
+        parse: impl FnOnce(&Self, &str) -> Result<T>,
+    ) -> Result<Patch<T>> {
         match self.obj.get(*key) {
             None => Ok(Patch::Keep),
             Some(Value::Null) => Ok(Patch::Clear),
@@ -365,9 +389,7 @@ impl<'a> Fields<'a> {
     /// A trimmed string; blank counts as absent.
     fn optional_text(&self, key: &str) -> Result<Option<String>> {
         let text = self.optional(&key, |f, k| f.string(k))?;
-        Ok(text
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty()))
+        Ok(text.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
     }
 
     fn child(&self, key: &str) -> Result<Fields<'a>> {
@@ -378,7 +400,10 @@ impl<'a> Fields<'a> {
                 limits: self.limits,
                 now_us: self.now_us,
             }),
-            other => reject(&self.path(key), format!("must be an object, got {}", json_kind(other))),
+            other => reject(
+                &self.path(key),
+                format!("must be an object, got {}", json_kind(other)),
+            ),
         }
     }
 
@@ -391,7 +416,10 @@ impl<'a> Fields<'a> {
                 limits: self.limits,
                 now_us: self.now_us,
             }),
-            other => reject(&prefix, format!("must be an object, got {}", json_kind(other))),
+            other => reject(
+                &prefix,
+                format!("must be an object, got {}", json_kind(other)),
+            ),
         }
     }
 
@@ -406,7 +434,10 @@ impl<'a> Fields<'a> {
                 ),
             ),
             Value::String(s) => Ok(s.clone()),
-            other => reject(&self.path(key), format!("must be a string, got {}", json_kind(other))),
+            other => reject(
+                &self.path(key),
+                format!("must be a string, got {}", json_kind(other)),
+            ),
         }
     }
 
@@ -417,14 +448,20 @@ impl<'a> Fields<'a> {
     fn boolean(&self, key: &str) -> Result<bool> {
         match self.present(key)? {
             Value::Bool(b) => Ok(*b),
-            other => reject(&self.path(key), format!("must be true or false, got {}", json_kind(other))),
+            other => reject(
+                &self.path(key),
+                format!("must be true or false, got {}", json_kind(other)),
+            ),
         }
     }
 
     fn array(&self, key: &str) -> Result<&'a Vec<Value>> {
         match self.present(key)? {
             Value::Array(items) => Ok(items),
-            other => reject(&self.path(key), format!("must be an array, got {}", json_kind(other))),
+            other => reject(
+                &self.path(key),
+                format!("must be an array, got {}", json_kind(other)),
+            ),
         }
     }
 
@@ -433,7 +470,10 @@ impl<'a> Fields<'a> {
         let text = match self.present(key)? {
             Value::String(s) => s,
             other => {
-                return reject(&path, format!("must be an RFC 3339 string, got {}", json_kind(other)));
+                return reject(
+                    &path,
+                    format!("must be an RFC 3339 string, got {}", json_kind(other)),
+                );
             }
         };
         let Some(ts) = Timestamp::parse_rfc3339(text) else {
@@ -460,7 +500,10 @@ impl<'a> Fields<'a> {
                 Some(v) if v.is_finite() => Ok(v),
                 _ => reject(&self.path(key), format!("{n} is not a finite number")),
             },
-            other => reject(&self.path(key), format!("must be a number, got {}", json_kind(other))),
+            other => reject(
+                &self.path(key),
+                format!("must be a number, got {}", json_kind(other)),
+            ),
         }
     }
 
@@ -492,7 +535,10 @@ impl<'a> Fields<'a> {
                     _ => reject(&path, format!("must be a whole number, got {n}")),
                 }
             }
-            other => reject(&path, format!("must be a whole number, got {}", json_kind(other))),
+            other => reject(
+                &path,
+                format!("must be a whole number, got {}", json_kind(other)),
+            ),
         }
     }
 
@@ -522,7 +568,10 @@ impl<'a> Fields<'a> {
             .enumerate()
             .map(|(i, v)| match v.as_f64() {
                 Some(x) if x.is_finite() && (x as f32).is_finite() => Ok(x as f32),
-                _ => reject(&format!("{path}[{i}]"), format!("must be a finite number, got {v}")),
+                _ => reject(
+                    &format!("{path}[{i}]"),
+                    format!("must be a finite number, got {v}"),
+                ),
             })
             .collect()
     }
@@ -532,7 +581,10 @@ fn parse_uuid(path: &str, value: &Value) -> Result<Uuid> {
     match value {
         Value::String(s) => Uuid::parse_str(s)
             .or_else(|e| reject(path, format!("{} is not a valid UUID: {e}", quote(s)))),
-        other => reject(path, format!("must be a UUID string, got {}", json_kind(other))),
+        other => reject(
+            path,
+            format!("must be a UUID string, got {}", json_kind(other)),
+        ),
     }
 }
 
@@ -560,4 +612,287 @@ fn quote(text: &str) -> String {
 
 fn seconds(us: i64) -> f64 {
     us as f64 / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // 2026-11-30T02:53:20Z: after every timestamp the tests send.
+    const NOW: i64 = 1_796_000_000_000_000;
+
+    fn check(value: Value) -> Result<Event> {
+        validate(&value, &EventLimits::default(), NOW)
+    }
+
+    fn interaction(extra: Value) -> Value {
+        let mut base = json!({
+            "type": "interaction",
+            "id": "22222222-2222-4222-8222-222222222222",
+            "timestamp": "2026-11-19T00:00:00Z",
+            "assistant_id": "11111111-1111-4111-8111-111111111111",
+            "session_id": "s1",
+        });
+        if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
+            b.extend(e);
+        }
+        base
+    }
+
+    fn rejected(value: Value) -> String {
+        match check(value) {
+            Err(Rejection(message)) => message,
+            Ok(event) => panic!("expected a rejection, got {event:?}"),
+        }
+    }
+
+    fn accepted(value: Value) -> Box<InteractionEvent> {
+        match check(value) {
+            Ok(Event::Interaction(e)) => e,
+            other => panic!("expected an interaction, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_minimal_interaction_gets_the_documented_defaults() {
+        let e = accepted(interaction(json!({})));
+        assert!(!e.cache_hit);
+        assert_eq!(
+            (e.input_tokens, e.output_tokens, e.cached_input_tokens),
+            (0, 0, 0)
+        );
+        assert!(e.steps.is_empty() && e.retrieved_document_ids.is_empty());
+        assert_eq!(e.ttft_us, None);
+        assert_eq!(e.cost_nusd, None);
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("missing id", json!({"id": null}), "id: is required"),
+            (
+                "bad uuid",
+                json!({"id": "nope"}),
+                "id: \"nope\" is not a valid UUID",
+            ),
+            (
+                "naive time",
+                json!({"timestamp": "2026-11-19T00:00:00"}),
+                "timestamp: \"2026-11-19T00:00:00\" is not an RFC 3339",
+            ),
+            (
+                "future",
+                json!({"timestamp": "2099-01-01T00:00:00Z"}),
+                "more than 5 minutes in the future",
+            ),
+            (
+                "empty session",
+                json!({"session_id": ""}),
+                "session_id: must be 1 to 200 characters, got 0",
+            ),
+            (
+                "long session",
+                json!({"session_id": "x".repeat(201)}),
+                "session_id: must be 1 to 200 characters, got 201",
+            ),
+            (
+                "negative ttft",
+                json!({"ttft_s": -0.1}),
+                "ttft_s: must be seconds between 0 and 1e12",
+            ),
+            (
+                "ttft over total",
+                json!({"ttft_s": 2.0, "total_duration_s": 1.0}),
+                "ttft_s: 2 s exceeds total_duration_s 1 s",
+            ),
+            (
+                "fractional tokens",
+                json!({"input_tokens": 1830.5}),
+                "input_tokens: must be a whole number, got 1830.5",
+            ),
+            (
+                "negative tokens",
+                json!({"output_tokens": -1}),
+                "output_tokens: must be >= 0, got -1",
+            ),
+            (
+                "cached over input",
+                json!({"input_tokens": 10, "cached_input_tokens": 11}),
+                "cached_input_tokens: 11 exceeds input_tokens 10",
+            ),
+            (
+                "step name",
+                json!({"steps": [{"name": "Retrieval", "duration_s": 1}]}),
+                "steps[0].name: \"Retrieval\" may only contain",
+            ),
+            (
+                "step duration",
+                json!({"steps": [{"name": "a"}]}),
+                "steps[0].duration_s: is required",
+            ),
+            (
+                "doc id",
+                json!({"retrieved_document_ids": ["x"]}),
+                "retrieved_document_ids[0]: \"x\" is not a valid UUID",
+            ),
+            (
+                "embedding",
+                json!({"question_embedding": [1.0, "a"]}),
+                "question_embedding[1]: must be a finite number",
+            ),
+            (
+                "empty embedding",
+                json!({"question_embedding": []}),
+                "question_embedding: must have 1 to 4096 dimensions, got 0",
+            ),
+            (
+                "cost",
+                json!({"cost_usd": -1}),
+                "cost_usd: must be US dollars between 0 and 1e9",
+            ),
+            (
+                "cache flag",
+                json!({"cache_hit": "yes"}),
+                "cache_hit: must be true or false, got a string",
+            ),
+            (
+                "rerank position",
+                json!({"rerank": {"position_change": -1}}),
+                "rerank.position_change: is a mean absolute rank shift",
+            ),
+            (
+                "long question",
+                json!({"question": "q".repeat(8193)}),
+                "question: is 8193 bytes long, more than the limit of 8192 bytes",
+            ),
+        ];
+        for (case, extra, expected) in cases {
+            let message = rejected(interaction(extra));
+            assert!(
+                message.contains(expected),
+                "{case}: {message:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_floats_are_token_counts() {
+        let e = accepted(interaction(
+            json!({"input_tokens": 1830.0, "output_tokens": 12}),
+        ));
+        assert_eq!(e.input_tokens, 1830);
+    }
+
+    #[test]
+    fn repeated_steps_add_up_and_keep_their_first_index() {
+        let e = accepted(interaction(json!({"steps": [
+            {"name": "retrieval", "duration_s": 0.25},
+            {"name": "synthesis", "duration_s": 1.0, "output_tokens": 5},
+            {"name": "retrieval", "duration_s": 0.5, "input_tokens": 7},
+        ]})));
+        assert_eq!(
+            e.steps,
+            vec![
+                StepEvent {
+                    name: "retrieval".into(),
+                    first_index: 0,
+                    occurrences: 2,
+                    duration_us: 750_000,
+                    tokens: Some((7, 0))
+                },
+                StepEvent {
+                    name: "synthesis".into(),
+                    first_index: 1,
+                    occurrences: 1,
+                    duration_us: 1_000_000,
+                    tokens: Some((0, 5))
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn repeated_documents_count_once() {
+        let id = "33333333-3333-4333-8333-333333333333";
+        let e = accepted(interaction(
+            json!({"retrieved_document_ids": [id, id.to_uppercase()]}),
+        ));
+        assert_eq!(e.retrieved_document_ids.len(), 1);
+    }
+
+    #[test]
+    fn rerank_improvement_is_derived_or_taken_as_sent() {
+        let derived = accepted(interaction(
+            json!({"rerank": {"score_before": 0.41, "score_after": 0.67}}),
+        ));
+        assert_eq!(derived.rerank.unwrap().improvement_n, Some(260_000_000));
+        let direct = accepted(interaction(
+            json!({"rerank": {"score_improvement": 0.1, "score_before": 0.0, "score_after": 0.9}}),
+        ));
+        assert_eq!(direct.rerank.unwrap().improvement_n, Some(100_000_000));
+        let none = accepted(interaction(json!({"rerank": {"score_before": 0.4}})));
+        assert_eq!(none.rerank.unwrap().improvement_n, None);
+    }
+
+    #[test]
+    fn offsets_convert_to_utc_and_blank_texts_are_absent() {
+        let e = accepted(interaction(
+            json!({"timestamp": "2026-11-19T02:00:00+02:00", "question": "  ", "topic": " Billing "}),
+        ));
+        assert_eq!(
+            e.timestamp,
+            Timestamp::parse_rfc3339("2026-11-19T00:00:00Z").unwrap().0
+        );
+        assert_eq!(e.question, None);
+        assert_eq!(e.topic.as_deref(), Some("Billing"));
+    }
+
+    #[test]
+    fn entity_fields_keep_clear_or_set() {
+        let Ok(Event::Document(d)) = check(
+            json!({"type": "document", "id": "33333333-3333-4333-8333-333333333333",
+            "file_name": null, "deleted": true}),
+        ) else {
+            panic!("document expected")
+        };
+        assert_eq!(d.file_name, Patch::Clear);
+        assert_eq!(d.updated_at, Patch::Keep);
+        assert_eq!(d.deleted, Patch::Set(true));
+    }
+
+    #[test]
+    fn syncs_need_a_known_status_and_types_must_be_known() {
+        let sync = json!({"type": "connector_sync", "id": "44444444-4444-4444-8444-444444444444",
+            "connector_id": "55555555-5555-4555-8555-555555555555", "status": "ok", "started_at": "2026-11-19T00:00:00Z"});
+        assert!(
+            rejected(sync)
+                .starts_with("status: must be one of success, partial, failure, got \"ok\"")
+        );
+        assert!(
+            rejected(json!({"type": "interactions"}))
+                .starts_with("type: unknown event type \"interactions\"")
+        );
+        assert_eq!(
+            rejected(json!([1])),
+            "event must be a JSON object, got an array"
+        );
+    }
+
+    #[test]
+    fn limits_on_lists_are_per_event() {
+        let steps: Vec<Value> = (0..257)
+            .map(|_| json!({"name": "a", "duration_s": 0}))
+            .collect();
+        assert!(rejected(interaction(json!({"steps": steps}))).starts_with("steps: has 257 steps"));
+        let docs: Vec<String> = (0..1025)
+            .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+            .collect();
+        assert!(
+            rejected(interaction(json!({"retrieved_document_ids": docs})))
+                .starts_with("retrieved_document_ids: has 1025 ids")
+        );
+        let dims = vec![0.5; 4097];
+        assert!(rejected(interaction(json!({"question_embedding": dims}))).contains("got 4097"));
+    }
 }

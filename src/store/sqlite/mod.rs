@@ -46,11 +46,17 @@ impl SqliteStore {
         max_queued_events: usize,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Open(format!("cannot create data directory {}: {e}", data_dir.display()))
+            StoreError::Open(format!(
+                "cannot create data directory {}: {e}",
+                data_dir.display()
+            ))
         })?;
         restrict_permissions(data_dir);
         let path = data_dir.join(DATABASE_FILE);
         let mut conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
+        // Identity first: a foreign file is refused before anything (WAL mode
+        // included) is changed in it.
+        schema::check_identity(&conn).map_err(|e| wrap_open(&path, e))?;
         schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
         schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
         let data_version = Arc::new(AtomicU64::new(0));
@@ -133,7 +139,9 @@ impl SqliteStore {
     /// A cheap probe that the database answers: for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| {
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
             Ok(())
         })
         .await
@@ -147,8 +155,8 @@ impl SqliteStore {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || pool.with(f))
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
 
@@ -167,7 +175,9 @@ fn wrap_open(path: &Path, e: StoreError) -> StoreError {
 pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "query_only", true)?;

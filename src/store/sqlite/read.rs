@@ -111,12 +111,15 @@ pub fn cache(conn: &Connection, w: &Window, hours: i64) -> Result<Option<CacheMe
     Ok(state.finish(hours))
 }
 
+/// (step name key, duration µs, first index, tokens) of one step row.
+type StepRow = (i64, i64, u32, Option<(i64, i64)>);
+
 pub fn steps(conn: &Connection, w: &Window) -> Result<Vec<StepBreakdown>> {
     let names = step_names(conn)?;
     let mut state = StepsState::new();
     let mut current: Option<i64> = None;
-    let mut samples: Vec<(i64, i64, u32, Option<(i64, i64)>)> = Vec::new();
-    let flush = |state: &mut StepsState, samples: &mut Vec<(i64, i64, u32, Option<(i64, i64)>)>| {
+    let mut samples: Vec<StepRow> = Vec::new();
+    let flush = |state: &mut StepsState, samples: &mut Vec<StepRow>| {
         let batch: Vec<StepSample<'_>> = samples
             .iter()
             .map(|&(name, duration_us, first_index, tokens)| StepSample {
@@ -251,7 +254,11 @@ pub fn utilization(
 
 /// Topic totals of a scope: all time from the counters kept at ingest, or a
 /// window from the interactions.
-fn topic_state(conn: &Connection, assistant: Option<Uuid>, window: Option<Window>) -> Result<TrendingState> {
+fn topic_state(
+    conn: &Connection,
+    assistant: Option<Uuid>,
+    window: Option<Window>,
+) -> Result<TrendingState> {
     let mut state = TrendingState::new();
     if let Some(w) = window {
         scan(
@@ -279,7 +286,13 @@ fn topic_state(conn: &Connection, assistant: Option<Uuid>, window: Option<Window
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let count: i64 = r.get(2)?;
-        state.add(r.get(0)?, Some(r.get(1)?), count as u64, r.get(3)?, r.get(4)?);
+        state.add(
+            r.get(0)?,
+            Some(r.get(1)?),
+            count as u64,
+            r.get(3)?,
+            r.get(4)?,
+        );
     }
     // Interactions of labelled topics that carried no question.
     let mut stmt = conn.prepare_cached(&format!(
@@ -352,8 +365,8 @@ pub fn sync(conn: &Connection, w: &Window) -> Result<Vec<ConnectorSyncRate>> {
 
 pub fn freshness(conn: &Connection, now: i64) -> Result<Vec<DocumentFreshness>> {
     let mut state = FreshnessState::new();
-    let mut stmt =
-        conn.prepare_cached("SELECT updated_at FROM documents WHERE registered = 1 AND deleted = 0")?;
+    let mut stmt = conn
+        .prepare_cached("SELECT updated_at FROM documents WHERE registered = 1 AND deleted = 0")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         state.add(r.get(0)?, now);
@@ -408,7 +421,9 @@ impl<'c> Directory<'c> {
 }
 
 fn uuid(bytes: Vec<u8>) -> rusqlite::Result<Uuid> {
-    Uuid::from_slice(&bytes).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e)))
+    Uuid::from_slice(&bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+    })
 }
 
 /// A registered entity's field; `None` for a placeholder row.
@@ -419,12 +434,16 @@ fn registered(flag: i64, value: Option<String>) -> Option<String> {
 impl AssistantDirectory for Directory<'_> {
     type Error = StoreError;
     fn assistant(&self, key: i64) -> Result<AssistantMeta> {
-        self.row("SELECT id, registered, name FROM assistants WHERE key = ?1", key, |r| {
-            Ok(AssistantMeta {
-                uuid: uuid(r.get(0)?)?,
-                name: registered(r.get(1)?, r.get(2)?),
-            })
-        })
+        self.row(
+            "SELECT id, registered, name FROM assistants WHERE key = ?1",
+            key,
+            |r| {
+                Ok(AssistantMeta {
+                    uuid: uuid(r.get(0)?)?,
+                    name: registered(r.get(1)?, r.get(2)?),
+                })
+            },
+        )
     }
 }
 
@@ -444,7 +463,9 @@ impl TopicDirectory for Directory<'_> {
     }
 
     fn phrasing_text(&self, key: i64) -> Result<String> {
-        self.row("SELECT text FROM phrasings WHERE key = ?1", key, |r| r.get(0))
+        self.row("SELECT text FROM phrasings WHERE key = ?1", key, |r| {
+            r.get(0)
+        })
     }
 }
 
@@ -530,12 +551,16 @@ impl UserDirectory for Directory<'_> {
 impl ConnectorDirectory for Directory<'_> {
     type Error = StoreError;
     fn connector(&self, key: i64) -> Result<ConnectorMeta> {
-        self.row("SELECT id, registered, name FROM connectors WHERE key = ?1", key, |r| {
-            Ok(ConnectorMeta {
-                uuid: uuid(r.get(0)?)?,
-                name: registered(r.get(1)?, r.get(2)?),
-            })
-        })
+        self.row(
+            "SELECT id, registered, name FROM connectors WHERE key = ?1",
+            key,
+            |r| {
+                Ok(ConnectorMeta {
+                    uuid: uuid(r.get(0)?)?,
+                    name: registered(r.get(1)?, r.get(2)?),
+                })
+            },
+        )
     }
 
     fn registered_connectors(&self) -> Result<Vec<i64>> {

@@ -150,8 +150,9 @@ pub fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Checks that the file is ours (or empty) and applies missing migrations.
-pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+/// Refuses a file that is neither empty nor a ragpulse database, or one of a
+/// newer schema, without writing to it.
+pub fn check_identity(conn: &Connection) -> Result<(), StoreError> {
     let app_id: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
@@ -168,6 +169,13 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
              run a newer ragpulse"
         )));
     }
+    Ok(())
+}
+
+/// Applies the migrations the file lacks (after [`check_identity`]).
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    check_identity(conn)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;

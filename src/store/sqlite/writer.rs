@@ -157,7 +157,10 @@ impl Writer {
                 // Keys cached during the failed transaction point at rolled-back rows.
                 self.caches = Caches::default();
                 let unavailable = StoreError::Sqlite(error).is_unavailable();
-                tracing::error!(unavailable, "ingest commit failed; the group was rolled back");
+                tracing::error!(
+                    unavailable,
+                    "ingest commit failed; the group was rolled back"
+                );
                 self.telemetry.commit_failures.inc();
                 for request in group {
                     let _ = request.reply.send(Err(StoreError::Commit { unavailable }));
@@ -304,7 +307,10 @@ impl Apply<'_> {
         let key = self.upsert(
             Registry::Assistants,
             e.id,
-            &[("name", text_patch(&e.name)), ("model", text_patch(&e.model))],
+            &[
+                ("name", text_patch(&e.name)),
+                ("model", text_patch(&e.model)),
+            ],
         )?;
         self.caches.assistant_models.remove(&key);
         Ok(())
@@ -389,7 +395,9 @@ impl Apply<'_> {
             .query_row([assistant], |r| r.get(0))
             .optional()?
             .flatten();
-        self.caches.assistant_models.insert(assistant, model.clone());
+        self.caches
+            .assistant_models
+            .insert(assistant, model.clone());
         Ok(model)
     }
 
@@ -432,7 +440,9 @@ impl Apply<'_> {
         let kind = key.kind as i64;
         let found: Option<i64> = self
             .tx
-            .prepare_cached("SELECT key FROM topics WHERE assistant = ?1 AND kind = ?2 AND norm = ?3")?
+            .prepare_cached(
+                "SELECT key FROM topics WHERE assistant = ?1 AND kind = ?2 AND norm = ?3",
+            )?
             .query_row(params![assistant, kind, key.norm], |r| r.get(0))
             .optional()?;
         let topic = match found {
@@ -535,7 +545,12 @@ impl Apply<'_> {
 
     /// Steps and retrieved documents, with the interaction's time and assistant
     /// copied in so window scans need no join.
-    fn children(&mut self, interaction: i64, assistant: i64, e: &InteractionEvent) -> SqlResult<()> {
+    fn children(
+        &mut self,
+        interaction: i64,
+        assistant: i64,
+        e: &InteractionEvent,
+    ) -> SqlResult<()> {
         for step in &e.steps {
             let name = self.named_key("step_names", "name", &step.name)?;
             self.tx

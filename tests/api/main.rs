@@ -1,0 +1,26 @@
+//! Black-box API tests: one binary (as zero2prod's `tests/api/`), one module
+//! per area. Each test spawns its own server on 127.0.0.1:0 with a fresh data
+//! directory and talks to it over HTTP (or runs the real binary, in
+//! `durability`). `TEST_LOG=1 cargo test --test api` shows the servers' logs.
+
+mod helpers;
+
+mod advanced;
+mod auth;
+mod cache;
+mod costs;
+mod durability;
+mod freshness;
+mod health;
+mod ingest;
+mod live;
+mod reranking;
+mod scope;
+mod sessions;
+mod steps;
+mod sync;
+mod trending;
+mod ttft;
+mod users;
+mod utilization;
+mod validation;
