@@ -68,6 +68,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.calls,
     )
     .await?;
+    let breakdown = metric_breakdown(&client, &server.url).await?;
     let rss = server.peak_rss_kib();
     let size = dir_size(&data_dir);
     server.stop();
@@ -105,6 +106,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ))
     );
     println!("| data directory | {:.0} MiB |", size as f64 / 1048576.0);
+    println!();
+    println!(
+        "where /advanced spends its time (mean per metric over every call above, from /metrics):"
+    );
+    for (metric, mean_ms) in breakdown {
+        println!("  {metric:<24} {mean_ms:>8.1} ms");
+    }
     println!();
     println!(
         "reproduce: cargo run --release -- bench --interactions {} --days {} --assistants {} --batch {} --clients {} --calls {} --seed {}",
@@ -275,6 +283,49 @@ async fn time_calls(
     Ok(times)
 }
 
+/// Mean seconds per metric from the server's `ragpulse_metric_seconds` histogram.
+async fn metric_breakdown(
+    client: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut sums: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("ragpulse_metric_seconds_") else {
+            continue;
+        };
+        let (kind, rest) = rest.split_once('{').unwrap_or(("", ""));
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let Some(metric) = labels
+            .strip_prefix("metric=\"")
+            .and_then(|l| l.strip_suffix('"'))
+        else {
+            continue;
+        };
+        let value: f64 = value.trim().parse().unwrap_or(0.0);
+        let entry = sums.entry(metric.to_string()).or_default();
+        match kind {
+            "sum" => entry.0 = value,
+            "count" => entry.1 = value,
+            _ => {}
+        }
+    }
+    let mut out: Vec<(String, f64)> = sums
+        .into_iter()
+        .filter(|(_, (_, n))| *n > 0.0)
+        .map(|(m, (s, n))| (m, s / n * 1e3))
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(out)
+}
+
 fn pct(values: &[f64], q: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -343,5 +394,12 @@ impl Server {
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A bench that fails half-way must not leave its server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

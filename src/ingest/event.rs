@@ -127,6 +127,8 @@ pub struct InteractionEvent {
     pub question_embedding: Option<Vec<f32>>,
     /// The client's topic label, trimmed; `None` when absent or blank.
     pub topic: Option<String>,
+    /// Which topic the interaction joins, computed at validation (off the writer).
+    pub topic_key: Option<crate::topics::TopicKey>,
     pub model: Option<String>,
     pub provider: Option<String>,
     pub ttft_us: Option<i64>,

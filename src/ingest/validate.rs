@@ -166,15 +166,18 @@ fn interaction(f: &Fields) -> Result<InteractionEvent> {
             format!("{cached_input_tokens} exceeds input_tokens {input_tokens}"),
         );
     }
+    let question = f.optional_text("question")?;
+    let topic = f.optional_text("topic")?;
     Ok(InteractionEvent {
         id,
         timestamp,
         assistant_id,
         session_id,
         user_id: f.optional(&"user_id", |f, k| f.uuid(k))?,
-        question: f.optional_text("question")?,
+        topic_key: crate::topics::topic_key(topic.as_deref(), question.as_deref()),
+        question,
         question_embedding: f.optional(&"question_embedding", |f, k| f.embedding(k))?,
-        topic: f.optional_text("topic")?,
+        topic,
         model: f.optional_text("model")?,
         provider: f.optional_text("provider")?,
         ttft_us,

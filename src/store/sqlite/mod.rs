@@ -20,6 +20,9 @@ use crate::telemetry::Telemetry;
 use pool::Pool;
 use writer::{WriteRequest, Writer};
 
+/// How often the checkpointer copies the WAL back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub const DATABASE_FILE: &str = "ragpulse.db";
 /// Batches the writer channel holds; the event semaphore is the real bound.
 const CHANNEL_BATCHES: usize = 1024;
@@ -34,6 +37,7 @@ pub struct SqliteStore {
     closing: AtomicBool,
     data_version: Arc<AtomicU64>,
     pub(crate) pool: Pool,
+    checkpointer: std::sync::Mutex<Option<Checkpointer>>,
 }
 
 impl SqliteStore {
@@ -66,6 +70,7 @@ impl SqliteStore {
             .name("ragpulse-writer".to_string())
             .spawn(move || writer.run(receiver))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+        let checkpointer = Checkpointer::start(&path)?;
         let max = max_queued_events.clamp(1, Semaphore::MAX_PERMITS);
         Ok(Self {
             pool: Pool::new(path.clone()),
@@ -76,6 +81,7 @@ impl SqliteStore {
             max_queued_events: max,
             closing: AtomicBool::new(false),
             data_version,
+            checkpointer: std::sync::Mutex::new(Some(checkpointer)),
         })
     }
 
@@ -110,9 +116,10 @@ impl SqliteStore {
                 mpsc::error::TrySendError::Full(_) => StoreError::QueueFull,
                 mpsc::error::TrySendError::Closed(_) => StoreError::ShuttingDown,
             })?;
-        let outcome = answer.await.map_err(|_| StoreError::ShuttingDown)?;
+        let reply = answer.await.map_err(|_| StoreError::ShuttingDown)?;
         drop(permit);
-        outcome
+        drop(reply.batch);
+        reply.result
     }
 
     /// Events waiting for the writer right now.
@@ -129,6 +136,10 @@ impl SqliteStore {
         let thread = self.writer_thread.lock().ok().and_then(|mut g| g.take());
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        let checkpointer = self.checkpointer.lock().ok().and_then(|mut g| g.take());
+        if let Some(checkpointer) = checkpointer {
+            let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
         }
     }
 
@@ -157,6 +168,48 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || pool.with(f))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+/// Copies the WAL into the database file from its own thread and connection,
+/// so the writer's commits rarely pay for it.
+struct Checkpointer {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("ragpulse-checkpoint".to_string())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    checkpoint(&conn, "PASSIVE");
+                }
+                // The writer has stopped: leave a small WAL behind.
+                checkpoint(&conn, "TRUNCATE");
+            })
+            .map_err(|e| StoreError::Open(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+fn checkpoint(conn: &Connection, mode: &str) {
+    let result = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        r.get::<_, i64>(0)
+    });
+    if let Err(error) = result {
+        tracing::warn!(%error, mode, "WAL checkpoint failed; it will be retried");
     }
 }
 

@@ -15,7 +15,7 @@ use crate::ingest::event::*;
 use crate::pricing::Catalogue;
 use crate::store::{AppendOutcome, Batch, StoreError};
 use crate::telemetry::Telemetry;
-use crate::topics::{TopicKey, topic_key};
+use crate::topics::TopicKey;
 
 /// Stop gathering more batches into one transaction past this many events:
 /// keeps the latency of the first request in a group bounded.
@@ -25,7 +25,14 @@ const CACHE_MAX_ENTRIES: usize = 1_000_000;
 
 pub struct WriteRequest {
     pub batch: Batch,
-    pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// The outcome, and the batch handed back so that freeing its memory happens
+/// on the requester's thread rather than the writer's.
+pub struct Reply {
+    pub result: Result<AppendOutcome, StoreError>,
+    pub batch: Batch,
 }
 
 /// Cost provenance stored with each interaction.
@@ -129,7 +136,6 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.telemetry.writer_queue_depth.set(rx.len() as i64);
             self.commit_group(group);
         }
         tracing::info!("writer stopped: every queued batch is committed");
@@ -150,7 +156,10 @@ impl Writer {
                 }
                 for (request, outcome) in group.into_iter().zip(outcomes) {
                     self.telemetry.count_outcome(&outcome);
-                    let _ = request.reply.send(Ok(outcome));
+                    let _ = request.reply.send(Reply {
+                        result: Ok(outcome),
+                        batch: request.batch,
+                    });
                 }
             }
             Err(error) => {
@@ -163,7 +172,10 @@ impl Writer {
                 );
                 self.telemetry.commit_failures.inc();
                 for request in group {
-                    let _ = request.reply.send(Err(StoreError::Commit { unavailable }));
+                    let _ = request.reply.send(Reply {
+                        result: Err(StoreError::Commit { unavailable }),
+                        batch: request.batch,
+                    });
                 }
             }
         }
@@ -183,6 +195,8 @@ impl Writer {
             caches: &mut self.caches,
             catalogue: &self.catalogue,
             unpriced: Vec::new(),
+            topic_counts: HashMap::new(),
+            phrasing_counts: HashMap::new(),
         };
         let mut outcomes = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -196,6 +210,7 @@ impl Writer {
             }
             outcomes.push(outcome);
         }
+        apply.flush_topic_counts()?;
         let unpriced = std::mem::take(&mut apply.unpriced);
         tx.commit()?;
         Ok((outcomes, unpriced))
@@ -209,6 +224,10 @@ struct Apply<'t> {
     catalogue: &'t Catalogue,
     /// Models of unpriced interactions written in this transaction.
     unpriced: Vec<String>,
+    /// Topic counters of this transaction: (interactions, latest ts), written once at the end.
+    topic_counts: HashMap<i64, (i64, i64)>,
+    /// Phrasing counters of this transaction: (interactions, earliest ts, latest ts).
+    phrasing_counts: HashMap<i64, (i64, i64, i64)>,
 }
 
 type SqlResult<T> = Result<T, rusqlite::Error>;
@@ -429,10 +448,10 @@ impl Apply<'_> {
     }
 
     fn topic(&mut self, assistant: i64, e: &InteractionEvent) -> SqlResult<Option<i64>> {
-        let Some(key) = topic_key(e.topic.as_deref(), e.question.as_deref()) else {
+        let Some(key) = &e.topic_key else {
             return Ok(None);
         };
-        let cache_key = (assistant, key);
+        let cache_key = (assistant, key.clone());
         if let Some(&topic) = self.caches.topics.get(&cache_key) {
             return Ok(Some(topic));
         }
@@ -551,55 +570,100 @@ impl Apply<'_> {
         assistant: i64,
         e: &InteractionEvent,
     ) -> SqlResult<()> {
+        use rusqlite::types::Value;
+        // One multi-row INSERT per child table and interaction: the per-statement
+        // cost (bind, step, reset) is paid once instead of once per row.
+        let mut values: Vec<Value> = Vec::with_capacity(e.steps.len() * 9);
         for step in &e.steps {
             let name = self.named_key("step_names", "name", &step.name)?;
-            self.tx
-                .prepare_cached(
-                    "INSERT INTO steps (ts, interaction, name, assistant, first_index, occurrences,
-                                        duration_us, input_tokens, output_tokens)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(params![
-                    e.timestamp,
-                    interaction,
-                    name,
-                    assistant,
-                    step.first_index,
-                    step.occurrences,
-                    step.duration_us,
-                    step.tokens.map(|t| t.0),
-                    step.tokens.map(|t| t.1),
-                ])?;
+            values.extend([
+                Value::Integer(e.timestamp),
+                Value::Integer(interaction),
+                Value::Integer(name),
+                Value::Integer(assistant),
+                Value::Integer(i64::from(step.first_index)),
+                Value::Integer(i64::from(step.occurrences)),
+                Value::Integer(step.duration_us),
+                step.tokens.map_or(Value::Null, |t| Value::Integer(t.0)),
+                step.tokens.map_or(Value::Null, |t| Value::Integer(t.1)),
+            ]);
         }
+        self.insert_rows(
+            "steps (ts, interaction, name, assistant, first_index, occurrences, duration_us, input_tokens, output_tokens)",
+            9,
+            values,
+        )?;
+        let mut values: Vec<Value> = Vec::with_capacity(e.retrieved_document_ids.len() * 4);
         for document in &e.retrieved_document_ids {
             let document = self.key(Registry::Documents, *document)?;
-            self.tx
-                .prepare_cached(
-                    "INSERT INTO retrievals (ts, interaction, document, assistant) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![e.timestamp, interaction, document, assistant])?;
+            values.extend([
+                Value::Integer(e.timestamp),
+                Value::Integer(interaction),
+                Value::Integer(document),
+                Value::Integer(assistant),
+            ]);
         }
+        self.insert_rows(
+            "retrievals (ts, interaction, document, assistant)",
+            4,
+            values,
+        )
+    }
+
+    /// `INSERT INTO <target> VALUES (...), (...)` with `values.len() / width` rows.
+    fn insert_rows(
+        &mut self,
+        target: &str,
+        width: usize,
+        values: Vec<rusqlite::types::Value>,
+    ) -> SqlResult<()> {
+        let rows = values.len() / width;
+        if rows == 0 {
+            return Ok(());
+        }
+        let row = format!("({})", vec!["?"; width].join(", "));
+        let sql = format!("INSERT INTO {target} VALUES {}", vec![row; rows].join(", "));
+        self.tx
+            .prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(values))?;
         Ok(())
     }
 
     /// All-time topic and phrasing totals, so all-time trending needs no scan.
+    /// Gathered in memory and written once per transaction: a popular topic is
+    /// then one row update per group commit, not one per interaction.
     fn count_topic(&mut self, topic: Option<i64>, phrasing: Option<i64>, ts: i64) -> SqlResult<()> {
         if let Some(topic) = topic {
-            self.tx
-                .prepare_cached(
-                    "UPDATE topics SET frequency = frequency + 1,
-                        last_ts = max(coalesce(last_ts, ?2), ?2) WHERE key = ?1",
-                )?
-                .execute(params![topic, ts])?;
+            let entry = self.topic_counts.entry(topic).or_insert((0, ts));
+            entry.0 += 1;
+            entry.1 = entry.1.max(ts);
         }
         if let Some(phrasing) = phrasing {
+            let entry = self.phrasing_counts.entry(phrasing).or_insert((0, ts, ts));
+            entry.0 += 1;
+            entry.1 = entry.1.min(ts);
+            entry.2 = entry.2.max(ts);
+        }
+        Ok(())
+    }
+
+    fn flush_topic_counts(&mut self) -> SqlResult<()> {
+        for (topic, (count, last)) in std::mem::take(&mut self.topic_counts) {
             self.tx
                 .prepare_cached(
-                    "UPDATE phrasings SET count = count + 1,
-                        first_ts = min(coalesce(first_ts, ?2), ?2),
-                        last_ts = max(coalesce(last_ts, ?2), ?2) WHERE key = ?1",
+                    "UPDATE topics SET frequency = frequency + ?2,
+                        last_ts = max(coalesce(last_ts, ?3), ?3) WHERE key = ?1",
                 )?
-                .execute(params![phrasing, ts])?;
+                .execute(params![topic, count, last])?;
+        }
+        for (phrasing, (count, first, last)) in std::mem::take(&mut self.phrasing_counts) {
+            self.tx
+                .prepare_cached(
+                    "UPDATE phrasings SET count = count + ?2,
+                        first_ts = min(coalesce(first_ts, ?3), ?3),
+                        last_ts = max(coalesce(last_ts, ?4), ?4) WHERE key = ?1",
+                )?
+                .execute(params![phrasing, count, first, last])?;
         }
         Ok(())
     }
