@@ -54,6 +54,9 @@ pub struct ServerArgs {
     /// Events waiting for the writer before ingest answers 503 [default: 200000]
     #[arg(long, env = "RAGPULSE_MAX_QUEUED_EVENTS")]
     pub max_queued_events: Option<usize>,
+    /// Cosine similarity from which a question joins an embedding topic [default: 0.90]
+    #[arg(long, env = "RAGPULSE_TOPIC_THRESHOLD")]
+    pub topic_threshold: Option<f32>,
     /// Most live (WebSocket + SSE) clients [default: 1000]
     #[arg(long, env = "RAGPULSE_MAX_LIVE_CLIENTS")]
     pub max_live_clients: Option<usize>,
@@ -76,6 +79,7 @@ impl ServerArgs {
             max_events: self.max_events.or(lower.max_events),
             max_queued_events: self.max_queued_events.or(lower.max_queued_events),
             max_live_clients: self.max_live_clients.or(lower.max_live_clients),
+            topic_threshold: self.topic_threshold.or(lower.topic_threshold),
         }
     }
 }
@@ -96,6 +100,7 @@ pub struct Settings {
     pub event_limits: EventLimits,
     pub max_queued_events: usize,
     pub max_live_clients: usize,
+    pub topic_threshold: f32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +120,7 @@ pub enum ConfigError {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_TOPIC_THRESHOLD: f32 = 0.90;
 
 impl Settings {
     /// Layers flags/environment (`args`) over the config file over the defaults.
@@ -140,6 +146,12 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "metric timeout must be at least 1 second".to_string(),
             ));
+        }
+        let topic_threshold = a.topic_threshold.unwrap_or(DEFAULT_TOPIC_THRESHOLD);
+        if !(topic_threshold > 0.0 && topic_threshold <= 1.0) {
+            return Err(ConfigError::Invalid(format!(
+                "topic threshold must be a cosine similarity in (0, 1], got {topic_threshold}"
+            )));
         }
         let defaults = BodyLimits::default();
         let listen = match a.listen {
@@ -172,6 +184,7 @@ impl Settings {
             event_limits: EventLimits::default(),
             max_queued_events: a.max_queued_events.unwrap_or(200_000).max(1),
             max_live_clients: a.max_live_clients.unwrap_or(1_000),
+            topic_threshold,
         })
     }
 }

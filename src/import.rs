@@ -37,6 +37,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         catalogue,
         Arc::new(Telemetry::new()),
         usize::MAX >> 1,
+        crate::config::DEFAULT_TOPIC_THRESHOLD,
     )
     .with_context(|| format!("failed to open data directory {}", data_dir.display()))?;
     let (reader, size): (Box<dyn Read + Send>, u64) = if args.file.as_os_str() == "-" {

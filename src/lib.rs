@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod import;
 pub mod ingest;
+pub mod live;
 pub mod pricing;
 pub mod server;
 pub mod store;

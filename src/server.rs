@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::analytics::Analytics;
 use crate::api::auth::{Auth, Token, generate_token};
 use crate::config::Settings;
+use crate::live::Broadcaster;
 use crate::pricing::Catalogue;
 use crate::store::sqlite::SqliteStore;
 use crate::telemetry::Telemetry;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub telemetry: Arc<Telemetry>,
     pub catalogue: Arc<Catalogue>,
+    pub live: Arc<Broadcaster>,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
 }
@@ -54,6 +56,7 @@ impl AppState {
             catalogue.clone(),
             telemetry.clone(),
             settings.max_queued_events,
+            settings.topic_threshold,
         )?);
         let auth = Arc::new(resolve_tokens(&settings)?);
         let analytics = Arc::new(Analytics::new(
@@ -61,6 +64,14 @@ impl AppState {
             telemetry.clone(),
             settings.metric_timeout,
         ));
+        let shutdown = CancellationToken::new();
+        let live = Broadcaster::new(
+            analytics.clone(),
+            telemetry.clone(),
+            settings.broadcast_interval,
+            settings.max_live_clients,
+            shutdown.child_token(),
+        );
         Ok(Self {
             settings: Arc::new(settings),
             store,
@@ -68,7 +79,8 @@ impl AppState {
             auth,
             telemetry,
             catalogue,
-            shutdown: CancellationToken::new(),
+            live,
+            shutdown,
         })
     }
 }
@@ -85,11 +97,13 @@ pub async fn serve(
     let graceful = async move {
         signal.await;
         tracing::info!("shutdown requested");
+        // Live streams end on this token; axum's drain would wait on SSE forever.
         shutdown.cancel();
     };
     let result = axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(graceful)
         .await;
+    state.live.stop().await;
     state.store.close().await;
     tracing::info!("stopped");
     result

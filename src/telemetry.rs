@@ -53,6 +53,13 @@ pub struct Telemetry {
     pub metric_seconds: Family<MetricLabel, Histogram>,
     pub requests: Family<RouteLabel, Histogram>,
     pub ingest_overloaded: Counter,
+    pub ws_clients: Gauge,
+    pub sse_clients: Gauge,
+    pub snapshots_sent: Counter,
+    pub slow_client_disconnects: Counter,
+    pub broadcast_computations: Counter,
+    pub broadcast_failures: Counter,
+    pub broadcast_seconds: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -81,6 +88,13 @@ impl Telemetry {
             metric_seconds: Family::new_with_constructor(latency_histogram),
             requests: Family::new_with_constructor(latency_histogram),
             ingest_overloaded: Counter::default(),
+            ws_clients: Gauge::default(),
+            sse_clients: Gauge::default(),
+            snapshots_sent: Counter::default(),
+            slow_client_disconnects: Counter::default(),
+            broadcast_computations: Counter::default(),
+            broadcast_failures: Counter::default(),
+            broadcast_seconds: latency_histogram(),
             registry: Registry::default(),
         };
         registry.register(
@@ -137,6 +151,41 @@ impl Telemetry {
             "ingest_overloaded",
             "Ingest requests refused with 503 because the write queue was full",
             t.ingest_overloaded.clone(),
+        );
+        registry.register(
+            "ws_clients",
+            "Connected WebSocket clients",
+            t.ws_clients.clone(),
+        );
+        registry.register(
+            "sse_clients",
+            "Connected SSE clients",
+            t.sse_clients.clone(),
+        );
+        registry.register(
+            "snapshots_sent",
+            "Live snapshots sent to clients",
+            t.snapshots_sent.clone(),
+        );
+        registry.register(
+            "slow_client_disconnects",
+            "Live clients closed with 1013 (no pong, or a frame not accepted in time)",
+            t.slow_client_disconnects.clone(),
+        );
+        registry.register(
+            "broadcast_computations",
+            "Live snapshot computations (one per tick per listened scope)",
+            t.broadcast_computations.clone(),
+        );
+        registry.register(
+            "broadcast_failures",
+            "Live snapshot computations that failed (the last good snapshot was kept)",
+            t.broadcast_failures.clone(),
+        );
+        registry.register(
+            "broadcast_seconds",
+            "Time to compute one live snapshot",
+            t.broadcast_seconds.clone(),
         );
         Self { registry, ..t }
     }

@@ -66,6 +66,8 @@ impl Modify for BearerAuth {
         crate::api::analytics::users,
         crate::api::analytics::reranking,
         crate::api::analytics::sync,
+        crate::live::ws::handler,
+        crate::live::sse::handler,
         crate::api::pricing::catalogue,
         crate::api::pricing::unpriced,
         crate::api::health::healthz,
@@ -76,6 +78,7 @@ impl Modify for BearerAuth {
     tags(
         (name = "ingest", description = "Telemetry from RAG platforms"),
         (name = "analytics", description = "The dashboard's metrics"),
+        (name = "live", description = "Live snapshots over WebSocket and Server-Sent Events"),
         (name = "pricing", description = "The price catalogue and unpriced models"),
         (name = "operations", description = "Health, readiness and Prometheus metrics"),
     )

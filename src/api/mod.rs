@@ -61,16 +61,25 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", docs::ApiDoc::openapi()));
+    // Live streams last as long as the client listens: outside the request timeout.
+    let live = Router::new()
+        .route("/api/v1/ws", get(crate::live::ws::handler))
+        .route("/api/v1/analytics/stream", get(crate::live::sse::handler))
+        .route_layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::admin_header_or_query,
+        ));
     let app = Router::new()
         .merge(admin)
         .merge(ingest)
         .merge(open)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
-        ));
+        ))
+        .merge(live)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(app, state)
 }
 

@@ -123,7 +123,7 @@ pub struct InteractionEvent {
     pub user_id: Option<Uuid>,
     /// The raw question, trimmed; `None` when absent or blank.
     pub question: Option<String>,
-    /// Used at ingest for topic assignment only; never stored per interaction.
+    /// Unit length; used at ingest for topic assignment only, never stored per interaction.
     pub question_embedding: Option<Vec<f32>>,
     /// The client's topic label, trimmed; `None` when absent or blank.
     pub topic: Option<String>,

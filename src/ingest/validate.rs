@@ -168,15 +168,20 @@ fn interaction(f: &Fields) -> Result<InteractionEvent> {
     }
     let question = f.optional_text("question")?;
     let topic = f.optional_text("topic")?;
+    let question_embedding = f.optional(&"question_embedding", |f, k| f.embedding(k))?;
     Ok(InteractionEvent {
         id,
         timestamp,
         assistant_id,
         session_id,
         user_id: f.optional(&"user_id", |f, k| f.uuid(k))?,
-        topic_key: crate::topics::topic_key(topic.as_deref(), question.as_deref()),
+        topic_key: crate::topics::topic_key(
+            topic.as_deref(),
+            question.as_deref(),
+            question_embedding.is_some(),
+        ),
         question,
-        question_embedding: f.optional(&"question_embedding", |f, k| f.embedding(k))?,
+        question_embedding,
         topic,
         model: f.optional_text("model")?,
         provider: f.optional_text("provider")?,
@@ -566,7 +571,7 @@ impl<'a> Fields<'a> {
                 format!("must have 1 to {max} dimensions, got {}", items.len()),
             );
         }
-        items
+        let vector = items
             .iter()
             .enumerate()
             .map(|(i, v)| match v.as_f64() {
@@ -576,7 +581,12 @@ impl<'a> Fields<'a> {
                     format!("must be a finite number, got {v}"),
                 ),
             })
-            .collect()
+            .collect::<Result<Vec<f32>>>()?;
+        // Kept as a unit vector: cosine similarity is then a dot product.
+        crate::topics::centroids::unit(&vector).map_or_else(
+            || reject(&path, "is a zero vector, which has no direction to compare"),
+            Ok,
+        )
     }
 }
 

@@ -1,6 +1,8 @@
 //! Topic keys: how a question or a client label finds its topic. This module
 //! owns the normalisation rules; the store owns the topic rows.
 
+pub mod centroids;
+
 use unicode_normalization::UnicodeNormalization;
 
 /// Labelled and unlabelled topics never merge, even with equal texts.
@@ -8,6 +10,8 @@ use unicode_normalization::UnicodeNormalization;
 pub enum TopicKind {
     Label = 0,
     Question = 1,
+    /// Grouped by embedding similarity; such topics have no text key.
+    Embedding = 2,
 }
 
 /// What decides which topic an interaction joins.
@@ -17,13 +21,22 @@ pub struct TopicKey {
     pub norm: String,
 }
 
-/// The topic of an interaction with this label and question, if any.
-pub fn topic_key(label: Option<&str>, question: Option<&str>) -> Option<TopicKey> {
+/// The topic key of an interaction with this label and question, if any.
+/// Questions that carry an embedding are grouped by similarity instead (see
+/// [`centroids`]), so they get no text key.
+pub fn topic_key(
+    label: Option<&str>,
+    question: Option<&str>,
+    has_embedding: bool,
+) -> Option<TopicKey> {
     if let Some(label) = label {
         return Some(TopicKey {
             kind: TopicKind::Label,
             norm: normalise_label(label),
         });
+    }
+    if has_embedding {
+        return None;
     }
     question.map(|q| TopicKey {
         kind: TopicKind::Question,
@@ -91,16 +104,18 @@ mod tests {
 
     #[test]
     fn labels_win_over_questions_and_stay_a_separate_kind() {
-        let labelled = topic_key(Some("Reset password"), Some("How do I reset?")).unwrap();
-        let unlabelled = topic_key(None, Some("reset password")).unwrap();
+        let labelled = topic_key(Some("Reset password"), Some("How do I reset?"), false).unwrap();
+        let unlabelled = topic_key(None, Some("reset password"), false).unwrap();
         assert_eq!(labelled.kind, TopicKind::Label);
         assert_eq!(labelled.norm, unlabelled.norm);
         assert_ne!(labelled, unlabelled);
-        assert_eq!(topic_key(None, None), None);
+        assert_eq!(topic_key(None, None, false), None);
+        assert_eq!(topic_key(None, Some("q"), true), None);
+        assert!(topic_key(Some("l"), Some("q"), true).is_some());
     }
 
     #[test]
     fn punctuation_only_questions_keep_their_text() {
-        assert_eq!(topic_key(None, Some(" ??? ")).unwrap().norm, "???");
+        assert_eq!(topic_key(None, Some(" ??? "), false).unwrap().norm, "???");
     }
 }

@@ -48,6 +48,7 @@ impl SqliteStore {
         catalogue: Arc<Catalogue>,
         telemetry: Arc<Telemetry>,
         max_queued_events: usize,
+        topic_threshold: f32,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Open(format!(
@@ -65,7 +66,13 @@ impl SqliteStore {
         schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
         let data_version = Arc::new(AtomicU64::new(0));
         let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
-        let writer = Writer::new(conn, catalogue, telemetry, data_version.clone());
+        let writer = Writer::new(
+            conn,
+            catalogue,
+            telemetry,
+            data_version.clone(),
+            topic_threshold,
+        );
         let thread = std::thread::Builder::new()
             .name("ragpulse-writer".to_string())
             .spawn(move || writer.run(receiver))

@@ -131,6 +131,14 @@ CREATE TABLE syncs (
     error TEXT
 );
 CREATE INDEX syncs_by_started_at ON syncs (started_at);
+-- Running mean of the unit embeddings of an embedding topic's questions (f32, little-endian).
+CREATE TABLE topic_centroids (
+    topic INTEGER PRIMARY KEY,
+    assistant INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    mean BLOB NOT NULL
+);
+CREATE INDEX topic_centroids_by_assistant ON topic_centroids (assistant);
 CREATE TABLE unpriced_models (
     model TEXT PRIMARY KEY,
     count INTEGER NOT NULL,

@@ -15,7 +15,8 @@ use crate::ingest::event::*;
 use crate::pricing::Catalogue;
 use crate::store::{AppendOutcome, Batch, StoreError};
 use crate::telemetry::Telemetry;
-use crate::topics::TopicKey;
+use crate::topics::centroids::{Assignment, CentroidIndex, from_bytes, to_bytes};
+use crate::topics::{TopicKey, TopicKind};
 
 /// Stop gathering more batches into one transaction past this many events:
 /// keeps the latency of the first request in a group bounded.
@@ -45,6 +46,7 @@ pub struct Writer {
     catalogue: Arc<Catalogue>,
     telemetry: Arc<Telemetry>,
     data_version: Arc<AtomicU64>,
+    topic_threshold: f32,
     caches: Caches,
 }
 
@@ -61,6 +63,7 @@ struct Caches {
     topics: HashMap<(i64, TopicKey), i64>,
     phrasings: HashMap<(i64, String), i64>,
     assistant_models: HashMap<i64, Option<String>>,
+    centroids: HashMap<i64, CentroidIndex>,
 }
 
 impl Caches {
@@ -74,6 +77,11 @@ impl Caches {
             + self.topics.len()
             + self.phrasings.len()
             + self.assistant_models.len()
+            + self
+                .centroids
+                .values()
+                .map(CentroidIndex::len)
+                .sum::<usize>()
     }
 }
 
@@ -112,12 +120,14 @@ impl Writer {
         catalogue: Arc<Catalogue>,
         telemetry: Arc<Telemetry>,
         data_version: Arc<AtomicU64>,
+        topic_threshold: f32,
     ) -> Self {
         Self {
             conn,
             catalogue,
             telemetry,
             data_version,
+            topic_threshold,
             caches: Caches::default(),
         }
     }
@@ -194,6 +204,7 @@ impl Writer {
             tx: &tx,
             caches: &mut self.caches,
             catalogue: &self.catalogue,
+            topic_threshold: self.topic_threshold,
             unpriced: Vec::new(),
             topic_counts: HashMap::new(),
             phrasing_counts: HashMap::new(),
@@ -201,11 +212,11 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(batches.len());
         for batch in batches {
             let mut outcome = AppendOutcome::default();
-            for (_, event) in &batch.events {
-                if apply.event(event)? {
-                    outcome.accepted += 1;
-                } else {
-                    outcome.duplicates += 1;
+            for (index, event) in &batch.events {
+                match apply.event(event)? {
+                    Applied::Stored => outcome.accepted += 1,
+                    Applied::Duplicate => outcome.duplicates += 1,
+                    Applied::Rejected(message) => outcome.rejected.push((*index, message)),
                 }
             }
             outcomes.push(outcome);
@@ -217,11 +228,38 @@ impl Writer {
     }
 }
 
+/// What became of one event.
+enum Applied {
+    Stored,
+    Duplicate,
+    /// Refused for a reason only the store can see (an embedding dimension mismatch).
+    Rejected(String),
+}
+
+impl Applied {
+    fn from_inserted(inserted: bool) -> Self {
+        if inserted {
+            Applied::Stored
+        } else {
+            Applied::Duplicate
+        }
+    }
+}
+
+/// Which topic an interaction joins, or why it cannot be stored.
+enum TopicChoice {
+    None,
+    Topic(i64),
+    Rejected(String),
+}
+
 /// Applies events inside one open transaction.
 struct Apply<'t> {
     tx: &'t Transaction<'t>,
     caches: &'t mut Caches,
     catalogue: &'t Catalogue,
+    /// Cosine similarity from which a question joins an embedding topic.
+    topic_threshold: f32,
     /// Models of unpriced interactions written in this transaction.
     unpriced: Vec<String>,
     /// Topic counters of this transaction: (interactions, latest ts), written once at the end.
@@ -234,14 +272,15 @@ type SqlResult<T> = Result<T, rusqlite::Error>;
 
 impl Apply<'_> {
     /// True when stored or upserted, false for a duplicate.
-    fn event(&mut self, event: &Event) -> SqlResult<bool> {
+    fn event(&mut self, event: &Event) -> SqlResult<Applied> {
+        let stored = |_| Applied::Stored;
         match event {
             Event::Interaction(e) => self.interaction(e),
-            Event::ConnectorSync(e) => self.sync(e),
-            Event::Assistant(e) => self.assistant(e).map(|_| true),
-            Event::User(e) => self.user(e).map(|_| true),
-            Event::Connector(e) => self.connector(e).map(|_| true),
-            Event::Document(e) => self.document(e).map(|_| true),
+            Event::ConnectorSync(e) => self.sync(e).map(Applied::from_inserted),
+            Event::Assistant(e) => self.assistant(e).map(stored),
+            Event::User(e) => self.user(e).map(stored),
+            Event::Connector(e) => self.connector(e).map(stored),
+            Event::Document(e) => self.document(e).map(stored),
         }
     }
 
@@ -447,13 +486,16 @@ impl Apply<'_> {
         }
     }
 
-    fn topic(&mut self, assistant: i64, e: &InteractionEvent) -> SqlResult<Option<i64>> {
+    fn topic(&mut self, assistant: i64, e: &InteractionEvent) -> SqlResult<TopicChoice> {
         let Some(key) = &e.topic_key else {
-            return Ok(None);
+            return match (&e.question_embedding, &e.question) {
+                (Some(unit), Some(_)) => self.embedding_topic(assistant, unit, e.id),
+                _ => Ok(TopicChoice::None),
+            };
         };
         let cache_key = (assistant, key.clone());
         if let Some(&topic) = self.caches.topics.get(&cache_key) {
-            return Ok(Some(topic));
+            return Ok(TopicChoice::Topic(topic));
         }
         let (assistant, key) = cache_key;
         let kind = key.kind as i64;
@@ -476,7 +518,7 @@ impl Apply<'_> {
             }
         };
         self.caches.topics.insert((assistant, key), topic);
-        Ok(Some(topic))
+        Ok(TopicChoice::Topic(topic))
     }
 
     fn phrasing(&mut self, topic: i64, question: &str) -> SqlResult<i64> {
@@ -502,14 +544,22 @@ impl Apply<'_> {
         Ok(key)
     }
 
-    fn interaction(&mut self, e: &InteractionEvent) -> SqlResult<bool> {
+    fn interaction(&mut self, e: &InteractionEvent) -> SqlResult<Applied> {
+        // An embedding moves a centroid: a duplicate must be caught before that.
+        if e.topic_key.is_none() && e.question_embedding.is_some() && self.stored(e.id)? {
+            return Ok(Applied::Duplicate);
+        }
         let assistant = self.key(Registry::Assistants, e.assistant_id)?;
         let session = self.named_key("sessions", "sid", &e.session_id)?;
         let user = e
             .user_id
             .map(|id| self.key(Registry::Users, id))
             .transpose()?;
-        let topic = self.topic(assistant, e)?;
+        let topic = match self.topic(assistant, e)? {
+            TopicChoice::None => None,
+            TopicChoice::Topic(topic) => Some(topic),
+            TopicChoice::Rejected(message) => return Ok(Applied::Rejected(message)),
+        };
         let phrasing = match (topic, &e.question) {
             (Some(topic), Some(question)) => Some(self.phrasing(topic, question)?),
             _ => None,
@@ -551,7 +601,7 @@ impl Apply<'_> {
                 rerank.and_then(|r| r.position_n),
             ])?;
         if inserted == 0 {
-            return Ok(false);
+            return Ok(Applied::Duplicate);
         }
         let key = self.tx.last_insert_rowid();
         self.children(key, assistant, e)?;
@@ -559,7 +609,111 @@ impl Apply<'_> {
         if let Some(model) = unpriced {
             self.record_unpriced(&model, e.timestamp)?;
         }
-        Ok(true)
+        Ok(Applied::Stored)
+    }
+
+    fn stored(&mut self, id: Uuid) -> SqlResult<bool> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM interactions WHERE id = ?1")?
+            .query_row([id.as_bytes()], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// The centroid index of an assistant's embedding topics, loaded on first use.
+    fn centroids(
+        &mut self,
+        assistant: i64,
+        dims: usize,
+    ) -> SqlResult<Result<&mut CentroidIndex, String>> {
+        if !self.caches.centroids.contains_key(&assistant) {
+            let index = self.load_centroids(assistant)?;
+            self.caches.centroids.insert(assistant, index);
+        }
+        let Some(index) = self.caches.centroids.get_mut(&assistant) else {
+            return Ok(Err("internal: centroid index missing".to_string()));
+        };
+        if index.is_empty() && index.dims() != dims {
+            *index = CentroidIndex::new(dims);
+        }
+        if index.dims() != dims {
+            return Ok(Err(format!(
+                "question_embedding: has {dims} dimensions, but this assistant's embeddings have {}; \
+                 one assistant's questions must be embedded by one model",
+                index.dims()
+            )));
+        }
+        Ok(Ok(index))
+    }
+
+    fn load_centroids(&mut self, assistant: i64) -> SqlResult<CentroidIndex> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT topic, count, mean FROM topic_centroids WHERE assistant = ?1 ORDER BY topic",
+        )?;
+        let mut rows = stmt.query([assistant])?;
+        let mut index: Option<CentroidIndex> = None;
+        while let Some(row) = rows.next()? {
+            let bytes: Vec<u8> = row.get(2)?;
+            let Some(mean) = from_bytes(&bytes) else {
+                continue;
+            };
+            let index = index.get_or_insert_with(|| CentroidIndex::new(mean.len()));
+            if mean.len() == index.dims() {
+                index.push(row.get(0)?, &mean, row.get::<_, i64>(1)?.max(1) as u64);
+            }
+        }
+        Ok(index.unwrap_or_else(|| CentroidIndex::new(0)))
+    }
+
+    /// Joins the nearest similar embedding topic of the assistant, or starts one.
+    fn embedding_topic(
+        &mut self,
+        assistant: i64,
+        unit: &[f32],
+        id: Uuid,
+    ) -> SqlResult<TopicChoice> {
+        let threshold = self.topic_threshold;
+        let index = match self.centroids(assistant, unit.len())? {
+            Ok(index) => index,
+            Err(message) => return Ok(TopicChoice::Rejected(message)),
+        };
+        match index.assign(unit, threshold) {
+            Assignment::Join { row, .. } => {
+                index.update(row, unit);
+                let topic = index.topic(row);
+                let (mean, count) = index.row(row);
+                let (bytes, count) = (to_bytes(mean), count as i64);
+                self.tx
+                    .prepare_cached(
+                        "UPDATE topic_centroids SET count = ?2, mean = ?3 WHERE topic = ?1",
+                    )?
+                    .execute(params![topic, count, bytes])?;
+                Ok(TopicChoice::Topic(topic))
+            }
+            Assignment::New => {
+                // Embedding topics have no text key; the first interaction's id keeps `norm` unique.
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO topics (assistant, kind, norm) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![
+                        assistant,
+                        TopicKind::Embedding as i64,
+                        id.to_string()
+                    ])?;
+                let topic = self.tx.last_insert_rowid();
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO topic_centroids (topic, assistant, count, mean) VALUES (?1, ?2, 1, ?3)",
+                    )?
+                    .execute(params![topic, assistant, to_bytes(unit)])?;
+                if let Some(index) = self.caches.centroids.get_mut(&assistant) {
+                    index.push(topic, unit, 1);
+                }
+                Ok(TopicChoice::Topic(topic))
+            }
+        }
     }
 
     /// Steps and retrieved documents, with the interaction's time and assistant
