@@ -155,6 +155,8 @@ struct Assistant {
     name: String,
     model: String,
     reranks: bool,
+    /// Whether this assistant's platform sends question embeddings.
+    embeds: bool,
     /// Median first-token latency, seconds.
     ttft_median: f64,
     cache_rate: f64,
@@ -182,6 +184,8 @@ pub struct Generator {
     pick_question: Zipf,
     pick_phrasing: Vec<Zipf>,
     pick_document: Zipf,
+    /// Per question group and phrasing: a fixed direction, near the group's.
+    embeddings: Vec<Vec<Vec<f32>>>,
 }
 
 impl Generator {
@@ -202,6 +206,7 @@ impl Generator {
                     name,
                     model: model.to_string(),
                     reranks: i % 3 != 2,
+                    embeds: i % 2 == 0,
                     ttft_median: rng.random_range(0.45..1.6),
                     cache_rate: rng.random_range(0.08..0.4),
                 }
@@ -243,12 +248,14 @@ impl Generator {
                 )
             })
             .collect();
+        let embeddings = phrasing_embeddings(&mut rng);
         Self {
             rng,
             pick_assistant: Zipf::new(assistants.len(), 0.8),
             pick_question: Zipf::new(QUESTIONS.len(), 1.1),
             pick_phrasing: QUESTIONS.iter().map(|g| Zipf::new(g.len(), 1.0)).collect(),
             pick_document: Zipf::new(documents.len(), 1.0),
+            embeddings,
             assistants,
             users,
             connectors,
@@ -342,13 +349,27 @@ impl Generator {
         let phrasing = self.pick_phrasing[group].pick(&mut self.rng);
         let question = QUESTIONS[group][phrasing];
         let a = &self.assistants[assistant_index];
-        let (assistant_id, model, reranks, median, cache_rate) = (
+        let (assistant_id, model, reranks, median, cache_rate, embeds) = (
             a.id,
             a.model.clone(),
             a.reranks,
             a.ttft_median,
             a.cache_rate,
+            a.embeds,
         );
+        let embedding = if embeds {
+            let jitter: Vec<f64> = (0..EMBEDDING_DIMS)
+                .map(|_| 0.05 * gaussian(&mut self.rng))
+                .collect();
+            let v: Vec<f64> = self.embeddings[group][phrasing]
+                .iter()
+                .zip(jitter)
+                .map(|(x, j)| round3(f64::from(*x) + j))
+                .collect();
+            json!(v)
+        } else {
+            Value::Null
+        };
         let cache_hit = self.rng.random::<f64>() < cache_rate;
         let input_tokens: i64 = self.rng.random_range(600..4200);
         let cached = if self.rng.random::<f64>() < 0.3 {
@@ -393,7 +414,7 @@ impl Generator {
         json!({
             "type": "interaction", "id": id, "timestamp": Timestamp(ts).to_rfc3339(),
             "assistant_id": assistant_id, "session_id": session_id, "user_id": user,
-            "question": question, "model": model,
+            "question": question, "question_embedding": embedding, "model": model,
             "ttft_s": ttft, "total_duration_s": round6(total.max(ttft.as_f64().unwrap_or(0.0))),
             "cache_hit": cache_hit, "input_tokens": if cache_hit { 0 } else { input_tokens },
             "cached_input_tokens": if cache_hit { 0 } else { cached },
@@ -436,6 +457,34 @@ impl Generator {
         };
         day_start + hour * 3_600_000_000 + self.rng.random_range(0..3_600_000_000)
     }
+}
+
+/// Dimensions of the synthetic question embeddings.
+const EMBEDDING_DIMS: usize = 48;
+
+/// A random direction per question group, and per phrasing a small offset from
+/// it: paraphrases land at cosine ≈ 0.97 from each other, other groups near 0.
+fn phrasing_embeddings(rng: &mut SmallRng) -> Vec<Vec<Vec<f32>>> {
+    QUESTIONS
+        .iter()
+        .map(|group| {
+            let base: Vec<f32> = (0..EMBEDDING_DIMS).map(|_| gaussian(rng) as f32).collect();
+            group
+                .iter()
+                .map(|_| {
+                    base.iter()
+                        .map(|b| b + 0.15 * gaussian(rng) as f32)
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn gaussian(rng: &mut SmallRng) -> f64 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 /// A version-4 UUID from the seeded generator: random-looking, yet reproducible.

@@ -148,7 +148,7 @@ fn print_welcome(addr: &str, state: &AppState, generator: &Generator) {
         .unwrap_or_default();
     println!("ragpulse listening on http://{addr}");
     println!();
-    println!("  Dashboard      http://{addr}/?token={token}");
+    println!("  Home           http://{addr}/");
     println!("  API docs       http://{addr}/docs");
     println!(
         "  All metrics    curl -H 'Authorization: Bearer {token}' http://{addr}/api/v1/analytics/advanced"

@@ -84,8 +84,15 @@ impl UtilizationState {
     pub fn add_interaction(&mut self, documents: &[i64]) {
         let unique: HashSet<i64> = documents.iter().copied().collect();
         for doc in unique {
-            *self.retrievals.entry(doc).or_default() += 1;
+            self.add_retrieval(doc);
         }
+    }
+
+    /// One interaction retrieved `document`. The caller guarantees each
+    /// (interaction, document) pair comes once, as the store's key does; the
+    /// scan then needs no per-interaction grouping.
+    pub fn add_retrieval(&mut self, document: i64) {
+        *self.retrievals.entry(document).or_default() += 1;
     }
 
     pub fn merge(&mut self, other: Self) {

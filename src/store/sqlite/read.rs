@@ -226,29 +226,11 @@ pub fn utilization(
     limit: usize,
 ) -> Result<Vec<DocumentUtilization>> {
     let mut state = UtilizationState::new();
-    let mut current: Option<i64> = None;
-    let mut documents: Vec<i64> = Vec::new();
-    scan_ordered(
-        conn,
-        w,
-        "SELECT interaction, document FROM retrievals WHERE 1",
-        "ORDER BY ts, interaction",
-        |r| {
-            let interaction: i64 = r.get(0)?;
-            if current != Some(interaction) {
-                if current.is_some() {
-                    state.add_interaction(&documents);
-                    documents.clear();
-                }
-                current = Some(interaction);
-            }
-            documents.push(r.get(1)?);
-            Ok(())
-        },
-    )?;
-    if !documents.is_empty() {
-        state.add_interaction(&documents);
-    }
+    // (ts, interaction, document) is the table's key: each pair comes once.
+    scan(conn, w, "SELECT document FROM retrievals WHERE 1", |r| {
+        state.add_retrieval(r.get(0)?);
+        Ok(())
+    })?;
     state.finish(status, limit, &Directory::new(conn, w))
 }
 
