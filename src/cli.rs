@@ -31,6 +31,24 @@ pub enum Command {
     Import(ImportArgs),
     /// Measure ingest throughput and /advanced latency on a synthetic dataset
     Bench(BenchArgs),
+    /// Recompute stored catalogue costs after a price change (client costs are kept)
+    Reprice(RepriceArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RepriceArgs {
+    /// Reprice interactions from this date (YYYY-MM-DD, UTC) or RFC 3339 time on
+    #[arg(long)]
+    pub since: String,
+    /// Only this model (compared after name normalisation)
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Data directory [default: ./ragpulse-data]
+    #[arg(long, env = "RAGPULSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML price file with the new prices, as for serve
+    #[arg(long, env = "RAGPULSE_PRICING_FILE")]
+    pub pricing_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,4 +113,50 @@ pub struct BenchArgs {
     /// Seed of the dataset generator
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Another scenario instead of the ingest + /advanced one
+    #[command(subcommand)]
+    pub scenario: Option<BenchScenario>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchScenario {
+    /// Live feed: many WebSocket clients on several scopes while ingest runs
+    Live(LiveBenchArgs),
+    /// Embedding-topic assignment cost as the number of topics grows
+    Topics(TopicBenchArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LiveBenchArgs {
+    /// Concurrent WebSocket clients
+    #[arg(long, default_value_t = 500)]
+    pub clients: usize,
+    /// Scopes the clients spread over (all assistants, and assistants 1..)
+    #[arg(long, default_value_t = 5)]
+    pub scopes: usize,
+    /// Seconds the clients listen
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Broadcast interval of the server, seconds
+    #[arg(long, default_value_t = 1)]
+    pub interval: u64,
+    /// Interactions stored before the clients connect
+    #[arg(long, default_value_t = 100_000)]
+    pub history: u64,
+    /// Concurrent ingest clients running while the clients listen
+    #[arg(long, default_value_t = 4)]
+    pub ingest_clients: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TopicBenchArgs {
+    /// Embedding dimensions
+    #[arg(long, default_value_t = 768)]
+    pub dims: usize,
+    /// Topic counts per assistant to measure (comma-separated)
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    pub topics: Vec<usize>,
+    /// Assignments timed at each size
+    #[arg(long, default_value_t = 2_000)]
+    pub assignments: usize,
 }

@@ -31,15 +31,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| std::path::PathBuf::from("ragpulse-data"));
-    let catalogue = Arc::new(Catalogue::load(args.pricing_file.as_deref())?);
-    let store = SqliteStore::open(
-        &data_dir,
-        catalogue,
-        Arc::new(Telemetry::new()),
-        usize::MAX >> 1,
-        crate::config::DEFAULT_TOPIC_THRESHOLD,
-    )
-    .with_context(|| format!("failed to open data directory {}", data_dir.display()))?;
+    let store = open_store(&data_dir, args.pricing_file.as_deref())?;
     let (reader, size): (Box<dyn Read + Send>, u64) = if args.file.as_os_str() == "-" {
         (Box::new(std::io::stdin()), 0)
     } else {
@@ -74,6 +66,52 @@ fn progress(size: u64, quiet: bool) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// `ragpulse reprice`: opens the data directory with the given catalogue and
+/// reprices through the writer, printing what moved.
+#[allow(clippy::print_stdout)]
+pub async fn reprice(args: crate::cli::RepriceArgs) -> anyhow::Result<()> {
+    let since = crate::api::pricing::parse_since(&args.since).with_context(|| {
+        format!("--since {:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time", args.since)
+    })?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("ragpulse-data"));
+    let store = open_store(&data_dir, args.pricing_file.as_deref())?;
+    let report = store
+        .reprice(crate::store::sqlite::reprice::RepriceRequest {
+            since,
+            model: args.model.clone(),
+        })
+        .await;
+    store.close().await;
+    let report = report?;
+    println!(
+        "repriced {} of {} interactions ({} newly priced, {} newly unpriced): ${:.6} -> ${:.6} ({:+.6})",
+        report.interactions_changed,
+        report.interactions_examined,
+        report.newly_priced,
+        report.newly_unpriced,
+        report.cost_before_usd,
+        report.cost_after_usd,
+        report.delta_usd
+    );
+    Ok(())
+}
+
+/// The store of a data directory, for the offline commands.
+fn open_store(data_dir: &std::path::Path, pricing: Option<&std::path::Path>) -> anyhow::Result<SqliteStore> {
+    let catalogue = Arc::new(Catalogue::load(pricing)?);
+    SqliteStore::open(
+        data_dir,
+        catalogue,
+        Arc::new(Telemetry::new()),
+        usize::MAX >> 1,
+        crate::config::DEFAULT_TOPIC_THRESHOLD,
+    )
+    .with_context(|| format!("failed to open data directory {}", data_dir.display()))
 }
 
 /// Reads lines, validates and stores them in batches; line numbers are 1-based

@@ -35,6 +35,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ragpulse::init_tracing(false);
             ragpulse::bench::run(args).await
         }
+        Command::Reprice(args) => {
+            ragpulse::init_tracing(false);
+            ragpulse::import::reprice(args).await
+        }
     }
 }
 

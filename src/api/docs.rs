@@ -70,6 +70,7 @@ impl Modify for BearerAuth {
         crate::live::sse::handler,
         crate::api::pricing::catalogue,
         crate::api::pricing::unpriced,
+        crate::api::pricing::reprice,
         crate::api::health::healthz,
         crate::api::health::readyz,
         crate::api::health::metrics,

@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1/analytics", analytics)
         .route("/api/v1/pricing", get(pricing::catalogue))
         .route("/api/v1/pricing/unpriced", get(pricing::unpriced))
+        .route("/api/v1/pricing/reprice", post(pricing::reprice))
         .route_layer(middleware::from_fn_with_state(
             auth.clone(),
             auth::admin_only,

@@ -43,3 +43,84 @@ pub async fn unpriced(State(state): State<AppState>) -> Result<Response, ApiErro
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(models).into_response())
 }
+
+/// The body of a reprice request.
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
+pub struct RepriceBody {
+    /// `YYYY-MM-DD` (UTC midnight) or an RFC 3339 timestamp: interactions from then on.
+    #[schema(example = "2026-11-01")]
+    pub since: String,
+    /// Only this model (compared after name normalisation).
+    pub model: Option<String>,
+}
+
+/// A date (UTC midnight) or an RFC 3339 timestamp, in microseconds.
+pub fn parse_since(text: &str) -> Option<i64> {
+    if let Some(ts) = Timestamp::parse_rfc3339(text) {
+        return Some(ts.0);
+    }
+    let date = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()?;
+    Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+}
+
+#[utoipa::path(post, path = "/api/v1/pricing/reprice", tag = "pricing",
+    request_body = RepriceBody,
+    responses(
+        (status = 200, description = "Catalogue costs recomputed with the prices now in effect; client-sent costs untouched", body = crate::store::sqlite::reprice::RepriceReport),
+        (status = 400, body = super::docs::Detail),
+        (status = 401, body = super::docs::Detail), (status = 403, body = super::docs::Detail),
+        (status = 422, body = super::docs::ValidationDetail),
+    ),
+    security(("bearer" = [])))]
+pub async fn reprice(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let body: RepriceBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body must be JSON {{\"since\": \"YYYY-MM-DD\", \"model\": optional}}: {e}"
+        ))
+    })?;
+    let Some(since) = parse_since(&body.since) else {
+        return Err(ApiError::Validation(vec![serde_json::json!({
+            "type": "datetime_parsing",
+            "loc": ["body", "since"],
+            "msg": "Input should be a valid date (YYYY-MM-DD) or RFC 3339 timestamp",
+            "input": body.since,
+        })]));
+    };
+    let request = crate::store::sqlite::reprice::RepriceRequest {
+        since,
+        model: body.model,
+    };
+    let report = state.store.reprice(request).await.map_err(|e| {
+        if e.is_unavailable() {
+            ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after_s: 5,
+            }
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    })?;
+    tracing::info!(changed = report.interactions_changed, delta_usd = report.delta_usd, "repriced");
+    Ok(Json(report).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_date_or_a_timestamp() {
+        assert_eq!(
+            parse_since("2026-11-01"),
+            Timestamp::parse_rfc3339("2026-11-01T00:00:00Z").map(|t| t.0)
+        );
+        assert_eq!(
+            parse_since("2026-11-01T02:00:00+02:00"),
+            Timestamp::parse_rfc3339("2026-11-01T00:00:00Z").map(|t| t.0)
+        );
+        assert_eq!(parse_since("yesterday"), None);
+    }
+}

@@ -14,6 +14,7 @@ mod freshness;
 mod health;
 mod ingest;
 mod live;
+mod pricing;
 mod reranking;
 mod scope;
 mod sessions;

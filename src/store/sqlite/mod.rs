@@ -4,6 +4,7 @@
 
 mod pool;
 pub mod read;
+pub mod reprice;
 pub mod schema;
 pub mod writer;
 
@@ -18,7 +19,8 @@ use crate::pricing::Catalogue;
 use crate::store::{AppendOutcome, Batch, StoreError};
 use crate::telemetry::Telemetry;
 use pool::Pool;
-use writer::{WriteRequest, Writer};
+use reprice::{RepriceReport, RepriceRequest};
+use writer::{Job, WriteRequest, Writer};
 
 /// How often the checkpointer copies the WAL back into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -29,7 +31,7 @@ const CHANNEL_BATCHES: usize = 1024;
 
 pub struct SqliteStore {
     path: PathBuf,
-    sender: std::sync::Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    sender: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
     writer_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Events queued or being written; a request that cannot get permits is refused.
     queued_events: Arc<Semaphore>,
@@ -118,7 +120,7 @@ impl SqliteStore {
         };
         let (reply, answer) = oneshot::channel();
         sender
-            .try_send(WriteRequest { batch, reply })
+            .try_send(Job::Write(WriteRequest { batch, reply }))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => StoreError::QueueFull,
                 mpsc::error::TrySendError::Closed(_) => StoreError::ShuttingDown,
@@ -127,6 +129,21 @@ impl SqliteStore {
         drop(permit);
         drop(reply.batch);
         reply.result
+    }
+
+    /// Recomputes catalogue costs (see [`reprice`]) on the writer, between two
+    /// commits, so it never races ingestion.
+    pub async fn reprice(&self, request: RepriceRequest) -> Result<RepriceReport, StoreError> {
+        let sender = match self.sender.lock() {
+            Ok(guard) => guard.clone().ok_or(StoreError::ShuttingDown)?,
+            Err(_) => return Err(StoreError::ShuttingDown),
+        };
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Job::Reprice { request, reply })
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        answer.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
     /// Events waiting for the writer right now.

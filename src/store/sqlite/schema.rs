@@ -91,6 +91,8 @@ CREATE TABLE interactions (
     cost_nusd INTEGER NOT NULL,
     cost_source INTEGER NOT NULL,
     price_id TEXT,
+    -- The model name the interaction was priced by (its own, else its assistant's).
+    priced_model TEXT,
     rerank_before REAL,
     rerank_after REAL,
     rerank_improvement_n INTEGER,

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::ingest::event::*;
 use crate::pricing::Catalogue;
+use super::reprice::{RepriceReport, RepriceRequest, reprice};
 use crate::store::{AppendOutcome, Batch, StoreError};
 use crate::telemetry::Telemetry;
 use crate::topics::centroids::{Assignment, CentroidIndex, from_bytes, to_bytes};
@@ -37,9 +38,18 @@ pub struct Reply {
 }
 
 /// Cost provenance stored with each interaction.
-const COST_CLIENT: i64 = 0;
-const COST_CATALOGUE: i64 = 1;
-const COST_UNPRICED: i64 = 2;
+pub(super) const COST_CLIENT: i64 = 0;
+pub(super) const COST_CATALOGUE: i64 = 1;
+pub(super) const COST_UNPRICED: i64 = 2;
+
+/// One job for the writer: a batch of events, or a reprice.
+pub enum Job {
+    Write(WriteRequest),
+    Reprice {
+        request: RepriceRequest,
+        reply: oneshot::Sender<Result<RepriceReport, StoreError>>,
+    },
+}
 
 pub struct Writer {
     conn: Connection,
@@ -133,15 +143,35 @@ impl Writer {
     }
 
     /// Runs until every sender is gone, then returns (the channel drains first).
-    pub fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>) {
-        while let Some(first) = rx.blocking_recv() {
+    pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut held: Option<Job> = None;
+        loop {
+            let first = match held.take() {
+                Some(job) => job,
+                None => match rx.blocking_recv() {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            let first = match first {
+                Job::Write(request) => request,
+                Job::Reprice { request, reply } => {
+                    let _ = reply.send(self.reprice(&request));
+                    continue;
+                }
+            };
             let mut group = vec![first];
             let mut events = group[0].batch.events.len();
             while events < GROUP_MAX_EVENTS {
                 match rx.try_recv() {
-                    Ok(next) => {
+                    Ok(Job::Write(next)) => {
                         events += next.batch.events.len();
                         group.push(next);
+                    }
+                    // A reprice waits for the group gathered before it.
+                    Ok(other) => {
+                        held = Some(other);
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -149,6 +179,13 @@ impl Writer {
             self.commit_group(group);
         }
         tracing::info!("writer stopped: every queued batch is committed");
+    }
+
+    fn reprice(&mut self, request: &RepriceRequest) -> Result<RepriceReport, StoreError> {
+        let result = reprice(&mut self.conn, &self.catalogue, request);
+        // Costs are part of every cached answer.
+        self.data_version.fetch_add(1, Ordering::Release);
+        result.map_err(StoreError::Sqlite)
     }
 
     fn commit_group(&mut self, group: Vec<WriteRequest>) {
@@ -244,6 +281,16 @@ impl Applied {
             Applied::Duplicate
         }
     }
+}
+
+/// The cost of an interaction and where it came from.
+struct Priced {
+    cost: i64,
+    source: i64,
+    price_id: Option<String>,
+    /// The model it was priced by: its own, else its assistant's.
+    model: Option<String>,
+    unpriced: bool,
 }
 
 /// Which topic an interaction joins, or why it cannot be stored.
@@ -459,31 +506,25 @@ impl Apply<'_> {
         Ok(model)
     }
 
-    /// (cost in nano-dollars, provenance, price entry id, unpriced model name).
-    fn price(
-        &mut self,
-        e: &InteractionEvent,
-        assistant: i64,
-    ) -> SqlResult<(i64, i64, Option<String>, Option<String>)> {
-        if let Some(cost) = e.cost_nusd {
-            return Ok((cost, COST_CLIENT, None, None));
-        }
+    fn price(&mut self, e: &InteractionEvent, assistant: i64) -> SqlResult<Priced> {
         let model = match &e.model {
             Some(model) => Some(model.clone()),
             None => self.assistant_model(assistant)?,
         };
-        let Some(model) = model else {
-            return Ok((0, COST_UNPRICED, None, Some(String::from("(none)"))));
-        };
-        match self.catalogue.lookup(&model, e.timestamp) {
-            Some(entry) => Ok((
-                entry.cost_nusd(e.input_tokens, e.cached_input_tokens, e.output_tokens),
-                COST_CATALOGUE,
-                Some(entry.id.clone()),
-                None,
-            )),
-            None => Ok((0, COST_UNPRICED, None, Some(model))),
+        if let Some(cost) = e.cost_nusd {
+            return Ok(Priced { cost, source: COST_CLIENT, price_id: None, model, unpriced: false });
         }
+        let entry = model.as_deref().and_then(|m| self.catalogue.lookup(m, e.timestamp));
+        Ok(match entry {
+            Some(entry) => Priced {
+                cost: entry.cost_nusd(e.input_tokens, e.cached_input_tokens, e.output_tokens),
+                source: COST_CATALOGUE,
+                price_id: Some(entry.id.clone()),
+                model,
+                unpriced: false,
+            },
+            None => Priced { cost: 0, source: COST_UNPRICED, price_id: None, model, unpriced: true },
+        })
     }
 
     fn topic(&mut self, assistant: i64, e: &InteractionEvent) -> SqlResult<TopicChoice> {
@@ -564,7 +605,7 @@ impl Apply<'_> {
             (Some(topic), Some(question)) => Some(self.phrasing(topic, question)?),
             _ => None,
         };
-        let (cost, source, price_id, unpriced) = self.price(e, assistant)?;
+        let priced = self.price(e, assistant)?;
         let rerank = e.rerank.as_ref();
         let inserted = self
             .tx
@@ -572,9 +613,9 @@ impl Apply<'_> {
                 "INSERT OR IGNORE INTO interactions (
                     id, ts, assistant, session, user, topic, phrasing, model, provider,
                     ttft_us, total_us, cache_hit, input_tokens, output_tokens, cached_input_tokens,
-                    cost_nusd, cost_source, price_id,
+                    cost_nusd, cost_source, price_id, priced_model,
                     rerank_before, rerank_after, rerank_improvement_n, rerank_position_n)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
             )?
             .execute(params![
                 e.id.as_bytes(),
@@ -592,9 +633,10 @@ impl Apply<'_> {
                 e.input_tokens,
                 e.output_tokens,
                 e.cached_input_tokens,
-                cost,
-                source,
-                price_id,
+                priced.cost,
+                priced.source,
+                priced.price_id,
+                priced.model,
                 rerank.and_then(|r| r.score_before),
                 rerank.and_then(|r| r.score_after),
                 rerank.and_then(|r| r.improvement_n),
@@ -606,8 +648,9 @@ impl Apply<'_> {
         let key = self.tx.last_insert_rowid();
         self.children(key, assistant, e)?;
         self.count_topic(topic, phrasing, e.timestamp)?;
-        if let Some(model) = unpriced {
-            self.record_unpriced(&model, e.timestamp)?;
+        if priced.unpriced {
+            let model = priced.model.as_deref().unwrap_or("(none)");
+            self.record_unpriced(model, e.timestamp)?;
         }
         Ok(Applied::Stored)
     }

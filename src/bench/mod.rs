@@ -19,8 +19,22 @@ use crate::time::{MICROS_PER_DAY, Timestamp};
 const ADMIN: &str = "bench-admin-token-0123456789";
 const INGEST: &str = "bench-ingest-token-0123456789";
 
-#[allow(clippy::print_stdout)]
+pub mod live;
+pub mod topics;
+
+use crate::cli::BenchScenario;
+
+/// Runs the scenario the command line names (ingest + `/advanced` by default).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match &args.scenario {
+        Some(BenchScenario::Live(live)) => live::run(live.clone()).await,
+        Some(BenchScenario::Topics(topics)) => topics::run(topics.clone()),
+        None => core(args).await,
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn core(args: BenchArgs) -> anyhow::Result<()> {
     let temp = tempfile::Builder::new()
         .prefix("ragpulse-bench-")
         .tempdir()?;
@@ -138,6 +152,7 @@ fn args_clone(a: &BenchArgs) -> BenchArgs {
         calls: a.calls,
         data_dir: a.data_dir.clone(),
         seed: a.seed,
+        scenario: None,
     }
 }
 
@@ -355,6 +370,11 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// With extra `serve` flags (for example `--broadcast-interval 1`).
+    fn start_with(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the ragpulse binary")?;
         let mut child = Command::new(exe)
             .args([
@@ -368,6 +388,7 @@ impl Server {
             ])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
