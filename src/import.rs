@@ -73,7 +73,10 @@ fn progress(size: u64, quiet: bool) -> ProgressBar {
 #[allow(clippy::print_stdout)]
 pub async fn reprice(args: crate::cli::RepriceArgs) -> anyhow::Result<()> {
     let since = crate::api::pricing::parse_since(&args.since).with_context(|| {
-        format!("--since {:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time", args.since)
+        format!(
+            "--since {:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time",
+            args.since
+        )
     })?;
     let data_dir = args
         .data_dir
@@ -102,7 +105,10 @@ pub async fn reprice(args: crate::cli::RepriceArgs) -> anyhow::Result<()> {
 }
 
 /// The store of a data directory, for the offline commands.
-fn open_store(data_dir: &std::path::Path, pricing: Option<&std::path::Path>) -> anyhow::Result<SqliteStore> {
+fn open_store(
+    data_dir: &std::path::Path,
+    pricing: Option<&std::path::Path>,
+) -> anyhow::Result<SqliteStore> {
     let catalogue = Arc::new(Catalogue::load(pricing)?);
     SqliteStore::open(
         data_dir,

@@ -103,7 +103,11 @@ pub async fn reprice(
             ApiError::Internal(e.to_string())
         }
     })?;
-    tracing::info!(changed = report.interactions_changed, delta_usd = report.delta_usd, "repriced");
+    tracing::info!(
+        changed = report.interactions_changed,
+        delta_usd = report.delta_usd,
+        "repriced"
+    );
     Ok(Json(report).into_response())
 }
 

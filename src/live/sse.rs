@@ -50,6 +50,8 @@ struct Listener {
     live: Arc<Broadcaster>,
     subscription: Subscription,
     shutdown: CancellationToken,
+    /// Whether the snapshot current at subscription time was looked at.
+    started: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -64,6 +66,7 @@ impl Listener {
             shutdown: live.shutdown_token(),
             live,
             subscription,
+            started: false,
             _permit: permit,
         }
     }
@@ -89,8 +92,11 @@ impl Drop for Listener {
 /// The latest snapshot at once (when there is one), then each new one; ends at shutdown.
 fn snapshots(listener: Listener) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(listener, |mut listener| async move {
-        if let Some(event) = listener.take_latest() {
-            return Some((Ok(event), listener));
+        if !listener.started {
+            listener.started = true;
+            if let Some(event) = listener.take_latest() {
+                return Some((Ok(event), listener));
+            }
         }
         loop {
             let shutdown = listener.shutdown.clone();

@@ -2,6 +2,7 @@
 //! owns the normalisation rules; the store owns the topic rows.
 
 pub mod centroids;
+pub mod lexical;
 
 use unicode_normalization::UnicodeNormalization;
 

@@ -15,6 +15,7 @@ mod health;
 mod ingest;
 mod live;
 mod pricing;
+mod property;
 mod reranking;
 mod scope;
 mod sessions;

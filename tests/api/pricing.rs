@@ -142,11 +142,8 @@ async fn repricing_can_be_limited_to_one_model_and_a_start_date() {
 
     // Act
     let since = (chrono::Utc::now() - chrono::TimeDelta::days(1)).to_rfc3339();
-    let (status, by_model) = reprice(
-        &app,
-        json!({"since": since, "model": "Acme-New-Model"}),
-    )
-    .await;
+    let (status, by_model) =
+        reprice(&app, json!({"since": since, "model": "Acme-New-Model"})).await;
     let (_, other) = reprice(&app, json!({"since": since, "model": "no-such-model"})).await;
 
     // Assert: only the recent acme interaction is examined (the other is 10 days old).

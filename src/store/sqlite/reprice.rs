@@ -118,7 +118,11 @@ fn candidates(conn: &Connection, since: i64) -> Result<Vec<Row>, rusqlite::Error
 
 /// The same rule as at ingest: the entry in effect at the interaction's time.
 fn price(catalogue: &Catalogue, row: &Row) -> (i64, i64, Option<String>) {
-    match row.model.as_deref().and_then(|m| catalogue.lookup(m, row.ts)) {
+    match row
+        .model
+        .as_deref()
+        .and_then(|m| catalogue.lookup(m, row.ts))
+    {
         Some(entry) => (
             entry.cost_nusd(row.input, row.cached, row.output),
             COST_CATALOGUE,

@@ -133,6 +133,13 @@ CREATE TABLE syncs (
     error TEXT
 );
 CREATE INDEX syncs_by_started_at ON syncs (started_at);
+-- Question phrasings that joined another phrasing's topic as near-duplicates.
+CREATE TABLE topic_aliases (
+    assistant INTEGER NOT NULL,
+    norm TEXT NOT NULL,
+    topic INTEGER NOT NULL,
+    PRIMARY KEY (assistant, norm)
+) WITHOUT ROWID;
 -- Running mean of the unit embeddings of an embedding topic's questions (f32, little-endian).
 CREATE TABLE topic_centroids (
     topic INTEGER PRIMARY KEY,

@@ -11,12 +11,13 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::reprice::{RepriceReport, RepriceRequest, reprice};
 use crate::ingest::event::*;
 use crate::pricing::Catalogue;
-use super::reprice::{RepriceReport, RepriceRequest, reprice};
 use crate::store::{AppendOutcome, Batch, StoreError};
 use crate::telemetry::Telemetry;
 use crate::topics::centroids::{Assignment, CentroidIndex, from_bytes, to_bytes};
+use crate::topics::lexical::LexicalIndex;
 use crate::topics::{TopicKey, TopicKind};
 
 /// Stop gathering more batches into one transaction past this many events:
@@ -74,6 +75,7 @@ struct Caches {
     phrasings: HashMap<(i64, String), i64>,
     assistant_models: HashMap<i64, Option<String>>,
     centroids: HashMap<i64, CentroidIndex>,
+    lexical: HashMap<i64, LexicalIndex>,
 }
 
 impl Caches {
@@ -92,6 +94,7 @@ impl Caches {
                 .values()
                 .map(CentroidIndex::len)
                 .sum::<usize>()
+            + self.lexical.values().map(LexicalIndex::len).sum::<usize>()
     }
 }
 
@@ -212,11 +215,8 @@ impl Writer {
             Err(error) => {
                 // Keys cached during the failed transaction point at rolled-back rows.
                 self.caches = Caches::default();
+                tracing::error!(%error, "ingest commit failed; the group was rolled back");
                 let unavailable = StoreError::Sqlite(error).is_unavailable();
-                tracing::error!(
-                    unavailable,
-                    "ingest commit failed; the group was rolled back"
-                );
                 self.telemetry.commit_failures.inc();
                 for request in group {
                     let _ = request.reply.send(Reply {
@@ -512,9 +512,17 @@ impl Apply<'_> {
             None => self.assistant_model(assistant)?,
         };
         if let Some(cost) = e.cost_nusd {
-            return Ok(Priced { cost, source: COST_CLIENT, price_id: None, model, unpriced: false });
+            return Ok(Priced {
+                cost,
+                source: COST_CLIENT,
+                price_id: None,
+                model,
+                unpriced: false,
+            });
         }
-        let entry = model.as_deref().and_then(|m| self.catalogue.lookup(m, e.timestamp));
+        let entry = model
+            .as_deref()
+            .and_then(|m| self.catalogue.lookup(m, e.timestamp));
         Ok(match entry {
             Some(entry) => Priced {
                 cost: entry.cost_nusd(e.input_tokens, e.cached_input_tokens, e.output_tokens),
@@ -523,7 +531,13 @@ impl Apply<'_> {
                 model,
                 unpriced: false,
             },
-            None => Priced { cost: 0, source: COST_UNPRICED, price_id: None, model, unpriced: true },
+            None => Priced {
+                cost: 0,
+                source: COST_UNPRICED,
+                price_id: None,
+                model,
+                unpriced: true,
+            },
         })
     }
 
@@ -549,17 +563,67 @@ impl Apply<'_> {
             .optional()?;
         let topic = match found {
             Some(topic) => topic,
-            None => {
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO topics (assistant, kind, norm, label) VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![assistant, kind, key.norm, e.topic])?;
-                self.tx.last_insert_rowid()
-            }
+            None => match self.near_duplicate(assistant, &key)? {
+                Some(topic) => topic,
+                None => {
+                    self.tx
+                        .prepare_cached(
+                            "INSERT INTO topics (assistant, kind, norm, label) VALUES (?1, ?2, ?3, ?4)",
+                        )?
+                        .execute(params![assistant, kind, key.norm, e.topic])?;
+                    let topic = self.tx.last_insert_rowid();
+                    if key.kind == TopicKind::Question {
+                        self.lexical(assistant)?.insert(topic, &key.norm);
+                    }
+                    topic
+                }
+            },
         };
         self.caches.topics.insert((assistant, key), topic);
         Ok(TopicChoice::Topic(topic))
+    }
+
+    /// The question topic a new phrasing joins as a near-duplicate, if any. A
+    /// decision is stored as an alias, so the same phrasing always lands in the
+    /// same topic, whatever topics are created later.
+    fn near_duplicate(&mut self, assistant: i64, key: &TopicKey) -> SqlResult<Option<i64>> {
+        if key.kind != TopicKind::Question {
+            return Ok(None);
+        }
+        let alias: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT topic FROM topic_aliases WHERE assistant = ?1 AND norm = ?2")?
+            .query_row(params![assistant, key.norm], |r| r.get(0))
+            .optional()?;
+        if alias.is_some() {
+            return Ok(alias);
+        }
+        let Some(topic) = self.lexical(assistant)?.assign(&key.norm) else {
+            return Ok(None);
+        };
+        self.tx
+            .prepare_cached(
+                "INSERT INTO topic_aliases (assistant, norm, topic) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![assistant, key.norm, topic])?;
+        Ok(Some(topic))
+    }
+
+    /// The lexical index of an assistant's question topics (their first
+    /// phrasings), rebuilt from the topics table on first use.
+    fn lexical(&mut self, assistant: i64) -> SqlResult<&mut LexicalIndex> {
+        if !self.caches.lexical.contains_key(&assistant) {
+            let mut index = LexicalIndex::new();
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT key, norm FROM topics WHERE assistant = ?1 AND kind = ?2 ORDER BY key",
+            )?;
+            let mut rows = stmt.query(params![assistant, TopicKind::Question as i64])?;
+            while let Some(row) = rows.next()? {
+                index.insert(row.get(0)?, &row.get::<_, String>(1)?);
+            }
+            self.caches.lexical.insert(assistant, index);
+        }
+        Ok(self.caches.lexical.entry(assistant).or_default())
     }
 
     fn phrasing(&mut self, topic: i64, question: &str) -> SqlResult<i64> {

@@ -1,0 +1,817 @@
+//! `ragpulse bench live`: the live feed under load. A real server process gets
+//! a synthetic history, then the same ingest load runs twice: once with nobody
+//! listening (phase A) and once while many WebSocket clients listen on several
+//! scopes (phase B). Prints snapshot delivery latency, snapshots per client,
+//! the ingest throughput of both phases, the server's CPU and peak RSS, with
+//! the command that reproduces them.
+//!
+//! The WebSocket client is a minimal RFC 6455 client written here (handshake,
+//! unmasked server frames, masked client frames, pong replies): the crate's
+//! WebSocket client library is a dev-dependency only, and the bench needs
+//! nothing more.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{ADMIN, Server, build_dataset, ingest_all, ndjson, post};
+use crate::cli::{BenchArgs, LiveBenchArgs};
+use crate::demo::generate::{Generator, Shape};
+use crate::time::Timestamp;
+
+/// Days the history spans (as the core bench's default).
+const HISTORY_DAYS: u32 = 30;
+/// Seed of the dataset generator (as the core bench's default).
+const SEED: u64 = 7;
+/// Events per ingest request, in the history and in the measured load.
+const BATCH: usize = 1_000;
+/// Distinct load batches generated before timing; reused with fresh ids.
+const POOL_BATCHES: usize = 100;
+/// The load's timestamps spread over this many seconds before the pool is built.
+const POOL_SPAN_S: i64 = 300;
+/// How long phase A (ingest with nobody listening) runs.
+const PHASE_A: Duration = Duration::from_secs(15);
+/// WebSocket handshakes in flight at once while the clients connect.
+const CONNECTING_AT_ONCE: usize = 64;
+/// A server frame larger than this is a protocol error here.
+const MAX_FRAME: u64 = 64 << 20;
+/// Targets of the issue.
+const TARGET_P99_MS: f64 = 100.0;
+const TARGET_INGEST_RATIO: f64 = 0.8;
+/// Linux's USER_HZ: the unit of utime and stime in /proc/<pid>/stat.
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+#[allow(clippy::print_stdout)]
+pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
+    if args.clients == 0 || args.scopes == 0 || args.seconds == 0 || args.interval == 0 {
+        bail!("--clients, --scopes, --seconds and --interval must each be at least 1");
+    }
+    let temp = tempfile::Builder::new()
+        .prefix("ragpulse-bench-live-")
+        .tempdir()?;
+    let dataset_args = BenchArgs {
+        interactions: args.history.max(1),
+        days: HISTORY_DAYS,
+        assistants: args.scopes.saturating_sub(1).max(10) as u32,
+        batch: BATCH,
+        clients: args.ingest_clients.max(1),
+        calls: 0,
+        data_dir: None,
+        seed: SEED,
+        scenario: None,
+    };
+    println!(
+        "building {} interactions over {HISTORY_DAYS} days for {} assistants...",
+        dataset_args.interactions, dataset_args.assistants
+    );
+    let shape = Shape {
+        assistants: dataset_args.assistants as usize,
+        users: 5_000,
+        documents: 20_000,
+        seed: SEED,
+    };
+    let (dataset, pool) = tokio::task::spawn_blocking(move || {
+        let dataset = build_dataset(&dataset_args)?;
+        let pool = Pool::build(&shape)?;
+        anyhow::Ok((dataset, pool))
+    })
+    .await??;
+    let pool = Arc::new(pool);
+    let interval = args.interval.to_string();
+    let max_live = (args.clients + 16).max(1_000).to_string();
+    let mut server = Server::start_with(
+        temp.path(),
+        &[
+            "--broadcast-interval",
+            &interval,
+            "--max-live-clients",
+            &max_live,
+        ],
+    )?;
+    let pid = server.child.id();
+    let url = server.url.clone();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.ingest_clients.max(1))
+        .build()?;
+    for chunk in &dataset.registry {
+        post(&http, &url, chunk).await?;
+    }
+    println!(
+        "ingesting the history ({} batches of {BATCH} from {} clients)...",
+        dataset.batches.len(),
+        args.ingest_clients.max(1)
+    );
+    let history_time = ingest_all(&http, &url, dataset.batches, args.ingest_clients).await?;
+
+    // Phase A: the ingest load with nobody listening.
+    println!(
+        "phase A: ingest for {} s with no listener...",
+        PHASE_A.as_secs()
+    );
+    let next_use = Arc::new(AtomicUsize::new(0));
+    let metrics_a0 = Metrics::scrape(&http, &url).await?;
+    let cpu_a0 = cpu_seconds(pid);
+    let load_a = ingest_for(&http, &url, &pool, &next_use, args.ingest_clients, PHASE_A).await?;
+    let cpu_a = cpu_seconds(pid).zip(cpu_a0).map(|(b, a)| b - a);
+    let metrics_a1 = Metrics::scrape(&http, &url).await?;
+
+    // Phase B: clients connect and subscribe, then listen while the same load runs.
+    let scopes: Vec<Option<Uuid>> = std::iter::once(None)
+        .chain(dataset.assistants.iter().copied().map(Some))
+        .take(args.scopes)
+        .collect();
+    println!(
+        "phase B: connecting {} WebSocket clients over {} scopes...",
+        args.clients,
+        scopes.len()
+    );
+    let address = url
+        .strip_prefix("http://")
+        .context("the server URL is not http://")?
+        .to_string();
+    let stop = CancellationToken::new();
+    let (ready_tx, mut ready_rx) = mpsc::channel::<Result<(), String>>(args.clients);
+    let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
+    let mut clients = Vec::with_capacity(args.clients);
+    for i in 0..args.clients {
+        clients.push(tokio::spawn(listen(
+            address.clone(),
+            scopes[i % scopes.len()],
+            connecting.clone(),
+            ready_tx.clone(),
+            stop.clone(),
+        )));
+    }
+    drop(ready_tx);
+    let connect_started = Instant::now();
+    for _ in 0..args.clients {
+        match tokio::time::timeout(Duration::from_secs(120), ready_rx.recv()).await {
+            Ok(Some(Ok(()))) => {}
+            Ok(Some(Err(error))) => bail!("a live client could not connect: {error}"),
+            Ok(None) => bail!("the live clients stopped before connecting"),
+            Err(_) => bail!("the live clients did not connect within 120 s"),
+        }
+    }
+    let connect_time = connect_started.elapsed();
+    // Let every scope switch land and every scope task start before measuring.
+    tokio::time::sleep(Duration::from_secs(args.interval) + Duration::from_millis(500)).await;
+    let listening = Metrics::scrape(&http, &url).await?;
+    println!(
+        "phase B: {} clients connected in {:.1} s; listening for {} s while ingesting...",
+        listening.get("ragpulse_ws_clients"),
+        connect_time.as_secs_f64(),
+        args.seconds
+    );
+    let window = Duration::from_secs(args.seconds);
+    let cpu_b0 = cpu_seconds(pid);
+    let self_b0 = cpu_seconds(std::process::id());
+    let window_start = Instant::now();
+    let load_b = ingest_for(&http, &url, &pool, &next_use, args.ingest_clients, window).await?;
+    let window_end = window_start + window;
+    let wall_b = window_start.elapsed();
+    let cpu_b = cpu_seconds(pid).zip(cpu_b0).map(|(b, a)| b - a);
+    let self_b = cpu_seconds(std::process::id())
+        .zip(self_b0)
+        .map(|(b, a)| b - a);
+    let metrics_b1 = Metrics::scrape(&http, &url).await?;
+    stop.cancel();
+    let mut reports = Vec::with_capacity(clients.len());
+    for client in clients {
+        reports.push(client.await.context("a live client panicked")?);
+    }
+    let rss = server.peak_rss_kib();
+    server.stop();
+
+    // Figures.
+    let mut deliveries = Vec::new();
+    let mut per_client = Vec::with_capacity(reports.len());
+    let mut client_errors = Vec::new();
+    for report in &reports {
+        let before = deliveries.len();
+        deliveries.extend(
+            report
+                .deliveries
+                .iter()
+                .filter(|d| d.at >= window_start && d.at <= window_end),
+        );
+        per_client.push(deliveries.len() - before);
+        if let Some(error) = &report.error {
+            client_errors.push(error.clone());
+        }
+    }
+    let mut latencies: Vec<f64> = deliveries
+        .iter()
+        .map(|d| (d.received - d.generated) as f64 / 1e3)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    // Fan-out lag: how long after the first client each client got the same snapshot.
+    let mut first_receipt: HashMap<i64, i64> = HashMap::new();
+    for d in &deliveries {
+        let first = first_receipt.entry(d.generated).or_insert(d.received);
+        *first = (*first).min(d.received);
+    }
+    let mut fan_out: Vec<f64> = deliveries
+        .iter()
+        .map(|d| (d.received - first_receipt[&d.generated]) as f64 / 1e3)
+        .collect();
+    fan_out.sort_by(f64::total_cmp);
+    per_client.sort_unstable();
+    let expected = args.seconds / args.interval;
+    let starved_below = expected.saturating_sub(2) as usize;
+    let starved = per_client.iter().filter(|&&n| n < starved_below).count();
+    let p99 = quantile(&latencies, 0.99);
+    let rate_a = load_a.rate();
+    let rate_b = load_b.rate();
+    let ratio = rate_b / rate_a;
+    let ticks = window.as_secs_f64() / args.interval as f64;
+    let computations = metrics_b1.get(COMPUTATIONS) - listening.get(COMPUTATIONS);
+    let compute_sum = metrics_b1.get("ragpulse_broadcast_seconds_sum");
+    let compute_count = metrics_b1.get("ragpulse_broadcast_seconds_count");
+    let cores = |cpu: Option<f64>, wall: Duration| {
+        cpu.map_or("unknown".to_string(), |c| {
+            format!("{:.2} cores", c / wall.as_secs_f64())
+        })
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!(
+        "| history | {} interactions over {HISTORY_DAYS} days, {} assistants (ingested in {:.1} s) |",
+        dataset.interactions,
+        dataset.assistants.len(),
+        history_time.as_secs_f64()
+    );
+    println!(
+        "| live clients | {} WebSocket clients over {} scopes (all assistants + {} single assistants), broadcast every {} s, listening {} s |",
+        args.clients,
+        scopes.len(),
+        scopes.len() - 1,
+        args.interval,
+        args.seconds
+    );
+    println!(
+        "| delivery latency (receive − generated_at) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} deliveries; target p99 ≤ {TARGET_P99_MS:.0} ms: {} |",
+        quantile(&latencies, 0.5),
+        p99,
+        latencies.last().copied().unwrap_or(f64::NAN),
+        latencies.len(),
+        verdict(p99 <= TARGET_P99_MS)
+    );
+    println!(
+        "| fan-out lag (receive − first receipt of the same snapshot) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} snapshots |",
+        quantile(&fan_out, 0.5),
+        quantile(&fan_out, 0.99),
+        fan_out.last().copied().unwrap_or(f64::NAN),
+        first_receipt.len()
+    );
+    println!(
+        "| broadcast computation (from /metrics) | mean {:.1} ms over {} computations; {:.2} per tick for {} scopes; {} failed |",
+        if compute_count > 0.0 {
+            compute_sum / compute_count * 1e3
+        } else {
+            f64::NAN
+        },
+        compute_count,
+        computations / ticks,
+        scopes.len(),
+        metrics_b1.get("ragpulse_broadcast_failures_total")
+    );
+    println!(
+        "| snapshots per client | min {}, median {}, max {} (expected {expected}); starved (< {starved_below}): {starved} clients: {} |",
+        per_client.first().copied().unwrap_or(0),
+        per_client.get(per_client.len() / 2).copied().unwrap_or(0),
+        per_client.last().copied().unwrap_or(0),
+        verdict(starved == 0)
+    );
+    println!(
+        "| clients closed by the server | {} slow-client disconnects (1013); {} client errors |",
+        metrics_b1.get("ragpulse_slow_client_disconnects_total"),
+        client_errors.len()
+    );
+    println!(
+        "| ingest, no listener (A) | {:.0} interactions/s ({} in {:.1} s, {} clients, batches of {BATCH}); {} snapshot computations |",
+        rate_a,
+        load_a.events,
+        load_a.elapsed.as_secs_f64(),
+        args.ingest_clients.max(1),
+        metrics_a1.get(COMPUTATIONS) - metrics_a0.get(COMPUTATIONS)
+    );
+    println!(
+        "| ingest while listening (B) | {:.0} interactions/s ({} in {:.1} s) |",
+        rate_b,
+        load_b.events,
+        load_b.elapsed.as_secs_f64()
+    );
+    println!(
+        "| ingest B / A | {:.2}; target ≥ {TARGET_INGEST_RATIO:.2}: {} |",
+        ratio,
+        verdict(ratio >= TARGET_INGEST_RATIO)
+    );
+    println!(
+        "| server CPU (utime + stime / wall) | A {}, B {} |",
+        cores(cpu_a, load_a.elapsed),
+        cores(cpu_b, wall_b)
+    );
+    println!(
+        "| bench process CPU in B (same machine) | {} |",
+        cores(self_b, wall_b)
+    );
+    println!(
+        "| server peak RSS | {} |",
+        rss.map_or("unknown".to_string(), |k| format!(
+            "{:.0} MiB",
+            k as f64 / 1024.0
+        ))
+    );
+    for error in client_errors.iter().take(5) {
+        println!("client error: {error}");
+    }
+    println!();
+    println!(
+        "latency counts from the computation's start (generated_at is its \"now\"), so it includes the mean computation time above."
+    );
+    println!(
+        "reproduce: cargo run --release -- bench live --clients {} --scopes {} --seconds {} --interval {} --history {} --ingest-clients {}",
+        args.clients, args.scopes, args.seconds, args.interval, args.history, args.ingest_clients
+    );
+    drop(temp);
+    Ok(())
+}
+
+const COMPUTATIONS: &str = "ragpulse_broadcast_computations_total";
+
+// ---------------------------------------------------------------------------
+// The ingest load
+// ---------------------------------------------------------------------------
+
+/// NDJSON batches of interactions generated before timing, each with the
+/// offset of every event's id, so a batch can be posted again under fresh ids
+/// (the first 8 hex digits become the use's number) without generating it anew.
+struct Pool {
+    batches: Vec<(Vec<u8>, Vec<usize>)>,
+}
+
+impl Pool {
+    fn build(shape: &Shape) -> anyhow::Result<Self> {
+        let now = Timestamp::now().micros();
+        let span = POOL_SPAN_S * 1_000_000;
+        let mut generator = Generator::new(shape, now);
+        let total = POOL_BATCHES * BATCH;
+        let mut batches = Vec::with_capacity(POOL_BATCHES);
+        for b in 0..POOL_BATCHES {
+            let events: Vec<serde_json::Value> = (0..BATCH)
+                .map(|i| {
+                    let n = (b * BATCH + i) as i64;
+                    generator.interaction(now - span + span * n / total as i64)
+                })
+                .collect();
+            let body = ndjson(&events)?;
+            let mut offsets = Vec::with_capacity(BATCH);
+            let mut line_start = 0;
+            for line in body.split(|&c| c == b'\n') {
+                if !line.is_empty() {
+                    let at =
+                        find(line, br#""id":""#).context("a generated interaction has no id")?;
+                    offsets.push(line_start + at + 6);
+                }
+                line_start += line.len() + 1;
+            }
+            batches.push((body, offsets));
+        }
+        Ok(Self { batches })
+    }
+
+    /// The body of use `n`: batch `n % len` with ids unique to this use.
+    fn body(&self, n: usize) -> (Vec<u8>, usize) {
+        let (body, offsets) = &self.batches[n % self.batches.len()];
+        let mut body = body.clone();
+        let prefix = format!("{:08x}", (n / self.batches.len() + 1) as u32);
+        for &at in offsets {
+            body[at..at + 8].copy_from_slice(prefix.as_bytes());
+        }
+        (body, offsets.len())
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+struct Load {
+    events: u64,
+    elapsed: Duration,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `clients` concurrent posters of pool batches until `duration` has passed;
+/// the batches in flight then finish and count.
+async fn ingest_for(
+    http: &reqwest::Client,
+    url: &str,
+    pool: &Arc<Pool>,
+    next_use: &Arc<AtomicUsize>,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Load> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (http, url, pool, next_use) = (
+            http.clone(),
+            url.to_string(),
+            pool.clone(),
+            next_use.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut events = 0u64;
+            while Instant::now() < deadline {
+                let (body, n) = pool.body(next_use.fetch_add(1, Ordering::Relaxed));
+                post(&http, &url, &body).await?;
+                events += n as u64;
+            }
+            anyhow::Ok(events)
+        }));
+    }
+    let mut events = 0;
+    for task in tasks {
+        events += task.await??;
+    }
+    Ok(Load {
+        events,
+        elapsed: started.elapsed(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Server figures
+// ---------------------------------------------------------------------------
+
+/// One `/metrics` exposition.
+struct Metrics(String);
+
+impl Metrics {
+    async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<Self> {
+        let text = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(Self(text))
+    }
+
+    /// The sum of the samples named exactly `name` (0 when absent).
+    fn get(&self, name: &str) -> f64 {
+        self.0
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let metric = series.split_once('{').map_or(series, |(m, _)| m);
+                (metric == name)
+                    .then(|| value.parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum()
+    }
+}
+
+/// utime + stime of a process, seconds (Linux; `None` elsewhere).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / CLOCK_TICKS_PER_S)
+}
+
+/// The nearest-rank quantile of sorted values.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+// ---------------------------------------------------------------------------
+// The WebSocket clients
+// ---------------------------------------------------------------------------
+
+/// One snapshot as a client saw it.
+struct Delivery {
+    at: Instant,
+    /// The snapshot's `generated_at` (which identifies it), microseconds.
+    generated: i64,
+    /// The client's wall clock at receipt, microseconds.
+    received: i64,
+}
+
+#[derive(Default)]
+struct ClientReport {
+    deliveries: Vec<Delivery>,
+    error: Option<String>,
+}
+
+/// Connects (at most [`CONNECTING_AT_ONCE`] handshakes at a time), subscribes
+/// to `scope`, reports ready, then records every snapshot until `stop`.
+async fn listen(
+    address: String,
+    scope: Option<Uuid>,
+    connecting: Arc<Semaphore>,
+    ready: mpsc::Sender<Result<(), String>>,
+    stop: CancellationToken,
+) -> ClientReport {
+    let opened = async {
+        let _permit = connecting.acquire().await?;
+        let mut socket = Socket::open(&address, &format!("/api/v1/ws?token={ADMIN}")).await?;
+        if let Some(id) = scope {
+            let subscribe = serde_json::json!({"type": "subscribe", "assistant_id": id});
+            socket
+                .send(OP_TEXT, subscribe.to_string().as_bytes())
+                .await?;
+        }
+        anyhow::Ok(socket)
+    }
+    .await;
+    let mut socket = match opened {
+        Ok(socket) => socket,
+        Err(error) => {
+            let _ = ready.send(Err(format!("{error:#}"))).await;
+            return ClientReport {
+                error: Some(format!("{error:#}")),
+                ..Default::default()
+            };
+        }
+    };
+    let _ = ready.send(Ok(())).await;
+    drop(ready);
+    let mut report = ClientReport::default();
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => {
+                let _ = socket.send(OP_CLOSE, &1000u16.to_be_bytes()).await;
+                return report;
+            }
+            message = socket.receive() => message,
+        };
+        match message {
+            Ok(Inbound::Text(text)) => {
+                let at = Instant::now();
+                let received = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as i64);
+                if let Some(generated) = generated_at(&text) {
+                    report.deliveries.push(Delivery {
+                        at,
+                        generated,
+                        received,
+                    });
+                }
+            }
+            Ok(Inbound::Ping(payload)) => {
+                if let Err(error) = socket.send(OP_PONG, &payload).await {
+                    report.error = Some(format!("pong failed: {error}"));
+                    return report;
+                }
+            }
+            Ok(Inbound::Close(code)) => {
+                if !stop.is_cancelled() {
+                    report.error = Some(format!("closed by the server with {code:?}"));
+                }
+                return report;
+            }
+            Err(error) => {
+                if !stop.is_cancelled() {
+                    report.error = Some(format!("{error:#}"));
+                }
+                return report;
+            }
+        }
+    }
+}
+
+/// The snapshot's `generated_at` in microseconds, found without parsing the
+/// whole message (it is the only key of that name in a snapshot).
+fn generated_at(message: &[u8]) -> Option<i64> {
+    const KEY: &[u8] = br#""generated_at":""#;
+    let at = message.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
+    let end = at + message.get(at..)?.iter().position(|&c| c == b'"')?;
+    let text = std::str::from_utf8(&message[at..end]).ok()?;
+    Timestamp::parse_rfc3339(text).map(Timestamp::micros)
+}
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+enum Inbound {
+    Text(Vec<u8>),
+    Ping(Vec<u8>),
+    Close(Option<u16>),
+}
+
+/// A client WebSocket over one TCP connection.
+struct Socket {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl Socket {
+    /// TCP connect and the HTTP/1.1 upgrade; any answer but 101 is an error.
+    async fn open(address: &str, path: &str) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(address)
+            .await
+            .with_context(|| format!("cannot connect to {address}"))?;
+        stream.set_nodelay(true)?;
+        let (reader, mut writer) = stream.into_split();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        writer.write_all(request.as_bytes()).await?;
+        let mut reader = BufReader::new(reader);
+        let mut status = String::new();
+        reader.read_line(&mut status).await?;
+        if !status.starts_with("HTTP/1.1 101") {
+            bail!("the upgrade was refused: {}", status.trim());
+        }
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).await? == 0 {
+                bail!("the connection closed during the handshake");
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        Ok(Self { reader, writer })
+    }
+
+    /// The next data message (fragments joined), ping or close; pongs are skipped.
+    async fn receive(&mut self) -> anyhow::Result<Inbound> {
+        let mut message: Option<Vec<u8>> = None;
+        loop {
+            let (fin, opcode, payload) = self.frame().await?;
+            match opcode {
+                OP_PING => return Ok(Inbound::Ping(payload)),
+                OP_CLOSE => {
+                    let code =
+                        (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                    return Ok(Inbound::Close(code));
+                }
+                OP_TEXT | OP_BINARY => message = Some(payload),
+                OP_CONTINUATION => match message.as_mut() {
+                    Some(m) => m.extend_from_slice(&payload),
+                    None => bail!("a continuation frame without a first frame"),
+                },
+                _ => continue,
+            }
+            if fin && let Some(text) = message.take() {
+                return Ok(Inbound::Text(text));
+            }
+        }
+    }
+
+    /// One frame: (fin, opcode, unmasked payload).
+    async fn frame(&mut self) -> anyhow::Result<(bool, u8, Vec<u8>)> {
+        let mut head = [0u8; 2];
+        self.reader.read_exact(&mut head).await?;
+        let fin = head[0] & 0x80 != 0;
+        let opcode = head[0] & 0x0f;
+        let masked = head[1] & 0x80 != 0;
+        let len = match head[1] & 0x7f {
+            126 => u64::from(self.reader.read_u16().await?),
+            127 => self.reader.read_u64().await?,
+            n => u64::from(n),
+        };
+        if len > MAX_FRAME {
+            bail!("a {len}-byte frame");
+        }
+        let mut mask = [0u8; 4];
+        if masked {
+            self.reader.read_exact(&mut mask).await?;
+        }
+        let mut payload = vec![0u8; len as usize];
+        self.reader.read_exact(&mut payload).await?;
+        if masked {
+            payload
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b ^= mask[i % 4]);
+        }
+        Ok((fin, opcode, payload))
+    }
+
+    /// One final frame, masked as a client's must be.
+    async fn send(&mut self, opcode: u8, payload: &[u8]) -> anyhow::Result<()> {
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        frame.push(0x80 | opcode);
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let mask: [u8; 4] = rand::random();
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.writer.write_all(&frame).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_at_is_found_without_parsing_the_snapshot() {
+        let message = br#"{"type":"ADVANCED_ANALYTICS_STATS","data":{"x":[],"generated_at":"2026-11-28T18:00:00.123456Z"}}"#;
+        let expected =
+            Timestamp::parse_rfc3339("2026-11-28T18:00:00.123456Z").map(Timestamp::micros);
+        assert_eq!(generated_at(message), expected);
+        assert_eq!(generated_at(br#"{"type":"error"}"#), None);
+    }
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&values, 0.5), 50.0);
+        assert_eq!(quantile(&values, 0.99), 99.0);
+        assert_eq!(quantile(&values, 1.0), 100.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn pool_batches_get_fresh_ids_per_use() {
+        let shape = Shape {
+            assistants: 2,
+            users: 10,
+            documents: 10,
+            seed: 1,
+        };
+        let mut generator = Generator::new(&shape, Timestamp::now().micros());
+        let events: Vec<serde_json::Value> = (0..3)
+            .map(|i| generator.interaction(Timestamp::now().micros() - i))
+            .collect();
+        let body = ndjson(&events).unwrap();
+        let offsets: Vec<usize> = body
+            .split(|&c| c == b'\n')
+            .scan(0, |start, line| {
+                let at = *start;
+                *start += line.len() + 1;
+                Some((at, line))
+            })
+            .filter(|(_, line)| !line.is_empty())
+            .map(|(at, line)| at + find(line, br#""id":""#).unwrap() + 6)
+            .collect();
+        let pool = Pool {
+            batches: vec![(body, offsets)],
+        };
+        let ids = |n: usize| -> Vec<String> {
+            let (body, count) = pool.body(n);
+            assert_eq!(count, 3);
+            body.split(|&c| c == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+                    let id = v["id"].as_str().unwrap().to_string();
+                    assert!(Uuid::parse_str(&id).is_ok(), "{id}");
+                    id
+                })
+                .collect()
+        };
+        let (first, second) = (ids(0), ids(1));
+        assert!(first.iter().all(|id| id.starts_with("00000001")));
+        assert!(second.iter().all(|id| id.starts_with("00000002")));
+        assert!(first.iter().zip(&second).all(|(a, b)| a[8..] == b[8..]));
+    }
+}
