@@ -120,8 +120,12 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
     let next_use = Arc::new(AtomicUsize::new(0));
     let metrics_a0 = Metrics::scrape(&http, &url).await?;
     let cpu_a0 = cpu_seconds(pid);
+    let writer_a0 = thread_cpu_seconds(pid, WRITER_THREAD);
     let load_a = ingest_for(&http, &url, &pool, &next_use, args.ingest_clients, PHASE_A).await?;
     let cpu_a = cpu_seconds(pid).zip(cpu_a0).map(|(b, a)| b - a);
+    let writer_a = thread_cpu_seconds(pid, WRITER_THREAD)
+        .zip(writer_a0)
+        .map(|(b, a)| b - a);
     let metrics_a1 = Metrics::scrape(&http, &url).await?;
 
     // Phase B: clients connect and subscribe, then listen while the same load runs.
@@ -173,12 +177,17 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
     );
     let window = Duration::from_secs(args.seconds);
     let cpu_b0 = cpu_seconds(pid);
+    let writer_b0 = thread_cpu_seconds(pid, WRITER_THREAD);
     let self_b0 = cpu_seconds(std::process::id());
     let window_start = Instant::now();
     let load_b = ingest_for(&http, &url, &pool, &next_use, args.ingest_clients, window).await?;
     let window_end = window_start + window;
     let wall_b = window_start.elapsed();
     let cpu_b = cpu_seconds(pid).zip(cpu_b0).map(|(b, a)| b - a);
+    let writer_b = thread_cpu_seconds(pid, WRITER_THREAD)
+        .zip(writer_b0)
+        .map(|(b, a)| b - a);
+    let threads_b = thread_count(pid);
     let self_b = cpu_seconds(std::process::id())
         .zip(self_b0)
         .map(|(b, a)| b - a);
@@ -324,6 +333,15 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
         cores(cpu_b, wall_b)
     );
     println!(
+        "| server writer thread CPU | A {}, B {} |",
+        cores(writer_a, load_a.elapsed),
+        cores(writer_b, wall_b)
+    );
+    println!(
+        "| server threads at the end of B | {} |",
+        threads_b.map_or("unknown".to_string(), |n| n.to_string())
+    );
+    println!(
         "| bench process CPU in B (same machine) | {} |",
         cores(self_b, wall_b)
     );
@@ -350,6 +368,8 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
 }
 
 const COMPUTATIONS: &str = "ragpulse_broadcast_computations_total";
+/// The store's writer thread (`store/sqlite`), whose CPU share bounds ingest.
+const WRITER_THREAD: &str = "ragpulse-writer";
 
 // ---------------------------------------------------------------------------
 // The ingest load
@@ -496,12 +516,37 @@ impl Metrics {
 
 /// utime + stime of a process, seconds (Linux; `None` elsewhere).
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_seconds_at(&format!("/proc/{pid}/stat"))
+}
+
+fn cpu_seconds_at(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / CLOCK_TICKS_PER_S)
+}
+
+/// utime + stime of the thread of `pid` named `name`, seconds.
+fn thread_cpu_seconds(pid: u32, name: &str) -> Option<f64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .find(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
+        })
+        .and_then(|task| task.file_name().to_str()?.parse().ok())
+        .and_then(|tid: u32| cpu_seconds_at(&format!("/proc/{pid}/task/{tid}/stat")))
+}
+
+/// The threads of `pid` now.
+fn thread_count(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// The nearest-rank quantile of sorted values.

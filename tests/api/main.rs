@@ -21,6 +21,7 @@ mod scope;
 mod sessions;
 mod steps;
 mod sync;
+mod topics;
 mod trending;
 mod ttft;
 mod users;
