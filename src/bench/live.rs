@@ -120,13 +120,20 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
     let next_use = Arc::new(AtomicUsize::new(0));
     let metrics_a0 = Metrics::scrape(&http, &url).await?;
     let cpu_a0 = cpu_seconds(pid);
-    let writer_a0 = thread_cpu_seconds(pid, WRITER_THREAD);
+    let writer_a0 = thread_sched(pid, WRITER_THREAD);
     let load_a = ingest_for(&http, &url, &pool, &next_use, args.ingest_clients, PHASE_A).await?;
     let cpu_a = cpu_seconds(pid).zip(cpu_a0).map(|(b, a)| b - a);
-    let writer_a = thread_cpu_seconds(pid, WRITER_THREAD)
+    let writer_a = thread_sched(pid, WRITER_THREAD)
         .zip(writer_a0)
         .map(|(b, a)| b - a);
     let metrics_a1 = Metrics::scrape(&http, &url).await?;
+
+    // One quiet computation of each kind of scope, for scale: no listener, no ingest.
+    let quiet_all = time_advanced(&http, &url, "").await?;
+    let quiet_one = match dataset.assistants.first() {
+        Some(id) => time_advanced(&http, &url, &format!("assistant_id={id}&")).await?,
+        None => f64::NAN,
+    };
 
     // Phase B: clients connect and subscribe, then listen while the same load runs.
     let scopes: Vec<Option<Uuid>> = std::iter::once(None)
@@ -177,14 +184,14 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
     );
     let window = Duration::from_secs(args.seconds);
     let cpu_b0 = cpu_seconds(pid);
-    let writer_b0 = thread_cpu_seconds(pid, WRITER_THREAD);
+    let writer_b0 = thread_sched(pid, WRITER_THREAD);
     let self_b0 = cpu_seconds(std::process::id());
     let window_start = Instant::now();
     let load_b = ingest_for(&http, &url, &pool, &next_use, args.ingest_clients, window).await?;
     let window_end = window_start + window;
     let wall_b = window_start.elapsed();
     let cpu_b = cpu_seconds(pid).zip(cpu_b0).map(|(b, a)| b - a);
-    let writer_b = thread_cpu_seconds(pid, WRITER_THREAD)
+    let writer_b = thread_sched(pid, WRITER_THREAD)
         .zip(writer_b0)
         .map(|(b, a)| b - a);
     let threads_b = thread_count(pid);
@@ -204,7 +211,9 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
     let mut deliveries = Vec::new();
     let mut per_client = Vec::with_capacity(reports.len());
     let mut client_errors = Vec::new();
-    for report in &reports {
+    // Per scope: snapshots per client and delivery latencies (clients are spread round-robin).
+    let mut by_scope: Vec<(Vec<usize>, Vec<f64>)> = vec![Default::default(); scopes.len()];
+    for (i, report) in reports.iter().enumerate() {
         let before = deliveries.len();
         deliveries.extend(
             report
@@ -213,10 +222,35 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
                 .filter(|d| d.at >= window_start && d.at <= window_end),
         );
         per_client.push(deliveries.len() - before);
+        let (counts, latencies) = &mut by_scope[i % scopes.len()];
+        counts.push(deliveries.len() - before);
+        latencies.extend(
+            deliveries[before..]
+                .iter()
+                .map(|d| (d.received - d.generated) as f64 / 1e3),
+        );
         if let Some(error) = &report.error {
             client_errors.push(error.clone());
         }
     }
+    let scope_figures: Vec<String> = by_scope
+        .iter_mut()
+        .enumerate()
+        .map(|(k, (counts, latencies))| {
+            counts.sort_unstable();
+            latencies.sort_by(f64::total_cmp);
+            format!(
+                "{}: {} per client, p99 {:.0} ms",
+                if k == 0 {
+                    "all".to_string()
+                } else {
+                    format!("assistant {k}")
+                },
+                counts.get(counts.len() / 2).copied().unwrap_or(0),
+                quantile(latencies, 0.99)
+            )
+        })
+        .collect();
     let mut latencies: Vec<f64> = deliveries
         .iter()
         .map(|d| (d.received - d.generated) as f64 / 1e3)
@@ -285,6 +319,10 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
         first_receipt.len()
     );
     println!(
+        "| one /advanced computation, quiet (before B) | {quiet_all:.0} ms all assistants, {quiet_one:.0} ms one assistant; 24 h window ≈ {} interactions |",
+        load_a.events + dataset.interactions / u64::from(HISTORY_DAYS)
+    );
+    println!(
         "| broadcast computation (from /metrics) | mean {:.1} ms over {} computations; {:.2} per tick for {} scopes; {} failed |",
         if compute_count > 0.0 {
             compute_sum / compute_count * 1e3
@@ -302,6 +340,10 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
         per_client.get(per_client.len() / 2).copied().unwrap_or(0),
         per_client.last().copied().unwrap_or(0),
         verdict(starved == 0)
+    );
+    println!(
+        "| by scope (median snapshots, p99 latency) | {} |",
+        scope_figures.join("; ")
     );
     println!(
         "| clients closed by the server | {} slow-client disconnects (1013); {} client errors |",
@@ -332,10 +374,19 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
         cores(cpu_a, load_a.elapsed),
         cores(cpu_b, wall_b)
     );
+    let sched = |figures: Option<Sched>, wall: Duration| {
+        figures.map_or("unknown".to_string(), |s| {
+            format!(
+                "on a CPU {:.2}, runnable but waiting for one {:.2}",
+                s.on_cpu / wall.as_secs_f64(),
+                s.waiting / wall.as_secs_f64()
+            )
+        })
+    };
     println!(
-        "| server writer thread CPU | A {}, B {} |",
-        cores(writer_a, load_a.elapsed),
-        cores(writer_b, wall_b)
+        "| server writer thread (share of wall time, /proc schedstat) | A {}; B {} |",
+        sched(writer_a, load_a.elapsed),
+        sched(writer_b, wall_b)
     );
     println!(
         "| server threads at the end of B | {} |",
@@ -483,6 +534,27 @@ async fn ingest_for(
 // Server figures
 // ---------------------------------------------------------------------------
 
+/// The median of three `/advanced` calls, milliseconds; each asks a different
+/// `ttft_hours` so the one-second shared cache cannot answer.
+async fn time_advanced(http: &reqwest::Client, url: &str, query: &str) -> anyhow::Result<f64> {
+    let mut times = Vec::new();
+    for hours in 25..28 {
+        let started = Instant::now();
+        let response = http
+            .get(format!(
+                "{url}/api/v1/analytics/advanced?{query}ttft_hours={hours}"
+            ))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?
+            .error_for_status()?;
+        response.bytes().await?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[1])
+}
+
 /// One `/metrics` exposition.
 struct Metrics(String);
 
@@ -516,11 +588,7 @@ impl Metrics {
 
 /// utime + stime of a process, seconds (Linux; `None` elsewhere).
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    cpu_seconds_at(&format!("/proc/{pid}/stat"))
-}
-
-fn cpu_seconds_at(path: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(path).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
     let utime: f64 = fields.get(11)?.parse().ok()?;
@@ -528,16 +596,38 @@ fn cpu_seconds_at(path: &str) -> Option<f64> {
     Some((utime + stime) / CLOCK_TICKS_PER_S)
 }
 
-/// utime + stime of the thread of `pid` named `name`, seconds.
-fn thread_cpu_seconds(pid: u32, name: &str) -> Option<f64> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
+/// A thread's scheduler figures: seconds on a CPU, and seconds runnable but
+/// waiting in a run queue.
+#[derive(Clone, Copy)]
+struct Sched {
+    on_cpu: f64,
+    waiting: f64,
+}
+
+impl std::ops::Sub for Sched {
+    type Output = Sched;
+    fn sub(self, earlier: Sched) -> Sched {
+        Sched {
+            on_cpu: self.on_cpu - earlier.on_cpu,
+            waiting: self.waiting - earlier.waiting,
+        }
+    }
+}
+
+/// `/proc/<pid>/task/<tid>/schedstat` of the thread of `pid` named `name`.
+fn thread_sched(pid: u32, name: &str) -> Option<Sched> {
+    let task = std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .flatten()
         .find(|task| {
             std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
-        })
-        .and_then(|task| task.file_name().to_str()?.parse().ok())
-        .and_then(|tid: u32| cpu_seconds_at(&format!("/proc/{pid}/task/{tid}/stat")))
+        })?;
+    let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+    let mut fields = stat.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some(Sched {
+        on_cpu: fields.next()?? / 1e9,
+        waiting: fields.next()?? / 1e9,
+    })
 }
 
 /// The threads of `pid` now.

@@ -33,8 +33,9 @@ pub type Scope = Option<Uuid>;
 pub struct Snapshot {
     /// The `/advanced` JSON (the SSE event's data).
     pub data: String,
-    /// `{"type":"ADVANCED_ANALYTICS_STATS","data":...}` (the WebSocket message).
-    pub message: String,
+    /// `{"type":"ADVANCED_ANALYTICS_STATS","data":...}` (the WebSocket message),
+    /// reference-counted: sending it to a thousand sockets copies no text.
+    pub message: axum::extract::ws::Utf8Bytes,
 }
 
 type Latest = Option<Arc<Snapshot>>;
@@ -233,7 +234,7 @@ impl ScopeTask {
         };
         match serde_json::to_string(&response) {
             Ok(data) => {
-                let message = format!(r#"{{"type":"{SNAPSHOT_TYPE}","data":{data}}}"#);
+                let message = format!(r#"{{"type":"{SNAPSHOT_TYPE}","data":{data}}}"#).into();
                 self.sender
                     .send_replace(Some(Arc::new(Snapshot { data, message })));
             }

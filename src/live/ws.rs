@@ -154,7 +154,7 @@ async fn send_latest(
 ) -> Result<(), ()> {
     let latest = subscription.receiver.borrow_and_update().clone();
     if let Some(snapshot) = latest {
-        send(sink, Message::Text(snapshot.message.clone().into())).await?;
+        send(sink, Message::Text(snapshot.message.clone())).await?;
         live.telemetry().snapshots_sent.inc();
     }
     Ok(())

@@ -8,8 +8,8 @@ use rusqlite::Connection;
 
 use crate::store::StoreError;
 
-/// Idle connections kept; more may be open while many reads run at once.
-const MAX_IDLE: usize = 16;
+/// Idle connections kept (the store's reader limit keeps the open ones under it too).
+const MAX_IDLE: usize = 8;
 
 #[derive(Clone)]
 pub struct Pool {
