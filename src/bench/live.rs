@@ -4,11 +4,6 @@
 //! scopes (phase B). Prints snapshot delivery latency, snapshots per client,
 //! the ingest throughput of both phases, the server's CPU and peak RSS, with
 //! the command that reproduces them.
-//!
-//! The WebSocket client is a minimal RFC 6455 client written here (handshake,
-//! unmasked server frames, masked client frames, pong replies): the crate's
-//! WebSocket client library is a dev-dependency only, and the bench needs
-//! nothing more.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,10 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use futures::{SinkExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -42,8 +36,6 @@ const POOL_SPAN_S: i64 = 300;
 const PHASE_A: Duration = Duration::from_secs(15);
 /// WebSocket handshakes in flight at once while the clients connect.
 const CONNECTING_AT_ONCE: usize = 64;
-/// A server frame larger than this is a protocol error here.
-const MAX_FRAME: u64 = 64 << 20;
 /// Targets of the issue.
 const TARGET_P99_MS: f64 = 100.0;
 const TARGET_INGEST_RATIO: f64 = 0.8;
@@ -145,17 +137,18 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
         args.clients,
         scopes.len()
     );
-    let address = url
-        .strip_prefix("http://")
-        .context("the server URL is not http://")?
-        .to_string();
+    let ws_url = format!(
+        "ws://{}/api/v1/ws?token={ADMIN}",
+        url.strip_prefix("http://")
+            .context("the server URL is not http://")?
+    );
     let stop = CancellationToken::new();
     let (ready_tx, mut ready_rx) = mpsc::channel::<Result<(), String>>(args.clients);
     let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let mut clients = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
         clients.push(tokio::spawn(listen(
-            address.clone(),
+            ws_url.clone(),
             scopes[i % scopes.len()],
             connecting.clone(),
             ready_tx.clone(),
@@ -670,7 +663,7 @@ struct ClientReport {
 /// Connects (at most [`CONNECTING_AT_ONCE`] handshakes at a time), subscribes
 /// to `scope`, reports ready, then records every snapshot until `stop`.
 async fn listen(
-    address: String,
+    url: String,
     scope: Option<Uuid>,
     connecting: Arc<Semaphore>,
     ready: mpsc::Sender<Result<(), String>>,
@@ -678,12 +671,12 @@ async fn listen(
 ) -> ClientReport {
     let opened = async {
         let _permit = connecting.acquire().await?;
-        let mut socket = Socket::open(&address, &format!("/api/v1/ws?token={ADMIN}")).await?;
+        let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .context("the WebSocket upgrade failed")?;
         if let Some(id) = scope {
             let subscribe = serde_json::json!({"type": "subscribe", "assistant_id": id});
-            socket
-                .send(OP_TEXT, subscribe.to_string().as_bytes())
-                .await?;
+            socket.send(Message::text(subscribe.to_string())).await?;
         }
         anyhow::Ok(socket)
     }
@@ -704,18 +697,19 @@ async fn listen(
     loop {
         let message = tokio::select! {
             _ = stop.cancelled() => {
-                let _ = socket.send(OP_CLOSE, &1000u16.to_be_bytes()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
                 return report;
             }
-            message = socket.receive() => message,
+            message = socket.next() => message,
         };
+        // Pings are answered by the WebSocket library as it reads.
         match message {
-            Ok(Inbound::Text(text)) => {
+            Some(Ok(Message::Text(text))) => {
                 let at = Instant::now();
                 let received = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_micros() as i64);
-                if let Some(generated) = generated_at(&text) {
+                if let Some(generated) = generated_at(text.as_bytes()) {
                     report.deliveries.push(Delivery {
                         at,
                         generated,
@@ -723,21 +717,22 @@ async fn listen(
                     });
                 }
             }
-            Ok(Inbound::Ping(payload)) => {
-                if let Err(error) = socket.send(OP_PONG, &payload).await {
-                    report.error = Some(format!("pong failed: {error}"));
-                    return report;
-                }
-            }
-            Ok(Inbound::Close(code)) => {
+            Some(Ok(Message::Close(frame))) => {
                 if !stop.is_cancelled() {
-                    report.error = Some(format!("closed by the server with {code:?}"));
+                    report.error = Some(format!("closed by the server: {frame:?}"));
                 }
                 return report;
             }
-            Err(error) => {
+            Some(Ok(_)) => {}
+            Some(Err(error)) => {
                 if !stop.is_cancelled() {
-                    report.error = Some(format!("{error:#}"));
+                    report.error = Some(format!("socket error: {error}"));
+                }
+                return report;
+            }
+            None => {
+                if !stop.is_cancelled() {
+                    report.error = Some("the socket ended without a close frame".to_string());
                 }
                 return report;
             }
@@ -753,134 +748,6 @@ fn generated_at(message: &[u8]) -> Option<i64> {
     let end = at + message.get(at..)?.iter().position(|&c| c == b'"')?;
     let text = std::str::from_utf8(&message[at..end]).ok()?;
     Timestamp::parse_rfc3339(text).map(Timestamp::micros)
-}
-
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
-
-enum Inbound {
-    Text(Vec<u8>),
-    Ping(Vec<u8>),
-    Close(Option<u16>),
-}
-
-/// A client WebSocket over one TCP connection.
-struct Socket {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
-}
-
-impl Socket {
-    /// TCP connect and the HTTP/1.1 upgrade; any answer but 101 is an error.
-    async fn open(address: &str, path: &str) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(address)
-            .await
-            .with_context(|| format!("cannot connect to {address}"))?;
-        stream.set_nodelay(true)?;
-        let (reader, mut writer) = stream.into_split();
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        writer.write_all(request.as_bytes()).await?;
-        let mut reader = BufReader::new(reader);
-        let mut status = String::new();
-        reader.read_line(&mut status).await?;
-        if !status.starts_with("HTTP/1.1 101") {
-            bail!("the upgrade was refused: {}", status.trim());
-        }
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).await? == 0 {
-                bail!("the connection closed during the handshake");
-            }
-            if line == "\r\n" {
-                break;
-            }
-        }
-        Ok(Self { reader, writer })
-    }
-
-    /// The next data message (fragments joined), ping or close; pongs are skipped.
-    async fn receive(&mut self) -> anyhow::Result<Inbound> {
-        let mut message: Option<Vec<u8>> = None;
-        loop {
-            let (fin, opcode, payload) = self.frame().await?;
-            match opcode {
-                OP_PING => return Ok(Inbound::Ping(payload)),
-                OP_CLOSE => {
-                    let code =
-                        (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                    return Ok(Inbound::Close(code));
-                }
-                OP_TEXT | OP_BINARY => message = Some(payload),
-                OP_CONTINUATION => match message.as_mut() {
-                    Some(m) => m.extend_from_slice(&payload),
-                    None => bail!("a continuation frame without a first frame"),
-                },
-                _ => continue,
-            }
-            if fin && let Some(text) = message.take() {
-                return Ok(Inbound::Text(text));
-            }
-        }
-    }
-
-    /// One frame: (fin, opcode, unmasked payload).
-    async fn frame(&mut self) -> anyhow::Result<(bool, u8, Vec<u8>)> {
-        let mut head = [0u8; 2];
-        self.reader.read_exact(&mut head).await?;
-        let fin = head[0] & 0x80 != 0;
-        let opcode = head[0] & 0x0f;
-        let masked = head[1] & 0x80 != 0;
-        let len = match head[1] & 0x7f {
-            126 => u64::from(self.reader.read_u16().await?),
-            127 => self.reader.read_u64().await?,
-            n => u64::from(n),
-        };
-        if len > MAX_FRAME {
-            bail!("a {len}-byte frame");
-        }
-        let mut mask = [0u8; 4];
-        if masked {
-            self.reader.read_exact(&mut mask).await?;
-        }
-        let mut payload = vec![0u8; len as usize];
-        self.reader.read_exact(&mut payload).await?;
-        if masked {
-            payload
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, b)| *b ^= mask[i % 4]);
-        }
-        Ok((fin, opcode, payload))
-    }
-
-    /// One final frame, masked as a client's must be.
-    async fn send(&mut self, opcode: u8, payload: &[u8]) -> anyhow::Result<()> {
-        let mut frame = Vec::with_capacity(payload.len() + 14);
-        frame.push(0x80 | opcode);
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n if n <= usize::from(u16::MAX) => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let mask: [u8; 4] = rand::random();
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.writer.write_all(&frame).await?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
