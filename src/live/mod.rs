@@ -53,6 +53,9 @@ pub struct Broadcaster {
     interval: Duration,
     scopes: Mutex<HashMap<Scope, ScopeEntry>>,
     clients: Arc<Semaphore>,
+    /// One snapshot computation at a time across scopes: scopes then take
+    /// turns instead of multiplying the read load on the machine.
+    computing: Arc<tokio::sync::Mutex<()>>,
     tasks: TaskTracker,
     /// The WebSocket connections, so shutdown can wait for their close frames.
     pub(crate) connections: TaskTracker,
@@ -86,6 +89,7 @@ impl Broadcaster {
             interval: interval.max(Duration::from_secs(1)),
             scopes: Mutex::new(HashMap::new()),
             clients: Arc::new(Semaphore::new(max_clients.min(Semaphore::MAX_PERMITS))),
+            computing: Arc::new(tokio::sync::Mutex::new(())),
             tasks: TaskTracker::new(),
             connections: TaskTracker::new(),
             shutdown,
@@ -150,6 +154,7 @@ impl Broadcaster {
             scope,
             interval: self.interval,
             stop: stop.clone(),
+            computing: self.computing.clone(),
         };
         self.tasks.spawn(task.run());
         ScopeEntry {
@@ -188,6 +193,7 @@ struct ScopeTask {
     scope: Scope,
     interval: Duration,
     stop: CancellationToken,
+    computing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ScopeTask {
@@ -209,6 +215,7 @@ impl ScopeTask {
     }
 
     async fn compute(&self) {
+        let _turn = self.computing.lock().await;
         let started = Instant::now();
         let params = AdvancedParams {
             assistant: self.scope,

@@ -26,9 +26,9 @@ use writer::{Job, WriteRequest, Writer};
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub const DATABASE_FILE: &str = "ragpulse.db";
-/// Reads running at once: more than a few per core only adds memory (every
+/// Reader threads: more than a couple per core only adds memory (every
 /// connection has its own page cache) and contention.
-const MAX_READERS: usize = 8;
+const READERS: usize = 4;
 /// Batches the writer channel holds; the event semaphore is the real bound.
 const CHANNEL_BATCHES: usize = 1024;
 
@@ -42,8 +42,6 @@ pub struct SqliteStore {
     closing: AtomicBool,
     data_version: Arc<AtomicU64>,
     pub(crate) pool: Pool,
-    /// Read connections in use at once.
-    readers: Arc<Semaphore>,
     checkpointer: std::sync::Mutex<Option<Checkpointer>>,
 }
 
@@ -87,8 +85,7 @@ impl SqliteStore {
         let checkpointer = Checkpointer::start(&path)?;
         let max = max_queued_events.clamp(1, Semaphore::MAX_PERMITS);
         Ok(Self {
-            pool: Pool::new(path.clone()),
-            readers: Arc::new(Semaphore::new(MAX_READERS)),
+            pool: Pool::new(path.clone(), READERS)?,
             path,
             sender: std::sync::Mutex::new(Some(sender)),
             writer_thread: std::sync::Mutex::new(Some(thread)),
@@ -188,28 +185,23 @@ impl SqliteStore {
         .await
     }
 
-    /// Runs `f` on a pooled read connection in a blocking task.
+    /// Runs `f` on a reader thread's connection (queued while all are busy).
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        // Waiting here, not on a blocking thread: queued reads cost no thread,
-        // and open connections (each with its page cache) stay bounded.
-        let permit = self
-            .readers
-            .clone()
-            .acquire_owned()
+        let (reply, answer) = oneshot::channel();
+        self.pool.submit(Box::new(move |conn| {
+            let result = match conn {
+                Ok(conn) => f(conn),
+                Err(error) => Err(StoreError::Open(error.to_string())),
+            };
+            let _ = reply.send(result);
+        }))?;
+        answer
             .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = pool.with(f);
-            drop(permit);
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+            .map_err(|_| StoreError::Task("a reader thread stopped".to_string()))?
     }
 }
 
@@ -277,7 +269,7 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "query_only", true)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // 16 MiB of page cache per reader (at most MAX_READERS of them).
+    // 16 MiB of page cache per reader (READERS of them).
     conn.pragma_update(None, "cache_size", -16_384)?;
     Ok(conn)
 }

@@ -1,53 +1,91 @@
-//! A small pool of read connections: opening one costs more than a query, and
-//! WAL lets readers run beside the writer.
+//! The readers: a few dedicated threads, each with its own read connection
+//! (WAL lets them read beside the writer), running at a lower OS priority than
+//! the writer so that dashboards and live snapshots never starve ingestion of
+//! CPU: on a busy machine a read waits, a write does not.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
 use crate::store::StoreError;
 
-/// Idle connections kept (the store's reader limit keeps the open ones under it too).
-const MAX_IDLE: usize = 8;
+/// Niceness of the reader threads (the writer stays at 0): under contention
+/// Linux gives the writer about ten times their share of a core.
+const READER_NICENESS: i32 = 10;
+
+/// One read: runs on a reader thread with its connection (or the error of opening it).
+type Job = Box<dyn FnOnce(Result<&Connection, &StoreError>) + Send>;
 
 #[derive(Clone)]
 pub struct Pool {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    jobs: Arc<Mutex<mpsc::Sender<Job>>>,
 }
 
 impl Pool {
-    pub fn new(path: PathBuf) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                path,
-                idle: Mutex::new(Vec::new()),
-            }),
+    /// Starts `threads` reader threads on the database at `path`.
+    pub fn new(path: PathBuf, threads: usize) -> Result<Self, StoreError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads.max(1) {
+            let (queue, path) = (queue.clone(), path.clone());
+            std::thread::Builder::new()
+                .name(format!("ragpulse-reader-{n}"))
+                .spawn(move || reader(&path, &queue))
+                .map_err(|e| StoreError::Open(format!("cannot start a reader thread: {e}")))?;
         }
+        Ok(Self {
+            jobs: Arc::new(Mutex::new(jobs)),
+        })
     }
 
-    /// Runs `f` on an idle connection (or a new one) and returns it to the pool.
-    pub fn with<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        // The guard is dropped before opening a connection: opening can be slow.
-        let idle = self.inner.idle.lock().ok().and_then(|mut v| v.pop());
-        let conn = match idle {
-            Some(conn) => conn,
-            None => super::open_reader(&self.inner.path)?,
-        };
-        let result = f(&conn);
-        if let Ok(mut idle) = self.inner.idle.lock()
-            && idle.len() < MAX_IDLE
-        {
-            idle.push(conn);
-        }
-        result
+    /// Queues `job`; the threads end when the last `Pool` is dropped.
+    pub fn submit(&self, job: Job) -> Result<(), StoreError> {
+        let jobs = self.jobs.lock().map_err(|_| StoreError::ShuttingDown)?;
+        jobs.send(job).map_err(|_| StoreError::ShuttingDown)
     }
 }
+
+fn reader(path: &Path, queue: &Mutex<mpsc::Receiver<Job>>) {
+    lower_priority();
+    // Opened on first use, reopened after a failure (the file may come back).
+    let mut conn: Option<Connection> = None;
+    loop {
+        // The lock is held only to take one job, never while running it.
+        let job = match queue.lock() {
+            Ok(queue) => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        if conn.is_none() {
+            match super::open_reader(path) {
+                Ok(opened) => conn = Some(opened),
+                Err(error) => {
+                    job(Err(&error));
+                    continue;
+                }
+            }
+        }
+        if let Some(conn) = &conn {
+            job(Ok(conn));
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: plain syscalls on the calling thread; no memory is shared.
+    let result = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, READER_NICENESS)
+    };
+    if result != 0 {
+        tracing::debug!("could not lower the priority of a reader thread");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
