@@ -58,6 +58,21 @@ pub async fn advanced(
     Ok(json(state.analytics.advanced(params, now).await))
 }
 
+/// `<window>` (with its default and upper bound) then `assistant_id`: the
+/// query of most single-metric endpoints.
+fn window_and_assistant(
+    raw: Option<&str>,
+    name: &str,
+    default: i64,
+    le: i64,
+) -> Result<(i64, Option<uuid::Uuid>), ApiError> {
+    let mut q = Query::parse(raw);
+    let window = q.int(name, default, 1, le);
+    let assistant = q.uuid(ASSISTANT);
+    q.finish()?;
+    Ok((window, assistant))
+}
+
 /// The `/advanced` query, also used by the live feed's defaults.
 pub fn advanced_params(raw: Option<&str>) -> Result<AdvancedParams, ApiError> {
     let mut q = Query::parse(raw);
@@ -85,10 +100,7 @@ pub async fn ttft(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut q = Query::parse(raw.as_deref());
-    let hours = q.int("hours", 24, 1, 168);
-    let assistant = q.uuid(ASSISTANT);
-    q.finish()?;
+    let (hours, assistant) = window_and_assistant(raw.as_deref(), "hours", 24, 168)?;
     let value = state
         .analytics
         .ttft(hours, assistant, Timestamp::now())
@@ -140,10 +152,7 @@ pub async fn costs(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut q = Query::parse(raw.as_deref());
-    let hours = q.int("hours", 24, 1, 168);
-    let assistant = q.uuid(ASSISTANT);
-    q.finish()?;
+    let (hours, assistant) = window_and_assistant(raw.as_deref(), "hours", 24, 168)?;
     let value = state
         .analytics
         .costs(hours, assistant, Timestamp::now())
@@ -176,10 +185,7 @@ pub async fn steps(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut q = Query::parse(raw.as_deref());
-    let days = q.int("days", 7, 1, 90);
-    let assistant = q.uuid(ASSISTANT);
-    q.finish()?;
+    let (days, assistant) = window_and_assistant(raw.as_deref(), "days", 7, 90)?;
     let value = state
         .analytics
         .steps(days, assistant, Timestamp::now())
@@ -200,10 +206,7 @@ pub async fn cache(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut q = Query::parse(raw.as_deref());
-    let hours = q.int("hours", 24, 1, 168);
-    let assistant = q.uuid(ASSISTANT);
-    q.finish()?;
+    let (hours, assistant) = window_and_assistant(raw.as_deref(), "hours", 24, 168)?;
     let value = state
         .analytics
         .cache(hours, assistant, Timestamp::now())
@@ -224,10 +227,7 @@ pub async fn sessions(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut q = Query::parse(raw.as_deref());
-    let days = q.int("days", 7, 1, 90);
-    let assistant = q.uuid(ASSISTANT);
-    q.finish()?;
+    let (days, assistant) = window_and_assistant(raw.as_deref(), "days", 7, 90)?;
     let value = state
         .analytics
         .sessions(days, assistant, Timestamp::now())
@@ -331,10 +331,7 @@ pub async fn reranking(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut q = Query::parse(raw.as_deref());
-    let hours = q.int("hours", 24, 1, 168);
-    let assistant = q.uuid(ASSISTANT);
-    q.finish()?;
+    let (hours, assistant) = window_and_assistant(raw.as_deref(), "hours", 24, 168)?;
     let value = state
         .analytics
         .reranking(hours, assistant, Timestamp::now())
