@@ -98,7 +98,9 @@ CREATE TABLE interactions (
     rerank_improvement_n INTEGER,
     rerank_position_n INTEGER
 );
-CREATE INDEX interactions_by_ts ON interactions (ts);
+-- The time index also carries the columns of the widest windows (user stats and
+-- sessions scan 30 and 7 days): those scans read the index alone, in time order.
+CREATE INDEX interactions_by_ts ON interactions (ts, user, session, input_tokens, output_tokens);
 CREATE INDEX interactions_by_assistant_ts ON interactions (assistant, ts);
 -- One row per (interaction, step name), repeats summed; clustered by time for window scans.
 CREATE TABLE steps (
