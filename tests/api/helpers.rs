@@ -32,7 +32,8 @@ pub const TEST_MODEL: &str = "ragpulse-test-model";
 /// midnight): 1.00 USD per million input tokens before, 3.00 since; output free.
 pub const REPRICED_MODEL: &str = "ragpulse-repriced-model";
 
-fn test_prices() -> String {
+/// The price file every test server gets (see [`TEST_MODEL`] and [`REPRICED_MODEL`]).
+pub fn test_prices() -> String {
     let changed = (Utc::now() - TimeDelta::days(2)).date_naive();
     format!(
         r#"

@@ -4,25 +4,17 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, Clock, TEST_MODEL, TestApp, interaction, new_id, with};
+use crate::helpers::{
+    ADMIN_TOKEN, Clock, TEST_MODEL, TestApp, interaction, new_id, test_prices, with,
+};
 
 const NEW_MODEL: &str = "acme-new-model";
 
+/// The test prices plus a price for [`NEW_MODEL`].
 fn priced_later_file(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("later-prices.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[[price]]
-id = "test/ragpulse-test-model@2000-01-01"
-provider = "test"
-model = "{TEST_MODEL}"
-effective_from = 2000-01-01
-input = 1.00
-cached_input = 0.50
-output = 2.00
-
+    let added = format!(
+        r#"
 [[price]]
 id = "acme/{NEW_MODEL}@2000-01-01"
 provider = "acme"
@@ -31,9 +23,8 @@ effective_from = 2000-01-01
 input = 2.00
 output = 4.00
 "#
-        ),
-    )
-    .unwrap();
+    );
+    std::fs::write(&path, test_prices() + &added).unwrap();
     path
 }
 
