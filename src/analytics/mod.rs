@@ -170,8 +170,21 @@ impl Analytics {
         days: Option<i64>,
         now: Timestamp,
     ) -> Result<Vec<TrendingTopic>, MetricError> {
+        self.trending_with_phrasings(assistant, limit, days, now, None)
+            .await
+    }
+
+    /// Trending topics, each with its `recent` latest phrasings when asked.
+    pub async fn trending_with_phrasings(
+        &self,
+        assistant: Option<Uuid>,
+        limit: i64,
+        days: Option<i64>,
+        now: Timestamp,
+        recent: Option<usize>,
+    ) -> Result<Vec<TrendingTopic>, MetricError> {
         self.run("trending_topics", move |c| {
-            read::trending(c, assistant, days, now.0, limit as usize)
+            read::trending(c, assistant, days, now.0, limit as usize, recent)
         })
         .await
     }

@@ -62,6 +62,9 @@ pub struct TrendingTopic {
     pub last_asked: Timestamp,
     /// Growth against the previous window of the same length, percent; only with `days`.
     pub growth: Option<f64>,
+    /// Up to the 10 latest distinct phrasings, latest first; only with `phrasings=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recent_phrasings: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

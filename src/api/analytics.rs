@@ -31,6 +31,9 @@ fn json<T: serde::Serialize>(value: T) -> Response {
     Json(value).into_response()
 }
 
+/// Phrasings listed per topic with `phrasings=true`.
+const RECENT_PHRASINGS: usize = 10;
+
 /// `assistant_id`, the query parameter every metric but sync and freshness takes.
 const ASSISTANT: &str = "assistant_id";
 
@@ -119,6 +122,7 @@ pub async fn ttft(
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant's topics"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 50, description = "Topics listed (default 10)"),
         ("days" = Option<i64>, Query, minimum = 1, maximum = 365, description = "Only questions of the last N days, with `growth`; all time when absent"),
+        ("phrasings" = Option<bool>, Query, description = "Also list each topic's 10 latest distinct phrasings (`recent_phrasings`)"),
     ),
     responses((status = 200, body = [TrendingTopic]),
         (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
@@ -131,10 +135,17 @@ pub async fn trending(
     let assistant = q.uuid(ASSISTANT);
     let limit = q.int("limit", 10, 1, 50);
     let days = q.optional_int("days", 1, 365);
+    let phrasings = q.boolean("phrasings").unwrap_or(false);
     q.finish()?;
     let value = state
         .analytics
-        .trending(assistant, limit, days, Timestamp::now())
+        .trending_with_phrasings(
+            assistant,
+            limit,
+            days,
+            Timestamp::now(),
+            phrasings.then_some(RECENT_PHRASINGS),
+        )
         .await
         .map_err(metric_error)?;
     Ok(json(value))

@@ -69,6 +69,25 @@ impl Query {
         i64::try_from(value).ok()
     }
 
+    /// A boolean as pydantic reads one from a string (`true`/`false`, `1`/`0`,
+    /// `yes`/`no`, `on`/`off`, any case), `None` when absent.
+    pub fn boolean(&mut self, name: &str) -> Option<bool> {
+        let raw = self.values.get(name)?.clone();
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+            "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+            _ => {
+                self.error(json!({
+                    "type": "bool_parsing",
+                    "loc": ["query", name],
+                    "msg": "Input should be a valid boolean, unable to interpret input",
+                    "input": raw,
+                }));
+                None
+            }
+        }
+    }
+
     pub fn uuid(&mut self, name: &str) -> Option<Uuid> {
         let raw = self.values.get(name)?.clone();
         match Uuid::parse_str(raw.trim()) {
@@ -237,6 +256,17 @@ mod tests {
         assert_eq!(entries[1]["type"], json!("uuid_parsing"));
         let msg = entries[1]["msg"].as_str().unwrap();
         assert!(msg.starts_with("Input should be a valid UUID, "), "{msg}");
+    }
+
+    #[test]
+    fn booleans_read_as_pydantic_reads_them() {
+        let mut q = Query::parse(Some("a=TRUE&b=0&c=yes&d=maybe"));
+        assert_eq!(q.boolean("a"), Some(true));
+        assert_eq!(q.boolean("b"), Some(false));
+        assert_eq!(q.boolean("c"), Some(true));
+        assert_eq!(q.boolean("d"), None);
+        assert_eq!(q.boolean("absent"), None);
+        assert_eq!(detail(q)[0]["type"], json!("bool_parsing"));
     }
 
     #[test]

@@ -168,3 +168,47 @@ async fn an_embedding_of_another_dimension_is_refused_for_that_assistant_only() 
     let cache = app.analytics(&format!("/cache?assistant_id={a}")).await;
     assert_eq!(cache["total_requests"], json!(1));
 }
+
+#[tokio::test]
+async fn trending_lists_the_ten_latest_phrasings_when_asked() {
+    // Arrange: one labelled topic asked in 12 phrasings, an hour apart, the
+    // phrasing "p3" asked again last of all.
+    let app = TestApp::spawn().await;
+    let clock = Clock::new();
+    let a = new_id();
+    let mut events: Vec<Value> = (0..12)
+        .map(|i| {
+            with(
+                interaction(a, "s", &clock.ago_h(20 - i)),
+                json!({"topic": "Billing", "question": format!("p{i}")}),
+            )
+        })
+        .collect();
+    events.push(with(
+        interaction(a, "s", &clock.ago_min(5)),
+        json!({"topic": "Billing", "question": "p3"}),
+    ));
+    app.ingest_ok(Value::Array(events)).await;
+
+    // Act
+    let plain = app.analytics("/trending").await;
+    let with_phrasings = app.analytics("/trending?phrasings=true").await;
+    let windowed = app.analytics("/trending?phrasings=1&days=1").await;
+    let (status, bad) = app.get("/api/v1/analytics/trending?phrasings=maybe").await;
+
+    // Assert: latest first — p3 (5 min ago), then p11 (9 h ago) down to p3's
+    // neighbours; p0 and p1 (the two oldest after p3 moved up) fall out: 10 listed.
+    let expected = json!(["p3", "p11", "p10", "p9", "p8", "p7", "p6", "p5", "p4", "p2"]);
+    assert!(
+        plain[0].get("recent_phrasings").is_none(),
+        "only on request: {plain}"
+    );
+    assert_eq!(with_phrasings[0]["recent_phrasings"], expected);
+    assert_eq!(
+        windowed[0]["recent_phrasings"], expected,
+        "the windowed scan agrees"
+    );
+    assert_eq!(with_phrasings[0]["variation_count"], json!(12));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad["detail"][0]["type"], json!("bool_parsing"));
+}

@@ -18,6 +18,8 @@ use crate::time::Timestamp;
 struct PhrasingAcc {
     count: u64,
     first_ts: i64,
+    /// When it was last asked: the order of the recent phrasings shown.
+    last_ts: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +45,7 @@ impl TopicAcc {
             .and_modify(|p| {
                 p.count += tally.count;
                 p.first_ts = p.first_ts.min(tally.first_ts);
+                p.last_ts = p.last_ts.max(tally.last_ts);
             })
             .or_insert(tally);
     }
@@ -61,6 +64,17 @@ impl TopicAcc {
         let rank = |(key, p): (&i64, &PhrasingAcc)| (Reverse(p.count), p.first_ts, *key);
         self.phrasings.iter().map(rank).min().map(|(_, _, key)| key)
     }
+
+    /// Up to `n` phrasings, latest asked first (ties: the later stored first).
+    fn recent_phrasings(&self, n: usize) -> Vec<i64> {
+        let mut keys: Vec<(i64, i64)> = self
+            .phrasings
+            .iter()
+            .map(|(k, p)| (p.last_ts, *k))
+            .collect();
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        keys.into_iter().take(n).map(|(_, k)| k).collect()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +91,7 @@ struct Ranked {
     canonical_text: String,
     assistant: Uuid,
     variations: usize,
+    recent: Option<Vec<String>>,
 }
 
 impl Ranked {
@@ -101,6 +116,7 @@ impl Ranked {
             variation_count: count_i64(self.variations as u64),
             last_asked: Timestamp(self.last_ts),
             growth,
+            recent_phrasings: self.recent,
         }
     }
 }
@@ -141,7 +157,14 @@ impl TrendingState {
         acc.frequency += count;
         acc.last_ts = acc.last_ts.max(last_ts);
         if let Some(phrasing) = phrasing {
-            acc.add_phrasing(phrasing, PhrasingAcc { count, first_ts });
+            acc.add_phrasing(
+                phrasing,
+                PhrasingAcc {
+                    count,
+                    first_ts,
+                    last_ts,
+                },
+            );
         }
     }
 
@@ -178,6 +201,18 @@ impl TrendingState {
         directory: &D,
         previous: Option<&HashMap<i64, u64>>,
     ) -> Result<Vec<TrendingTopic>, D::Error> {
+        self.finish_with_phrasings(limit, directory, previous, None)
+    }
+
+    /// As [`finish`](Self::finish); with `recent = Some(n)` each topic also
+    /// lists its `n` latest phrasings (looked up for the listed topics only).
+    pub fn finish_with_phrasings<D: TopicDirectory>(
+        &self,
+        limit: usize,
+        directory: &D,
+        previous: Option<&HashMap<i64, u64>>,
+        recent: Option<usize>,
+    ) -> Result<Vec<TrendingTopic>, D::Error> {
         let all: Vec<(&i64, &TopicAcc)> = self.topics.iter().collect();
         let contenders = keep_contenders(all, limit, |(_, t)| {
             (Reverse(t.frequency), Reverse(t.last_ts))
@@ -188,6 +223,20 @@ impl TrendingState {
             .collect::<Result<Vec<_>, _>>()?;
         ranked.sort_by(Ranked::order);
         ranked.truncate(limit);
+        if let Some(n) = recent {
+            for r in &mut ranked {
+                let keys = self
+                    .topics
+                    .get(&r.key)
+                    .map(|acc| acc.recent_phrasings(n))
+                    .unwrap_or_default();
+                let texts = keys
+                    .into_iter()
+                    .map(|k| directory.phrasing_text(k))
+                    .collect::<Result<Vec<_>, _>>()?;
+                r.recent = Some(texts);
+            }
+        }
         Ok(ranked.into_iter().map(|r| r.into_model(previous)).collect())
     }
 }
@@ -206,6 +255,7 @@ fn resolve<D: TopicDirectory>(key: i64, acc: &TopicAcc, dir: &D) -> Result<Ranke
         canonical_text,
         assistant: meta.assistant,
         variations: acc.phrasings.len(),
+        recent: None,
     })
 }
 
@@ -214,6 +264,26 @@ mod tests {
     use super::*;
     use crate::analytics::metrics::fixture::MapDirectory;
     use proptest::prelude::*;
+
+    #[test]
+    fn recent_phrasings_are_the_latest_asked_first_and_survive_a_merge() {
+        // Phrasing 1 at ts 10 and 40, phrasing 2 at 30, phrasing 3 at 20: 1, 2, 3.
+        let mut a = fold(&[(7, Some(1), 10), (7, Some(2), 30)]);
+        let b = fold(&[(7, Some(3), 20), (7, Some(1), 40)]);
+        a.merge(b);
+        let rows = a
+            .finish_with_phrasings(10, &directory(), None, Some(2))
+            .unwrap();
+        assert_eq!(
+            rows[0].recent_phrasings,
+            Some(vec![
+                "How do I reset my password?".to_string(),
+                "reset password".to_string()
+            ])
+        );
+        let plain = a.finish(10, &directory(), None).unwrap();
+        assert_eq!(plain[0].recent_phrasings, None);
+    }
 
     /// (topic, phrasing, ts) per interaction.
     fn fold(events: &[(i64, Option<i64>, i64)]) -> TrendingState {

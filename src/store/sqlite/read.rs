@@ -303,6 +303,7 @@ pub fn trending(
     days: Option<i64>,
     now: i64,
     limit: usize,
+    recent_phrasings: Option<usize>,
 ) -> Result<Vec<TrendingTopic>> {
     let window = days.map(|d| days_window(now, d, assistant));
     let state = topic_state(conn, assistant, window)?;
@@ -314,7 +315,7 @@ pub fn trending(
         None => None,
     };
     let dir = Directory::new(conn, &Window::all_time(now, assistant));
-    state.finish(limit, &dir, previous.as_ref())
+    state.finish_with_phrasings(limit, &dir, previous.as_ref(), recent_phrasings)
 }
 
 pub fn diversity(
