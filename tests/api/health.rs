@@ -201,7 +201,7 @@ async fn openapi_json_documents_the_query_parameters_of_each_analytics_route() {
             ],
         ),
         ("ttft", &["hours", "assistant_id"]),
-        ("trending", &["assistant_id", "limit", "days"]),
+        ("trending", &["assistant_id", "limit", "days", "phrasings"]),
         ("costs", &["hours", "assistant_id"]),
         ("freshness", &[]),
         ("steps", &["days", "assistant_id"]),
