@@ -87,7 +87,7 @@ pub struct ImportArgs {
     pub quiet: bool,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Interactions in the dataset
     #[arg(long, default_value_t = 1_000_000)]
@@ -118,7 +118,7 @@ pub struct BenchArgs {
     pub scenario: Option<BenchScenario>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum BenchScenario {
     /// Live feed: many WebSocket clients on several scopes while ingest runs
     Live(LiveBenchArgs),

@@ -119,7 +119,7 @@ impl Telemetry {
         );
         registry.register(
             "writer_queue_depth",
-            "Batches waiting for the writer",
+            "Events waiting for the writer (queued or being committed)",
             t.writer_queue_depth.clone(),
         );
         registry.register(

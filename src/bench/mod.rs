@@ -49,7 +49,8 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
     let dataset = tokio::task::spawn_blocking({
         let args = BenchArgs {
             data_dir: None,
-            ..args_clone(&args)
+            scenario: None,
+            ..args.clone()
         };
         move || build_dataset(&args)
     })
@@ -140,20 +141,6 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
     );
     drop(temp);
     Ok(())
-}
-
-fn args_clone(a: &BenchArgs) -> BenchArgs {
-    BenchArgs {
-        interactions: a.interactions,
-        days: a.days,
-        assistants: a.assistants,
-        batch: a.batch,
-        clients: a.clients,
-        calls: a.calls,
-        data_dir: a.data_dir.clone(),
-        seed: a.seed,
-        scenario: None,
-    }
 }
 
 struct Dataset {

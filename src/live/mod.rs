@@ -222,7 +222,8 @@ impl ScopeTask {
             ..AdvancedParams::default()
         };
         self.telemetry.broadcast_computations.inc();
-        // A computation that outlives its interval is a failure: the last good snapshot stays.
+        // A computation that takes over 30 s (or the interval, when longer) is a
+        // failure: the last good snapshot stays.
         let result = tokio::time::timeout(
             self.interval.max(Duration::from_secs(30)),
             self.analytics.advanced(params, Timestamp::now()),

@@ -107,6 +107,29 @@ enum Registry {
     Documents,
 }
 
+/// Tables that intern a text (`key`, text column) the way registries intern ids.
+#[derive(Clone, Copy)]
+enum Names {
+    Sessions,
+    StepNames,
+}
+
+impl Names {
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Names::Sessions => ("sessions", "sid"),
+            Names::StepNames => ("step_names", "name"),
+        }
+    }
+
+    fn cache(self, caches: &mut Caches) -> &mut HashMap<String, i64> {
+        match self {
+            Names::Sessions => &mut caches.sessions,
+            Names::StepNames => &mut caches.step_names,
+        }
+    }
+}
+
 impl Registry {
     fn table(self) -> &'static str {
         match self {
@@ -355,14 +378,11 @@ impl Apply<'_> {
         Ok(key)
     }
 
-    fn named_key(&mut self, table: &str, column: &str, text: &str) -> SqlResult<i64> {
-        let cache = match table {
-            "sessions" => &mut self.caches.sessions,
-            _ => &mut self.caches.step_names,
-        };
-        if let Some(&key) = cache.get(text) {
+    fn named_key(&mut self, names: Names, text: &str) -> SqlResult<i64> {
+        if let Some(&key) = names.cache(self.caches).get(text) {
             return Ok(key);
         }
+        let (table, column) = names.table();
         let found: Option<i64> = self
             .tx
             .prepare_cached(&format!("SELECT key FROM {table} WHERE {column} = ?1"))?
@@ -377,11 +397,7 @@ impl Apply<'_> {
                 self.tx.last_insert_rowid()
             }
         };
-        let cache = match table {
-            "sessions" => &mut self.caches.sessions,
-            _ => &mut self.caches.step_names,
-        };
-        cache.insert(text.to_string(), key);
+        names.cache(self.caches).insert(text.to_string(), key);
         Ok(key)
     }
 
@@ -655,7 +671,7 @@ impl Apply<'_> {
             return Ok(Applied::Duplicate);
         }
         let assistant = self.key(Registry::Assistants, e.assistant_id)?;
-        let session = self.named_key("sessions", "sid", &e.session_id)?;
+        let session = self.named_key(Names::Sessions, &e.session_id)?;
         let user = e
             .user_id
             .map(|id| self.key(Registry::Users, id))
@@ -836,7 +852,7 @@ impl Apply<'_> {
         // cost (bind, step, reset) is paid once instead of once per row.
         let mut values: Vec<Value> = Vec::with_capacity(e.steps.len() * 9);
         for step in &e.steps {
-            let name = self.named_key("step_names", "name", &step.name)?;
+            let name = self.named_key(Names::StepNames, &step.name)?;
             values.extend([
                 Value::Integer(e.timestamp),
                 Value::Integer(interaction),
