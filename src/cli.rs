@@ -157,6 +157,9 @@ pub struct RollupBenchArgs {
     /// Interactions of the ingest comparison (with / without rollups)
     #[arg(long, default_value_t = 1_000_000)]
     pub compare: u64,
+    /// Days the ingest comparison spans, ending now (1: live traffic; more: a backfill)
+    #[arg(long, default_value_t = 1)]
+    pub compare_days: u32,
     /// Timed /advanced calls per variant from rollups
     #[arg(long, default_value_t = 40)]
     pub calls: usize,

@@ -315,19 +315,32 @@ impl Analytics {
         now: Timestamp,
     ) -> AdvancedAnalyticsResponse {
         let a = p.assistant;
-        let (ttft, steps, cache, sessions, trending, diversity) = tokio::join!(
+        // One join: the reader pool queues what it cannot start at once, so the
+        // slowest metrics start first and the rest fill the gaps.
+        let (
+            utilization,
+            users,
+            freshness,
+            ttft,
+            steps,
+            cache,
+            sessions,
+            trending,
+            diversity,
+            costs,
+            reranking,
+            sync,
+        ) = tokio::join!(
+            self.utilization(UTILIZATION_DAYS, None, UTILIZATION_LIMIT, a, now),
+            self.users(USERS_DAYS, USERS_LIMIT, a, now),
+            self.freshness(now),
             self.ttft(p.ttft_hours, a, now),
             self.steps(p.step_days, a, now),
             self.cache(p.cache_hours, a, now),
             self.sessions(p.step_days, a, now),
             self.trending(a, p.trending_limit, None, now),
             self.diversity(None, a, now),
-        );
-        let (costs, utilization, users, freshness, reranking, sync) = tokio::join!(
             self.costs(p.cost_hours, a, now),
-            self.utilization(UTILIZATION_DAYS, None, UTILIZATION_LIMIT, a, now),
-            self.users(USERS_DAYS, USERS_LIMIT, a, now),
-            self.freshness(now),
             self.reranking(p.cache_hours, a, now),
             self.sync(p.step_days, now),
         );

@@ -37,10 +37,14 @@ const COMPLETE_MARKER: &str = "bench-complete";
 pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
     println!(
         "ingest comparison: {} interactions over {} days into a store with rollups and one without...",
-        args.compare, args.days
+        args.compare, args.compare_days
     );
-    let with = ingest_fresh(&args, args.compare, true).await?;
-    let without = ingest_fresh(&args, args.compare, false).await?;
+    let compare = RollupBenchArgs {
+        days: args.compare_days,
+        ..args.clone()
+    };
+    let with = ingest_fresh(&compare, args.compare, true).await?;
+    let without = ingest_fresh(&compare, args.compare, false).await?;
     let temp = tempfile::Builder::new()
         .prefix("ragpulse-bench-rollups-")
         .tempdir()?;
@@ -91,8 +95,9 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
     println!();
     println!("| figure | rollups | raw scan | ratio |\n|---|---|---|---|");
     println!(
-        "| ingest, {} interactions | {:.0}/s | {:.0}/s (no rollups) | {:.2} |",
+        "| ingest, {} interactions over {} days | {:.0}/s | {:.0}/s (no rollups) | {:.2} |",
         args.compare,
+        args.compare_days,
         with,
         without,
         with / without
@@ -131,11 +136,12 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
         args.calls, args.scan_calls
     );
     println!(
-        "reproduce: cargo run --release -- bench rollups --interactions {} --days {} --assistants {} --compare {} --calls {} --scan-calls {} --clients {} --batch {} --seed {}",
+        "reproduce: cargo run --release -- bench rollups --interactions {} --days {} --assistants {} --compare {} --compare-days {} --calls {} --scan-calls {} --clients {} --batch {} --seed {}",
         args.interactions,
         args.days,
         args.assistants,
         args.compare,
+        args.compare_days,
         args.calls,
         args.scan_calls,
         args.clients,

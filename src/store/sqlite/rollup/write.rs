@@ -82,6 +82,9 @@ type Slot = (Level, i64, i64);
 struct Entry<T> {
     state: T,
     dirty: bool,
+    /// Touched since the last commit: kept for the next one (a backfill in
+    /// time order keeps hitting the same day).
+    touched: bool,
 }
 
 /// The states of one metric that the writer holds.
@@ -119,10 +122,12 @@ impl<T: RollupState> States<T> {
                 e.insert(Entry {
                     state,
                     dirty: false,
+                    touched: false,
                 })
             }
         };
         entry.dirty = true;
+        entry.touched = true;
         Ok(&mut entry.state)
     }
 
@@ -140,11 +145,13 @@ impl<T: RollupState> States<T> {
         Ok(past)
     }
 
-    /// Keeps only the states of the hours around `hour`: the ones the next
-    /// commits are likely to touch.
+    /// Keeps only the states the next commits are likely to touch: those of
+    /// the hours around `hour` and those the last commit touched.
     fn retain_recent(&mut self, hour: i64) {
-        self.entries
-            .retain(|slot, _| slot.0 == Level::Hour && (hour - 1..=hour + 1).contains(&slot.1));
+        self.entries.retain(|slot, entry| {
+            std::mem::take(&mut entry.touched)
+                || (slot.0 == Level::Hour && (hour - 1..=hour + 1).contains(&slot.1))
+        });
     }
 }
 
