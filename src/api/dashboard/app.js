@@ -24,7 +24,8 @@
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
 
   let memoryToken = null;
-  let generation = 0;
+  let sequence = 0;
+  const applied = { advanced: 0, series: 0, cold: 0 };
   let ws = null;
   let wsScopeConfirmed = false;
   let backoffMs = 1000;
@@ -586,25 +587,42 @@
 
   const ADVANCED_SECTIONS = ["ttft", "cache", "cost", "rerank", "steps", "trending", "diversity", "costs", "sessions", "users", "freshness", "utilization", "sync"];
 
-  function loadAdvanced(gen) {
-    const p = params();
-    const q = { ...p };
-    return api("/api/v1/analytics/advanced" + query(q)).then((d) => {
-      if (gen !== generation) return;
-      banner(null);
-      renderAdvanced(d);
-    }, (e) => gen === generation && failed(e, ADVANCED_SECTIONS));
+  // An answer is shown only if the controls are still those it was asked for,
+  // and if nothing newer of its kind (a later answer or a live snapshot) is
+  // shown already. Same-control answers never cancel each other, so a busy
+  // live feed cannot starve them.
+  function ticket() {
+    sequence += 1;
+    return { key: JSON.stringify(params()), seq: sequence };
+  }
+  function current(t) {
+    return t.key === JSON.stringify(params());
+  }
+  function accept(kind, t) {
+    if (!current(t) || t.seq < applied[kind]) return false;
+    applied[kind] = t.seq;
+    return true;
   }
 
-  function loadExtras(gen) {
+  function loadAdvanced() {
+    const t = ticket();
+    return api("/api/v1/analytics/advanced" + query(params())).then((d) => {
+      if (!accept("advanced", t)) return;
+      banner(null);
+      renderAdvanced(d);
+    }, (e) => current(t) && failed(e, ADVANCED_SECTIONS));
+  }
+
+  function loadExtras() {
     const p = params();
+    const t = ticket();
     extrasLast = Date.now();
-    const series = api("/api/v1/analytics/timeseries" + query({ hours: p.ttft_hours, assistant_id: p.assistant_id })).then((t) => {
-      if (gen === generation) renderSeries(t);
-    }, (e) => gen === generation && failed(e, ["requests-chart", "ttft-chart"]));
+    const series = api("/api/v1/analytics/timeseries" + query({ hours: p.ttft_hours, assistant_id: p.assistant_id })).then((x) => {
+      if (accept("series", t)) renderSeries(x);
+    }, (e) => current(t) && failed(e, ["requests-chart", "ttft-chart"]));
     const cold = api("/api/v1/analytics/utilization" + query({ status: "cold", limit: 10, days: 30, assistant_id: p.assistant_id })).then((docs) => {
-      if (gen === generation) fill("cold", docs, false, renderCold, "No cold documents: none registered, or every one was retrieved in the last 30 days.");
-    }, (e) => gen === generation && failed(e, ["cold"]));
+      if (accept("cold", t)) fill("cold", docs, false, renderCold, "No cold documents: none registered, or every one was retrieved in the last 30 days.");
+    }, (e) => current(t) && failed(e, ["cold"]));
     return Promise.all([series, cold]);
   }
 
@@ -627,10 +645,8 @@
   // Reads everything for the current controls; answers of older controls are dropped.
   function loadAll() {
     clearTimeout(retryTimer);
-    const gen = ++generation;
-    const p = params();
-    labelWindows(p);
-    return Promise.all([loadAdvanced(gen), loadExtras(gen)]);
+    labelWindows(params());
+    return Promise.all([loadAdvanced(), loadExtras()]);
   }
 
   // The first moment every section shows data, an empty state or an error:
@@ -705,11 +721,11 @@
     const p = params();
     if (isDefaultWindow(p)) {
       // The snapshot is exactly /advanced for these controls: no request needed.
-      generation += 1;
-      const gen = generation;
-      renderAdvanced(data);
-      banner(null);
-      scheduleExtras(gen);
+      if (accept("advanced", ticket())) {
+        renderAdvanced(data);
+        banner(null);
+      }
+      scheduleExtras();
     } else {
       // Other windows than the feed's: the snapshot says "data changed", re-read ours.
       clearTimeout(refreshTimer);
@@ -717,12 +733,10 @@
     }
   }
 
-  function scheduleExtras(gen) {
+  function scheduleExtras() {
     clearTimeout(extrasTimer);
     const wait = Math.max(0, EXTRAS_EVERY_MS - (Date.now() - extrasLast));
-    extrasTimer = setTimeout(() => {
-      if (gen === generation) loadExtras(gen);
-    }, wait);
+    extrasTimer = setTimeout(() => loadExtras(), wait);
   }
 
   // --------------------------------------------------------------- login --
