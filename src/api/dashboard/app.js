@@ -255,7 +255,8 @@
   }
 
   function renderTrending(topics) {
-    return table(
+    const scoped = params().assistant_id !== "";
+    const list = table(
       ["#", "Question", { label: "Asked", num: true }, { label: "Variations", num: true }, "Last asked"],
       topics.map((t, i) => h("tr", { "data-row": "" },
         h("td", { class: "rank" }, field("rank", String(i + 1))),
@@ -265,6 +266,9 @@
         h("td", { class: "num" }, field("variations", fmtInt(t.variation_count))),
         h("td", {}, timeField("last_asked", t.last_asked)))),
       "Trending questions");
+    if (scoped) return list;
+    // Topics belong to one assistant and are never merged: say why a question may repeat.
+    return h("div", {}, list, h("p", { class: "hint" }, "All assistants: each assistant's topics are listed separately, so a question asked of several assistants appears once per assistant."));
   }
 
   function renderDiversity(d) {
