@@ -573,3 +573,105 @@ async fn screenshot_of_a_running_dashboard() {
     let errors = browser.errors();
     assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
 }
+
+/// A server of our own on a fixed address and an existing directory (the one a
+/// stopped `TestApp` handed back), so the page can reconnect to "the same"
+/// server; `TestApp` always binds a fresh port.
+async fn serve_again(
+    address: std::net::SocketAddr,
+    dir: &tempfile::TempDir,
+) -> tokio::sync::oneshot::Sender<()> {
+    let args = ragpulse::config::ServerArgs {
+        data_dir: Some(dir.path().join("data")),
+        listen: Some(address),
+        admin_token: Some(ADMIN_TOKEN.to_string()),
+        ingest_token: Some(helpers::INGEST_TOKEN.to_string()),
+        pricing_file: Some(dir.path().join("test-prices.toml")),
+        broadcast_interval: Some(1),
+        ..Default::default()
+    };
+    let settings = ragpulse::config::Settings::from_args(args).expect("valid settings");
+    let state = ragpulse::server::AppState::build(settings).expect("the server state builds");
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .unwrap_or_else(|e| panic!("cannot bind {address} again: {e}"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ragpulse::server::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    stop
+}
+
+#[tokio::test]
+async fn the_page_says_when_the_feed_is_down_and_reconnects_by_itself() {
+    let Some(chromium) = chromium_or_skip("the dashboard reconnect test") else {
+        return;
+    };
+    // Arrange: a live page on a server with one interaction.
+    let app = TestApp::spawn_with(|args| args.broadcast_interval = Some(1)).await;
+    let clock = Clock::new();
+    let bot = new_id();
+    app.ingest_ok(json!([with(
+        interaction(bot, "s1", &clock.ago_min(10)),
+        json!({"ttft_s": 0.4, "cache_hit": false})
+    )]))
+    .await;
+    let address: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+    let browser = Browser::launch(&chromium).await;
+    let page = browser.new_page(1280, 900).await;
+    page.navigate(&app.url(&format!("/?token={ADMIN_TOKEN}")))
+        .await;
+    let live = "document.querySelector('#live').dataset.live";
+    page.wait_for("the feed", &format!("{live} === 'live'"), UPDATE_TIMEOUT)
+        .await;
+    let cache_total =
+        "document.querySelector('[data-section=cache] [data-field=total]')?.textContent";
+    assert_eq!(page.eval(cache_total).await, json!("1"));
+
+    // Act: the server goes away.
+    let dir = app.stop().await;
+
+    // Assert: the page says so, with its next attempt, and keeps the numbers.
+    let text = page
+        .wait_for(
+            "the offline indicator",
+            &format!("{live} === 'offline' && document.querySelector('#live-text').textContent"),
+            UPDATE_TIMEOUT,
+        )
+        .await;
+    assert!(
+        text.as_str().unwrap().starts_with("Offline, retrying in "),
+        "{text}"
+    );
+    assert_eq!(page.eval(cache_total).await, json!("1"));
+
+    // Act: the server comes back on the same address, and traffic arrives.
+    let stop = serve_again(address, &dir).await;
+    let client = reqwest::Client::new();
+    let answer = client
+        .post(format!("http://{address}/api/v1/ingest"))
+        .bearer_auth(helpers::INGEST_TOKEN)
+        .json(&json!({"events": [with(
+            interaction(bot, "s2", &clock.ago_min(1)),
+            json!({"ttft_s": 0.6, "cache_hit": true})
+        )]}))
+        .send()
+        .await
+        .expect("ingest after the restart");
+    assert!(answer.status().is_success(), "{}", answer.status());
+
+    // Assert: reconnected by itself, and updated through the feed.
+    page.wait_for(
+        "the reconnection",
+        &format!("{live} === 'live'"),
+        UPDATE_TIMEOUT,
+    )
+    .await;
+    page.wait_for(
+        "the update after reconnecting",
+        &format!("{cache_total} === '2'"),
+        UPDATE_TIMEOUT,
+    )
+    .await;
+    let _ = stop.send(());
+}
