@@ -90,21 +90,33 @@ fn differences(got: &Value, want: &Value) -> Vec<String> {
 
 /// The API's answers for one scope, formatted as the page must show them.
 async fn expected_for(app: &TestApp, assistant: Option<Uuid>) -> Value {
-    let scope = assistant.map_or(String::new(), |a| format!("assistant_id={a}"));
-    let and = if scope.is_empty() { "" } else { "&" };
+    let scope: Vec<(&str, String)> = assistant
+        .map(|a| ("assistant_id", a.to_string()))
+        .into_iter()
+        .collect();
+    expected_with(app, &scope).await
+}
+
+/// The API's answers for the page's controls (`/advanced`'s parameters; the
+/// charts follow `ttft_hours`), formatted as the page must show them.
+async fn expected_with(app: &TestApp, controls: &[(&str, String)]) -> Value {
+    let get = |name: &str| {
+        controls
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let scope = get("assistant_id").map_or(String::new(), |a| format!("&assistant_id={a}"));
+    let advanced_query: Vec<String> = controls.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let advanced = app
-        .analytics(&format!(
-            "/advanced{}{scope}",
-            if scope.is_empty() { "" } else { "?" }
-        ))
+        .analytics(&format!("/advanced?{}", advanced_query.join("&")))
         .await;
+    let hours = get("ttft_hours").unwrap_or_else(|| "24".to_string());
     let series = app
-        .analytics(&format!("/timeseries?hours=24{and}{scope}"))
+        .analytics(&format!("/timeseries?hours={hours}{scope}"))
         .await;
     let cold = app
-        .analytics(&format!(
-            "/utilization?status=cold&limit=10&days=30{and}{scope}"
-        ))
+        .analytics(&format!("/utilization?status=cold&limit=10&days=30{scope}"))
         .await;
     expected_page(&advanced, &series, &cold)
 }
@@ -674,4 +686,64 @@ async fn the_page_says_when_the_feed_is_down_and_reconnects_by_itself() {
     )
     .await;
     let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn other_windows_than_the_feeds_are_read_from_the_api_and_follow_its_updates() {
+    let Some(chromium) = chromium_or_skip("the dashboard windows test") else {
+        return;
+    };
+    // Arrange: data spread over two days, so the windows matter.
+    let app = TestApp::spawn_with(|args| args.broadcast_interval = Some(1)).await;
+    let clock = Clock::new();
+    seed(&app, &clock).await;
+    let browser = Browser::launch(&chromium).await;
+    let page = browser.new_page(1440, 1000).await;
+
+    // Act: a shared link with windows in the address bar.
+    page.navigate(&app.url(&format!("/?token={ADMIN_TOKEN}&ttft_hours=6&step_days=1")))
+        .await;
+
+    // Assert: the page reads /advanced with those windows, and the charts follow ttft_hours.
+    let mut controls = vec![
+        ("ttft_hours", "6".to_string()),
+        ("step_days", "1".to_string()),
+    ];
+    let want = expected_with(&app, &controls).await;
+    assert_ne!(
+        want,
+        expected_for(&app, None).await,
+        "the windows change the numbers"
+    );
+    wait_for_page(&page, &want, "a view with other windows").await;
+    assert_eq!(
+        page.eval("location.search").await,
+        json!("?ttft_hours=6&step_days=1"),
+        "the windows stay in the address bar, the token does not"
+    );
+
+    // Act: a narrower cache window from its control.
+    page.eval(
+        "(() => { const s = document.querySelector('#cache_hours'); s.value = '1';
+           s.dispatchEvent(new Event('change', {bubbles: true})); return true; })()",
+    )
+    .await;
+    controls.push(("cache_hours", "1".to_string()));
+
+    // Assert
+    let narrower = expected_with(&app, &controls).await;
+    assert_ne!(narrower["cache"], want["cache"]);
+    wait_for_page(&page, &narrower, "the cache window control").await;
+
+    // Act: traffic; the feed's snapshots use other windows, so the page re-reads.
+    app.ingest_ok(json!([with(
+        interaction(new_id(), "late", &clock.ago_s(10)),
+        json!({"ttft_s": 7.5, "cache_hit": true})
+    )]))
+    .await;
+
+    // Assert
+    let updated = expected_with(&app, &controls).await;
+    assert_ne!(updated["cache"], narrower["cache"]);
+    wait_for_page(&page, &updated, "an update with other windows").await;
 }
