@@ -664,10 +664,15 @@
 
   // --------------------------------------------------------------- live --
 
+  // The visible text counts down every second; screen readers hear only the
+  // changes of state, not every tick.
+  const SPOKEN = { connecting: "Live feed: connecting", live: "Live feed: connected", offline: "Live feed: offline, reconnecting" };
   function setLive(state, text) {
     const el = $("#live");
+    const changed = el.dataset.live !== state;
     el.dataset.live = state;
     $("#live-text").textContent = text;
+    if (changed) $("#live-sr").textContent = state === "offline" && text === "Signed out" ? "Signed out" : SPOKEN[state];
   }
 
   function subscribe() {
