@@ -1,4 +1,5 @@
-//! The command line: `serve`, `demo`, `import`, `bench`. Parsing only; each
+//! The command line: `serve`, `demo`, `import`, `bench`, `reprice`,
+//! `rebuild-rollups`. Parsing only; each
 //! command's work lives in its own module.
 
 use std::path::PathBuf;
@@ -33,6 +34,19 @@ pub enum Command {
     Bench(BenchArgs),
     /// Recompute stored catalogue costs after a price change (client costs are kept)
     Reprice(RepriceArgs),
+    /// Recompute the hourly and daily rollups from the stored events (after an
+    /// upgrade, or to repair them); the server must be stopped
+    RebuildRollups(RebuildRollupsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RebuildRollupsArgs {
+    /// Data directory [default: ./ragpulse-data]
+    #[arg(long, env = "RAGPULSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// No progress bar
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, clap::Args)]

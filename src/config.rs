@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::ingest::decode::BodyLimits;
 use crate::ingest::validate::EventLimits;
+use crate::store::ReadPath;
 
 /// Server options shared by `serve` and `demo`. Every field is optional here
 /// so "not given" can fall through to the file and the defaults.
@@ -60,6 +61,10 @@ pub struct ServerArgs {
     /// Most live (WebSocket + SSE) clients [default: 1000]
     #[arg(long, env = "RAGPULSE_MAX_LIVE_CLIENTS")]
     pub max_live_clients: Option<usize>,
+    /// Keep hourly and daily rollups at ingest and answer windows from them;
+    /// `false` scans raw events for every answer [default: true]
+    #[arg(long, env = "RAGPULSE_ROLLUPS", num_args = 0..=1, default_missing_value = "true")]
+    pub rollups: Option<bool>,
 }
 
 impl ServerArgs {
@@ -80,6 +85,7 @@ impl ServerArgs {
             max_queued_events: self.max_queued_events.or(lower.max_queued_events),
             max_live_clients: self.max_live_clients.or(lower.max_live_clients),
             topic_threshold: self.topic_threshold.or(lower.topic_threshold),
+            rollups: self.rollups.or(lower.rollups),
         }
     }
 }
@@ -101,6 +107,10 @@ pub struct Settings {
     pub max_queued_events: usize,
     pub max_live_clients: usize,
     pub topic_threshold: f32,
+    /// Keep rollups at ingest.
+    pub rollups: bool,
+    /// How windows are read; the raw scan is the reference the benchmark compares with.
+    pub read_path: ReadPath,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +195,8 @@ impl Settings {
             max_queued_events: a.max_queued_events.unwrap_or(200_000).max(1),
             max_live_clients: a.max_live_clients.unwrap_or(1_000),
             topic_threshold,
+            rollups: a.rollups.unwrap_or(true),
+            read_path: ReadPath::Rollups,
         })
     }
 }

@@ -12,7 +12,7 @@ use crate::cli::ImportArgs;
 use crate::ingest::ingest_values;
 use crate::ingest::validate::EventLimits;
 use crate::pricing::Catalogue;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{SqliteStore, StoreOptions};
 use crate::telemetry::Telemetry;
 
 /// Rejections printed in full; the rest are only counted.
@@ -104,6 +104,48 @@ pub async fn reprice(args: crate::cli::RepriceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ragpulse rebuild-rollups`: recomputes every rollup from the raw events,
+/// with a progress bar over the interactions.
+#[allow(clippy::print_stdout)]
+pub async fn rebuild_rollups(args: crate::cli::RebuildRollupsArgs) -> anyhow::Result<()> {
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| std::path::PathBuf::from("ragpulse-data"));
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(0);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} interactions ({per_sec}, {eta} left)",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    };
+    let started = std::time::Instant::now();
+    let dir = data_dir.clone();
+    let progress_bar = bar.clone();
+    let total = tokio::task::spawn_blocking(move || {
+        let mut total = 0;
+        crate::store::sqlite::rebuild_rollups(&dir, &mut |done, all| {
+            progress_bar.set_length(all);
+            progress_bar.set_position(done);
+            total = all;
+        })
+        .map(|()| total)
+    })
+    .await
+    .context("the rebuild task failed")?
+    .with_context(|| format!("failed to rebuild the rollups of {}", data_dir.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "rebuilt the rollups of {} interactions in {:.1} s",
+        total,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// The store of a data directory, for the offline commands.
 fn open_store(
     data_dir: &std::path::Path,
@@ -114,8 +156,11 @@ fn open_store(
         data_dir,
         catalogue,
         Arc::new(Telemetry::new()),
-        usize::MAX >> 1,
-        crate::config::DEFAULT_TOPIC_THRESHOLD,
+        StoreOptions {
+            max_queued_events: usize::MAX >> 1,
+            topic_threshold: crate::config::DEFAULT_TOPIC_THRESHOLD,
+            rollups: true,
+        },
     )
     .with_context(|| format!("failed to open data directory {}", data_dir.display()))
 }

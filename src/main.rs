@@ -39,6 +39,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ragpulse::init_tracing(false);
             ragpulse::import::reprice(args).await
         }
+        Command::RebuildRollups(args) => {
+            ragpulse::init_tracing(false);
+            ragpulse::import::rebuild_rollups(args).await
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::api::auth::{Auth, Token, generate_token};
 use crate::config::Settings;
 use crate::live::Broadcaster;
 use crate::pricing::Catalogue;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{SqliteStore, StoreOptions};
 use crate::telemetry::Telemetry;
 
 /// What every handler can reach; cheap to clone.
@@ -55,14 +55,18 @@ impl AppState {
             &settings.data_dir,
             catalogue.clone(),
             telemetry.clone(),
-            settings.max_queued_events,
-            settings.topic_threshold,
+            StoreOptions {
+                max_queued_events: settings.max_queued_events,
+                topic_threshold: settings.topic_threshold,
+                rollups: settings.rollups,
+            },
         )?);
         let auth = Arc::new(resolve_tokens(&settings)?);
         let analytics = Arc::new(Analytics::new(
             store.clone(),
             telemetry.clone(),
             settings.metric_timeout,
+            settings.read_path,
         ));
         let shutdown = CancellationToken::new();
         let live = Broadcaster::new(

@@ -7,6 +7,7 @@ use crate::store::sqlite::assistants::assistants;
 
 impl Analytics {
     pub async fn assistants(&self) -> Result<Vec<AssistantSummary>, MetricError> {
-        self.run("assistants", assistants).await
+        // Registries only: the read path (rollups or raw) does not apply.
+        self.run("assistants", |c, _path| assistants(c)).await
     }
 }

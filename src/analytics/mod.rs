@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::store::sqlite::{SqliteStore, read};
-use crate::store::{StoreError, Window};
+use crate::store::{ReadPath, StoreError, Window};
 use crate::telemetry::{MetricLabel, Telemetry};
 use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, Timestamp};
 pub use metrics::utilization::Status as UtilizationStatus;
@@ -69,31 +69,43 @@ pub struct Analytics {
     store: Arc<SqliteStore>,
     telemetry: Arc<Telemetry>,
     timeout: Duration,
+    path: ReadPath,
     shared: Mutex<HashMap<SharedKey, Arc<OnceCell<AdvancedAnalyticsResponse>>>>,
 }
 
 impl Analytics {
-    pub fn new(store: Arc<SqliteStore>, telemetry: Arc<Telemetry>, timeout: Duration) -> Self {
+    pub fn new(
+        store: Arc<SqliteStore>,
+        telemetry: Arc<Telemetry>,
+        timeout: Duration,
+        path: ReadPath,
+    ) -> Self {
         Self {
             store,
             telemetry,
             timeout,
+            path,
             shared: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Runs one metric on a read connection, under the metric timeout. The
-    /// deadline also interrupts the SQL, so a timed-out query stops working.
+    /// Runs one metric on a read connection, under the metric timeout, in one
+    /// read transaction: its rollups and raw rows come from the same snapshot.
+    /// The deadline also interrupts the SQL, so a timed-out query stops working.
     async fn run<T, F>(&self, metric: &'static str, f: F) -> Result<T, MetricError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection, ReadPath) -> Result<T, StoreError> + Send + 'static,
     {
         let started = Instant::now();
         let deadline = started + self.timeout;
+        let path = self.path;
         let work = self.store.read(move |conn| {
             conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
-            let result = f(conn);
+            let result = conn
+                .unchecked_transaction()
+                .map_err(StoreError::from)
+                .and_then(|tx| f(&tx, path));
             conn.progress_handler(0, None::<fn() -> bool>);
             result
         });
@@ -128,7 +140,7 @@ impl Analytics {
         now: Timestamp,
     ) -> Result<Option<TtftPercentiles>, MetricError> {
         let w = Window::last(now.0, hours * MICROS_PER_HOUR, assistant);
-        self.run("ttft_percentiles", move |c| read::ttft(c, &w, hours))
+        self.run("ttft_percentiles", move |c, p| read::ttft(c, &w, p, hours))
             .await
     }
 
@@ -139,7 +151,7 @@ impl Analytics {
         now: Timestamp,
     ) -> Result<Vec<StepBreakdown>, MetricError> {
         let w = Window::last(now.0, days * MICROS_PER_DAY, assistant);
-        self.run("step_breakdown", move |c| read::steps(c, &w))
+        self.run("step_breakdown", move |c, p| read::steps(c, &w, p))
             .await
     }
 
@@ -150,7 +162,7 @@ impl Analytics {
         now: Timestamp,
     ) -> Result<Option<CacheMetrics>, MetricError> {
         let w = Window::last(now.0, hours * MICROS_PER_HOUR, assistant);
-        self.run("cache_metrics", move |c| read::cache(c, &w, hours))
+        self.run("cache_metrics", move |c, p| read::cache(c, &w, p, hours))
             .await
     }
 
@@ -161,7 +173,7 @@ impl Analytics {
         now: Timestamp,
     ) -> Result<Vec<SessionDistribution>, MetricError> {
         let w = Window::last(now.0, days * MICROS_PER_DAY, assistant);
-        self.run("session_distribution", move |c| read::sessions(c, &w))
+        self.run("session_distribution", move |c, p| read::sessions(c, &w, p))
             .await
     }
 
@@ -185,8 +197,15 @@ impl Analytics {
         now: Timestamp,
         recent: Option<usize>,
     ) -> Result<Vec<TrendingTopic>, MetricError> {
-        self.run("trending_topics", move |c| {
-            read::trending(c, assistant, days, now.0, limit as usize, recent)
+        self.run("trending_topics", move |c, p| {
+            let query = read::TrendingQuery {
+                assistant,
+                days,
+                now: now.0,
+                limit: limit as usize,
+                recent_phrasings: recent,
+            };
+            read::trending(c, &query, p)
         })
         .await
     }
@@ -197,8 +216,8 @@ impl Analytics {
         assistant: Option<Uuid>,
         now: Timestamp,
     ) -> Result<Option<TopicDiversity>, MetricError> {
-        self.run("topic_diversity", move |c| {
-            read::diversity(c, assistant, days, now.0)
+        self.run("topic_diversity", move |c, p| {
+            read::diversity(c, assistant, days, now.0, p)
         })
         .await
     }
@@ -210,7 +229,7 @@ impl Analytics {
         now: Timestamp,
     ) -> Result<Vec<AssistantCost>, MetricError> {
         let w = Window::last(now.0, hours * MICROS_PER_HOUR, assistant);
-        self.run("assistant_costs", move |c| read::costs(c, &w))
+        self.run("assistant_costs", move |c, p| read::costs(c, &w, p))
             .await
     }
 
@@ -223,8 +242,8 @@ impl Analytics {
         now: Timestamp,
     ) -> Result<Vec<DocumentUtilization>, MetricError> {
         let w = Window::last(now.0, days * MICROS_PER_DAY, assistant);
-        self.run("document_utilization", move |c| {
-            read::utilization(c, &w, status, limit as usize)
+        self.run("document_utilization", move |c, p| {
+            read::utilization(c, &w, p, status, limit as usize)
         })
         .await
     }
@@ -237,8 +256,10 @@ impl Analytics {
         now: Timestamp,
     ) -> Result<Vec<UserStat>, MetricError> {
         let w = Window::last(now.0, days * MICROS_PER_DAY, assistant);
-        self.run("user_stats", move |c| read::users(c, &w, limit as usize))
-            .await
+        self.run("user_stats", move |c, p| {
+            read::users(c, &w, p, limit as usize)
+        })
+        .await
     }
 
     pub async fn reranking(
@@ -248,7 +269,7 @@ impl Analytics {
         now: Timestamp,
     ) -> Result<Option<RerankingImpact>, MetricError> {
         let w = Window::last(now.0, hours * MICROS_PER_HOUR, assistant);
-        self.run("reranking_impact", move |c| read::reranking(c, &w))
+        self.run("reranking_impact", move |c, p| read::reranking(c, &w, p))
             .await
     }
 
@@ -258,12 +279,12 @@ impl Analytics {
         now: Timestamp,
     ) -> Result<Vec<ConnectorSyncRate>, MetricError> {
         let w = Window::last(now.0, days * MICROS_PER_DAY, None);
-        self.run("connector_sync_rates", move |c| read::sync(c, &w))
+        self.run("connector_sync_rates", move |c, p| read::sync(c, &w, p))
             .await
     }
 
     pub async fn freshness(&self, now: Timestamp) -> Result<Vec<DocumentFreshness>, MetricError> {
-        self.run("document_freshness", move |c| read::freshness(c, now.0))
+        self.run("document_freshness", move |c, _| read::freshness(c, now.0))
             .await
     }
 

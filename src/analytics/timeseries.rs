@@ -91,7 +91,9 @@ impl Analytics {
     ) -> Result<Timeseries, MetricError> {
         let w = Window::last(now.0, hours * MICROS_PER_HOUR, assistant);
         let bucket_us = bucket_minutes * 60 * MICROS_PER_SECOND;
-        self.run("timeseries", move |c| {
+        // Always the raw scan, whatever the read path: buckets are finer than
+        // the hourly rollups, and the percentiles must be exact.
+        self.run("timeseries", move |c, _path| {
             scan_timeseries(c, &w, bucket_us, hours)
         })
         .await

@@ -40,6 +40,15 @@ impl Window {
     }
 }
 
+/// How a window is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReadPath {
+    /// Whole buckets from rollups (when the store has them), raw rows for the rest.
+    Rollups,
+    /// Every row of the window: the reference the rollups must equal.
+    Scan,
+}
+
 /// The events of one request, each with its position in the request.
 #[derive(Debug)]
 pub struct Batch {

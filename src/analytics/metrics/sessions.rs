@@ -11,9 +11,17 @@ use crate::analytics::models::SessionDistribution;
 
 /// Interactions per session key. Kept per session (not per bucket) because a
 /// session spread over several rollup buckets must be bucketed on its total.
+///
+/// A rollup bucket also holds `settled` sessions: those whose every interaction
+/// (in every assistant) lies in that one bucket of that one assistant. No other
+/// part of any window can add to them, so only their bucket row is kept, and a
+/// day of short sessions costs three counters instead of a map entry each. The
+/// store moves a session out of `settled` (see [`unsettle`](Self::unsettle))
+/// the moment it gains an interaction elsewhere.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionsState {
     interactions: HashMap<i64, u64>,
+    settled: [u64; 3],
 }
 
 /// The three rows, in response order, with the inclusive range of q each covers.
@@ -22,6 +30,13 @@ const BUCKETS: [(&str, u64, u64); 3] = [
     ("Normal (2-5)", 2, 5),
     ("Power User (5+)", 6, u64::MAX),
 ];
+
+/// The row a session of `q` interactions falls in; `None` for 0.
+fn class_of(q: u64) -> Option<usize> {
+    BUCKETS
+        .iter()
+        .position(|&(_, lo, hi)| (lo..=hi).contains(&q))
+}
 
 impl SessionsState {
     pub fn new() -> Self {
@@ -33,24 +48,52 @@ impl SessionsState {
         *self.interactions.entry(session).or_default() += 1;
     }
 
+    /// Folds `n` interactions of a session at once.
+    pub fn add_n(&mut self, session: i64, n: u64) {
+        *self.interactions.entry(session).or_default() += n;
+    }
+
     pub fn merge(&mut self, other: Self) {
         for (session, n) in other.interactions {
-            *self.interactions.entry(session).or_default() += n;
+            self.add_n(session, n);
         }
+        for (mine, theirs) in self.settled.iter_mut().zip(other.settled) {
+            *mine += theirs;
+        }
+    }
+
+    /// Whether the session is tallied by key here (not settled).
+    pub fn tracks(&self, session: i64) -> bool {
+        self.interactions.contains_key(&session)
+    }
+
+    /// Counts a settled session that had `from` interactions and now has `to`
+    /// (`from` = 0 for a new one).
+    pub fn resettle(&mut self, from: u64, to: u64) {
+        if let Some(i) = class_of(from) {
+            self.settled[i] = self.settled[i].saturating_sub(1);
+        }
+        if let Some(i) = class_of(to) {
+            self.settled[i] += 1;
+        }
+    }
+
+    /// A settled session of `count` interactions gained one in another bucket:
+    /// from now on it is tallied by key, here with the `count` it has here.
+    pub fn unsettle(&mut self, session: i64, count: u64) {
+        self.resettle(count, 0);
+        self.add_n(session, count);
     }
 
     /// The three rows in their fixed order; `[]` when no session.
     pub fn finish(&self) -> Vec<SessionDistribution> {
-        let total = self.interactions.len() as u64;
+        let total = self.interactions.len() as u64 + self.settled.iter().sum::<u64>();
         if total == 0 {
             return Vec::new();
         }
-        let mut counts = [0u64; 3];
+        let mut counts = self.settled;
         for &q in self.interactions.values() {
-            if let Some(i) = BUCKETS
-                .iter()
-                .position(|&(_, lo, hi)| (lo..=hi).contains(&q))
-            {
+            if let Some(i) = class_of(q) {
                 counts[i] += 1;
             }
         }

@@ -6,6 +6,7 @@ pub mod assistants;
 mod pool;
 pub mod read;
 pub mod reprice;
+pub mod rollup;
 pub mod schema;
 pub mod timeseries;
 pub mod writer;
@@ -34,6 +35,18 @@ const READERS: usize = 4;
 /// Batches the writer channel holds; the event semaphore is the real bound.
 const CHANNEL_BATCHES: usize = 1024;
 
+/// How a store is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Events queued for the writer before ingest is refused.
+    pub max_queued_events: usize,
+    /// Cosine similarity from which a question joins an embedding topic.
+    pub topic_threshold: f32,
+    /// Keep rollups at ingest (rebuilt at open when missing). Without them every
+    /// window is a raw scan.
+    pub rollups: bool,
+}
+
 pub struct SqliteStore {
     path: PathBuf,
     sender: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
@@ -54,8 +67,7 @@ impl SqliteStore {
         data_dir: &Path,
         catalogue: Arc<Catalogue>,
         telemetry: Arc<Telemetry>,
-        max_queued_events: usize,
-        topic_threshold: f32,
+        options: StoreOptions,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Open(format!(
@@ -71,6 +83,10 @@ impl SqliteStore {
         schema::check_identity(&conn).map_err(|e| wrap_open(&path, e))?;
         schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
         schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
+        prepare_rollups(&mut conn, options.rollups, &mut |done, total| {
+            tracing::info!(done, total, "rebuilding rollups from the stored events");
+        })
+        .map_err(|e| wrap_open(&path, e.into()))?;
         let data_version = Arc::new(AtomicU64::new(0));
         let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
         let writer = Writer::new(
@@ -78,14 +94,15 @@ impl SqliteStore {
             catalogue,
             telemetry,
             data_version.clone(),
-            topic_threshold,
+            options.topic_threshold,
+            options.rollups,
         );
         let thread = std::thread::Builder::new()
             .name("ragpulse-writer".to_string())
             .spawn(move || writer.run(receiver))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         let checkpointer = Checkpointer::start(&path)?;
-        let max = max_queued_events.clamp(1, Semaphore::MAX_PERMITS);
+        let max = options.max_queued_events.clamp(1, Semaphore::MAX_PERMITS);
         Ok(Self {
             pool: Pool::new(path.clone(), READERS)?,
             path,
@@ -151,6 +168,21 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
+    /// Seals rollup days before `today` now (tests: midnight on demand).
+    #[cfg(test)]
+    pub async fn seal_rollups(&self, today: i64) -> Result<(), StoreError> {
+        let sender = match self.sender.lock() {
+            Ok(guard) => guard.clone().ok_or(StoreError::ShuttingDown)?,
+            Err(_) => return Err(StoreError::ShuttingDown),
+        };
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Job::Seal { today, reply })
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        answer.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
     /// Events waiting for the writer right now.
     pub fn queued_events(&self) -> usize {
         self.max_queued_events - self.queued_events.available_permits()
@@ -205,6 +237,65 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Task("a reader thread stopped".to_string()))?
     }
+}
+
+/// Rebuilds missing rollups when they are wanted; marks them missing when not,
+/// so that reads scan instead of trusting stale ones.
+fn prepare_rollups(
+    conn: &mut Connection,
+    wanted: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(), rusqlite::Error> {
+    if !wanted {
+        return rollup::forget(conn);
+    }
+    if rollup::is_built(conn)? {
+        return Ok(());
+    }
+    let today = crate::time::Timestamp::now()
+        .0
+        .div_euclid(crate::time::MICROS_PER_DAY);
+    let mut last_logged = 0;
+    rollup::rebuild::rebuild(conn, today, &mut |done, total| {
+        // Every tenth: a large store takes minutes.
+        if total > 0 && (done == total || done * 10 / total > last_logged) {
+            last_logged = done * 10 / total;
+            progress(done, total);
+        }
+    })
+}
+
+/// Recomputes every rollup of the store in `data_dir` from its raw events:
+/// the `rebuild-rollups` command. The server must not be running.
+pub fn rebuild_rollups(
+    data_dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(), StoreError> {
+    let path = data_dir.join(DATABASE_FILE);
+    if !path.exists() {
+        return Err(StoreError::Open(format!(
+            "no ragpulse database at {}",
+            path.display()
+        )));
+    }
+    let mut conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
+    schema::check_identity(&conn).map_err(|e| wrap_open(&path, e))?;
+    schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
+    schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
+    // An exclusive lock: a running server would otherwise write behind the rebuild.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    let today = crate::time::Timestamp::now()
+        .0
+        .div_euclid(crate::time::MICROS_PER_DAY);
+    rollup::rebuild::rebuild(&mut conn, today, progress).map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
+            StoreError::Open(format!(
+                "{} is in use; stop the ragpulse server on this data directory first",
+                path.display()
+            ))
+        }
+        other => other.into(),
+    })
 }
 
 /// Copies the WAL into the database file from its own thread and connection,

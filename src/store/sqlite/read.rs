@@ -1,6 +1,7 @@
-//! The scan path: each metric folds the raw rows of its window into the
-//! metric's state (`analytics::metrics`), then finishes it with registry data
-//! looked up through [`Directory`]. Only the columns a metric needs are read.
+//! Reading a metric: the window's state is folded from the rollups of the
+//! whole buckets inside it and the raw rows of the rest (all raw rows on the
+//! scan path, the reference), then finished with registry data looked up
+//! through [`Directory`]. Raw scans read only the columns a metric needs.
 
 use std::collections::HashMap;
 
@@ -22,7 +23,9 @@ use crate::analytics::metrics::utilization::{Status, UtilizationState};
 use crate::analytics::metrics::*;
 use crate::analytics::models::*;
 use crate::api::pricing::UnpricedModel;
-use crate::store::{StoreError, Window};
+use crate::store::sqlite::rollup::write::RollupState;
+use crate::store::sqlite::rollup::{self, Level, Metric, NO_ASSISTANT, plan::Plan};
+use crate::store::{ReadPath, StoreError, Window};
 use crate::time::{MICROS_PER_DAY, Timestamp};
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -88,25 +91,98 @@ fn scan_ordered(
     Ok(())
 }
 
-pub fn ttft(conn: &Connection, w: &Window, hours: i64) -> Result<Option<TtftPercentiles>> {
-    let mut state = TtftState::new();
-    scan(
-        conn,
-        w,
-        "SELECT ttft_us FROM interactions WHERE ttft_us IS NOT NULL",
-        |r| {
-            state.add(r.get(0)?);
-            Ok(())
+/// Folds window `w` into `state`: the raw ranges of its plan through `raw`,
+/// the whole buckets from the rollups of `metric`. With the scan path, or a
+/// store without rollups, all of it is raw.
+fn fold_window<T: RollupState>(
+    conn: &Connection,
+    w: &Window,
+    path: ReadPath,
+    metric: Metric,
+    state: &mut T,
+    mut raw: impl FnMut(&mut T, &Window) -> Result<()>,
+) -> Result<()> {
+    let assistant = match metric {
+        Metric::Sync => Some(NO_ASSISTANT),
+        _ => match scope(conn, w.assistant)? {
+            Scope::All => None,
+            Scope::Assistant(key) => Some(key),
+            Scope::Unknown => return Ok(()),
         },
+    };
+    let plan = if path == ReadPath::Rollups && rollup::is_built(conn)? {
+        Plan::new(w.from_exclusive, w.to_inclusive, rollup::sealed_day(conn)?)
+    } else {
+        Plan::scan(w.from_exclusive, w.to_inclusive)
+    };
+    for &(from_exclusive, to_inclusive) in &plan.raw {
+        let part = Window {
+            from_exclusive,
+            to_inclusive,
+            assistant: w.assistant,
+        };
+        raw(state, &part)?;
+    }
+    let mut merge = |other: T| state.merge_from(other);
+    rollup::fold(
+        conn,
+        metric,
+        Level::Day,
+        plan.days.clone(),
+        assistant,
+        &mut merge,
     )?;
+    for hours in &plan.hours {
+        rollup::fold(
+            conn,
+            metric,
+            Level::Hour,
+            hours.clone(),
+            assistant,
+            &mut merge,
+        )?;
+    }
+    Ok(())
+}
+
+pub fn ttft(
+    conn: &Connection,
+    w: &Window,
+    path: ReadPath,
+    hours: i64,
+) -> Result<Option<TtftPercentiles>> {
+    let mut state = TtftState::new();
+    fold_window(conn, w, path, Metric::Ttft, &mut state, |state, part| {
+        scan(
+            conn,
+            part,
+            "SELECT ttft_us FROM interactions WHERE ttft_us IS NOT NULL",
+            |r| {
+                state.add(r.get(0)?);
+                Ok(())
+            },
+        )
+    })?;
     Ok(state.finish(hours))
 }
 
-pub fn cache(conn: &Connection, w: &Window, hours: i64) -> Result<Option<CacheMetrics>> {
+pub fn cache(
+    conn: &Connection,
+    w: &Window,
+    path: ReadPath,
+    hours: i64,
+) -> Result<Option<CacheMetrics>> {
     let mut state = CacheState::new();
-    scan(conn, w, "SELECT cache_hit FROM interactions WHERE 1", |r| {
-        state.add(r.get(0)?);
-        Ok(())
+    fold_window(conn, w, path, Metric::Cache, &mut state, |state, part| {
+        scan(
+            conn,
+            part,
+            "SELECT cache_hit FROM interactions WHERE 1",
+            |r| {
+                state.add(r.get(0)?);
+                Ok(())
+            },
+        )
     })?;
     Ok(state.finish(hours))
 }
@@ -114,9 +190,22 @@ pub fn cache(conn: &Connection, w: &Window, hours: i64) -> Result<Option<CacheMe
 /// (step name key, duration µs, first index, tokens) of one step row.
 type StepRow = (i64, i64, u32, Option<(i64, i64)>);
 
-pub fn steps(conn: &Connection, w: &Window) -> Result<Vec<StepBreakdown>> {
+pub fn steps(conn: &Connection, w: &Window, path: ReadPath) -> Result<Vec<StepBreakdown>> {
     let names = step_names(conn)?;
     let mut state = StepsState::new();
+    fold_window(conn, w, path, Metric::Steps, &mut state, |state, part| {
+        scan_steps(conn, part, &names, state)
+    })?;
+    Ok(state.finish())
+}
+
+/// Folds the raw step rows of `w`, one interaction at a time.
+fn scan_steps(
+    conn: &Connection,
+    w: &Window,
+    names: &HashMap<i64, String>,
+    state: &mut StepsState,
+) -> Result<()> {
     let mut current: Option<i64> = None;
     let mut samples: Vec<StepRow> = Vec::new();
     let flush = |state: &mut StepsState, samples: &mut Vec<StepRow>| {
@@ -143,7 +232,7 @@ pub fn steps(conn: &Connection, w: &Window) -> Result<Vec<StepBreakdown>> {
             let interaction: i64 = r.get(0)?;
             if current != Some(interaction) {
                 if current.is_some() {
-                    flush(&mut state, &mut samples);
+                    flush(state, &mut samples);
                 }
                 current = Some(interaction);
             }
@@ -156,9 +245,9 @@ pub fn steps(conn: &Connection, w: &Window) -> Result<Vec<StepBreakdown>> {
         },
     )?;
     if !samples.is_empty() {
-        flush(&mut state, &mut samples);
+        flush(state, &mut samples);
     }
-    Ok(state.finish())
+    Ok(())
 }
 
 fn step_names(conn: &Connection) -> Result<HashMap<i64, String>> {
@@ -167,53 +256,80 @@ fn step_names(conn: &Connection) -> Result<HashMap<i64, String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn sessions(conn: &Connection, w: &Window) -> Result<Vec<SessionDistribution>> {
+pub fn sessions(conn: &Connection, w: &Window, path: ReadPath) -> Result<Vec<SessionDistribution>> {
     let mut state = SessionsState::new();
-    scan(conn, w, "SELECT session FROM interactions WHERE 1", |r| {
-        state.add(r.get(0)?);
-        Ok(())
-    })?;
+    fold_window(
+        conn,
+        w,
+        path,
+        Metric::Sessions,
+        &mut state,
+        |state, part| {
+            scan(
+                conn,
+                part,
+                "SELECT session FROM interactions WHERE 1",
+                |r| {
+                    state.add(r.get(0)?);
+                    Ok(())
+                },
+            )
+        },
+    )?;
     Ok(state.finish())
 }
 
-pub fn costs(conn: &Connection, w: &Window) -> Result<Vec<AssistantCost>> {
+pub fn costs(conn: &Connection, w: &Window, path: ReadPath) -> Result<Vec<AssistantCost>> {
     let mut state = CostsState::new();
-    scan(
-        conn,
-        w,
-        "SELECT assistant, input_tokens, output_tokens, cost_nusd FROM interactions WHERE 1",
-        |r| {
-            state.add(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            Ok(())
-        },
-    )?;
+    fold_window(conn, w, path, Metric::Costs, &mut state, |state, part| {
+        scan(
+            conn,
+            part,
+            "SELECT assistant, input_tokens, output_tokens, cost_nusd FROM interactions WHERE 1",
+            |r| {
+                state.add(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                Ok(())
+            },
+        )
+    })?;
     state.finish(&Directory::new(conn, w))
 }
 
-pub fn users(conn: &Connection, w: &Window, limit: usize) -> Result<Vec<UserStat>> {
+pub fn users(conn: &Connection, w: &Window, path: ReadPath, limit: usize) -> Result<Vec<UserStat>> {
     let mut state = UsersState::new();
-    scan(
-        conn,
-        w,
-        "SELECT user, input_tokens, output_tokens, ts FROM interactions WHERE user IS NOT NULL",
-        |r| {
-            state.add(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            Ok(())
-        },
-    )?;
+    fold_window(conn, w, path, Metric::Users, &mut state, |state, part| {
+        scan(
+            conn,
+            part,
+            "SELECT user, input_tokens, output_tokens, ts FROM interactions WHERE user IS NOT NULL",
+            |r| {
+                state.add(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                Ok(())
+            },
+        )
+    })?;
     state.finish(limit, &Directory::new(conn, w))
 }
 
-pub fn reranking(conn: &Connection, w: &Window) -> Result<Option<RerankingImpact>> {
+pub fn reranking(conn: &Connection, w: &Window, path: ReadPath) -> Result<Option<RerankingImpact>> {
     let mut state = RerankingState::new();
-    scan(
+    fold_window(
         conn,
         w,
-        "SELECT rerank_improvement_n, rerank_position_n FROM interactions
-         WHERE rerank_improvement_n IS NOT NULL",
-        |r| {
-            state.add(r.get(0)?, r.get(1)?);
-            Ok(())
+        path,
+        Metric::Reranking,
+        &mut state,
+        |state, part| {
+            scan(
+                conn,
+                part,
+                "SELECT rerank_improvement_n, rerank_position_n FROM interactions
+             WHERE rerank_improvement_n IS NOT NULL",
+                |r| {
+                    state.add(r.get(0)?, r.get(1)?);
+                    Ok(())
+                },
+            )
         },
     )?;
     Ok(state.finish())
@@ -222,15 +338,25 @@ pub fn reranking(conn: &Connection, w: &Window) -> Result<Option<RerankingImpact
 pub fn utilization(
     conn: &Connection,
     w: &Window,
+    path: ReadPath,
     status: Option<Status>,
     limit: usize,
 ) -> Result<Vec<DocumentUtilization>> {
     let mut state = UtilizationState::new();
-    // (ts, interaction, document) is the table's key: each pair comes once.
-    scan(conn, w, "SELECT document FROM retrievals WHERE 1", |r| {
-        state.add_retrieval(r.get(0)?);
-        Ok(())
-    })?;
+    fold_window(
+        conn,
+        w,
+        path,
+        Metric::Utilization,
+        &mut state,
+        |state, part| {
+            // (ts, interaction, document) is the table's key: each pair comes once.
+            scan(conn, part, "SELECT document FROM retrievals WHERE 1", |r| {
+                state.add_retrieval(r.get(0)?);
+                Ok(())
+            })
+        },
+    )?;
     state.finish(status, limit, &Directory::new(conn, w))
 }
 
@@ -240,17 +366,27 @@ fn topic_state(
     conn: &Connection,
     assistant: Option<Uuid>,
     window: Option<Window>,
+    path: ReadPath,
 ) -> Result<TrendingState> {
     let mut state = TrendingState::new();
     if let Some(w) = window {
-        scan(
+        fold_window(
             conn,
             &w,
-            "SELECT topic, phrasing, ts FROM interactions WHERE topic IS NOT NULL",
-            |r| {
-                let ts: i64 = r.get(2)?;
-                state.add(r.get(0)?, r.get(1)?, 1, ts, ts);
-                Ok(())
+            path,
+            Metric::Trending,
+            &mut state,
+            |state, part| {
+                scan(
+                    conn,
+                    part,
+                    "SELECT topic, phrasing, ts FROM interactions WHERE topic IS NOT NULL",
+                    |r| {
+                        let ts: i64 = r.get(2)?;
+                        state.add(r.get(0)?, r.get(1)?, 1, ts, ts);
+                        Ok(())
+                    },
+                )
             },
         )?;
         return Ok(state);
@@ -297,20 +433,34 @@ fn days_window(now: i64, days: i64, assistant: Option<Uuid>) -> Window {
     Window::last(now, days * MICROS_PER_DAY, assistant)
 }
 
+/// The query of a trending listing.
+#[derive(Debug, Clone, Copy)]
+pub struct TrendingQuery {
+    pub assistant: Option<Uuid>,
+    pub days: Option<i64>,
+    pub now: i64,
+    pub limit: usize,
+    pub recent_phrasings: Option<usize>,
+}
+
 pub fn trending(
     conn: &Connection,
-    assistant: Option<Uuid>,
-    days: Option<i64>,
-    now: i64,
-    limit: usize,
-    recent_phrasings: Option<usize>,
+    q: &TrendingQuery,
+    path: ReadPath,
 ) -> Result<Vec<TrendingTopic>> {
+    let TrendingQuery {
+        assistant,
+        days,
+        now,
+        limit,
+        recent_phrasings,
+    } = *q;
     let window = days.map(|d| days_window(now, d, assistant));
-    let state = topic_state(conn, assistant, window)?;
+    let state = topic_state(conn, assistant, window, path)?;
     let previous = match days {
         Some(d) => {
             let prev = days_window(now - d * MICROS_PER_DAY, d, assistant);
-            Some(topic_state(conn, assistant, Some(prev))?.frequencies_by_topic())
+            Some(topic_state(conn, assistant, Some(prev), path)?.frequencies_by_topic())
         }
         None => None,
     };
@@ -323,26 +473,30 @@ pub fn diversity(
     assistant: Option<Uuid>,
     days: Option<i64>,
     now: i64,
+    path: ReadPath,
 ) -> Result<Option<TopicDiversity>> {
     let window = days.map(|d| days_window(now, d, assistant));
-    let state = topic_state(conn, assistant, window)?;
+    let state = topic_state(conn, assistant, window, path)?;
     Ok(diversity_of(state.frequencies()))
 }
 
-pub fn sync(conn: &Connection, w: &Window) -> Result<Vec<ConnectorSyncRate>> {
+pub fn sync(conn: &Connection, w: &Window, path: ReadPath) -> Result<Vec<ConnectorSyncRate>> {
     let mut state = SyncState::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT connector, status, duration_us FROM syncs WHERE started_at > ?1 AND started_at <= ?2",
-    )?;
-    let mut rows = stmt.query(params![w.from_exclusive, w.to_inclusive])?;
-    while let Some(r) = rows.next()? {
-        let status = match r.get::<_, i64>(1)? {
-            0 => SyncStatus::Success,
-            1 => SyncStatus::Partial,
-            _ => SyncStatus::Failure,
-        };
-        state.add(r.get(0)?, status, r.get(2)?);
-    }
+    fold_window(conn, w, path, Metric::Sync, &mut state, |state, part| {
+        let mut stmt = conn.prepare_cached(
+            "SELECT connector, status, duration_us FROM syncs WHERE started_at > ?1 AND started_at <= ?2",
+        )?;
+        let mut rows = stmt.query(params![part.from_exclusive, part.to_inclusive])?;
+        while let Some(r) = rows.next()? {
+            let status = match r.get::<_, i64>(1)? {
+                0 => SyncStatus::Success,
+                1 => SyncStatus::Partial,
+                _ => SyncStatus::Failure,
+            };
+            state.add(r.get(0)?, status, r.get(2)?);
+        }
+        Ok(())
+    })?;
     state.finish(&Directory::new(conn, w))
 }
 

@@ -7,6 +7,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::rollup::rebuild::recompute_costs;
 use super::writer::{COST_CATALOGUE, COST_UNPRICED};
 use crate::pricing::{Catalogue, normalize_model_name};
 
@@ -55,6 +56,7 @@ pub fn reprice(
     let rows = candidates(&tx, request.since)?;
     let (mut examined, mut changed, mut priced, mut unpriced) = (0, 0, 0, 0);
     let (mut before, mut after) = (0i128, 0i128);
+    let mut first_changed: Option<i64> = None;
     {
         let mut update = tx.prepare_cached(
             "UPDATE interactions SET cost_nusd = ?2, cost_source = ?3, price_id = ?4 WHERE key = ?1",
@@ -73,6 +75,7 @@ pub fn reprice(
                 continue;
             }
             changed += 1;
+            first_changed = Some(first_changed.map_or(row.ts, |t: i64| t.min(row.ts)));
             match (row.source, source) {
                 (COST_UNPRICED, COST_CATALOGUE) => priced += 1,
                 (COST_CATALOGUE, COST_UNPRICED) => unpriced += 1,
@@ -82,6 +85,9 @@ pub fn reprice(
         }
     }
     rebuild_unpriced(&tx)?;
+    if let Some(since) = first_changed {
+        recompute_costs(&tx, since)?;
+    }
     tx.commit()?;
     Ok(RepriceReport {
         interactions_examined: examined,

@@ -10,7 +10,7 @@ use crate::store::StoreError;
 pub const APPLICATION_ID: i64 = 0x5250_4C53;
 
 /// Migration N brings `user_version` from N to N + 1.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = r#"
 CREATE TABLE assistants (
@@ -155,6 +155,33 @@ CREATE TABLE unpriced_models (
     count INTEGER NOT NULL,
     first_seen INTEGER NOT NULL,
     last_seen INTEGER NOT NULL
+);
+"#;
+
+/// Rollups (see `rollup`): metric states per bucket, the spans of sessions,
+/// and small settings of the store.
+const V2: &str = r#"
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+-- metric and level: see rollup::Metric and rollup::Level; bucket: hours or days
+-- since the Unix epoch; state: the metric's state, postcard-encoded.
+CREATE TABLE rollups (
+    metric INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    assistant INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    UNIQUE (metric, level, bucket, assistant)
+);
+-- assistant is NULL once a session has interactions of two assistants.
+CREATE TABLE session_spans (
+    session INTEGER PRIMARY KEY,
+    first_ts INTEGER NOT NULL,
+    last_ts INTEGER NOT NULL,
+    assistant INTEGER,
+    interactions INTEGER NOT NULL
 );
 "#;
 

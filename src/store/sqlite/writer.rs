@@ -12,10 +12,13 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::reprice::{RepriceReport, RepriceRequest, reprice};
+use super::rollup::write::{Interaction, Rollups};
+use crate::analytics::metrics::steps::StepSample;
 use crate::ingest::event::*;
 use crate::pricing::Catalogue;
 use crate::store::{AppendOutcome, Batch, StoreError};
 use crate::telemetry::Telemetry;
+use crate::time::{MICROS_PER_DAY, Timestamp};
 use crate::topics::centroids::{Assignment, CentroidIndex, from_bytes, to_bytes};
 use crate::topics::lexical::LexicalIndex;
 use crate::topics::{TopicKey, TopicKind};
@@ -50,6 +53,12 @@ pub enum Job {
         request: RepriceRequest,
         reply: oneshot::Sender<Result<RepriceReport, StoreError>>,
     },
+    /// Seals the rollup days before `today` as if the clock had passed midnight.
+    #[cfg(test)]
+    Seal {
+        today: i64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 pub struct Writer {
@@ -59,6 +68,21 @@ pub struct Writer {
     data_version: Arc<AtomicU64>,
     topic_threshold: f32,
     caches: Caches,
+    rollups: RollupMode,
+}
+
+/// Whether and how the writer keeps rollups.
+enum RollupMode {
+    Off,
+    /// In-memory states may not match the database (after a rollback or a
+    /// reprice): reloaded at the next write.
+    Stale,
+    Ready(Box<Rollups>),
+}
+
+/// Today, as a day number since the epoch (UTC): days before it get sealed.
+fn today() -> i64 {
+    Timestamp::now().0.div_euclid(MICROS_PER_DAY)
 }
 
 /// Surrogate keys already resolved. Only valid for committed rows, so they are
@@ -157,6 +181,7 @@ impl Writer {
         telemetry: Arc<Telemetry>,
         data_version: Arc<AtomicU64>,
         topic_threshold: f32,
+        maintain_rollups: bool,
     ) -> Self {
         Self {
             conn,
@@ -165,6 +190,11 @@ impl Writer {
             data_version,
             topic_threshold,
             caches: Caches::default(),
+            rollups: if maintain_rollups {
+                RollupMode::Stale
+            } else {
+                RollupMode::Off
+            },
         }
     }
 
@@ -183,6 +213,11 @@ impl Writer {
                 Job::Write(request) => request,
                 Job::Reprice { request, reply } => {
                     let _ = reply.send(self.reprice(&request));
+                    continue;
+                }
+                #[cfg(test)]
+                Job::Seal { today, reply } => {
+                    let _ = reply.send(self.seal(today));
                     continue;
                 }
             };
@@ -207,8 +242,22 @@ impl Writer {
         tracing::info!("writer stopped: every queued batch is committed");
     }
 
+    #[cfg(test)]
+    fn seal(&mut self, today: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut rollups = Rollups::open(&tx, today)?;
+        rollups.seal(&tx, today)?;
+        tx.commit()?;
+        self.rollups = RollupMode::Stale;
+        Ok(())
+    }
+
     fn reprice(&mut self, request: &RepriceRequest) -> Result<RepriceReport, StoreError> {
         let result = reprice(&mut self.conn, &self.catalogue, request);
+        // The reprice rewrote cost rollups behind the cached states.
+        if !matches!(self.rollups, RollupMode::Off) {
+            self.rollups = RollupMode::Stale;
+        }
         // Costs are part of every cached answer.
         self.data_version.fetch_add(1, Ordering::Release);
         result.map_err(StoreError::Sqlite)
@@ -238,6 +287,9 @@ impl Writer {
             Err(error) => {
                 // Keys cached during the failed transaction point at rolled-back rows.
                 self.caches = Caches::default();
+                if !matches!(self.rollups, RollupMode::Off) {
+                    self.rollups = RollupMode::Stale;
+                }
                 tracing::error!(%error, "ingest commit failed; the group was rolled back");
                 let unavailable = StoreError::Sqlite(error).is_unavailable();
                 self.telemetry.commit_failures.inc();
@@ -260,9 +312,18 @@ impl Writer {
         batches: &[&Batch],
     ) -> Result<(Vec<AppendOutcome>, Vec<String>), rusqlite::Error> {
         let tx = self.conn.transaction()?;
+        let today = today();
+        if matches!(self.rollups, RollupMode::Stale) {
+            self.rollups = RollupMode::Ready(Box::new(Rollups::open(&tx, today)?));
+        }
+        let rollups = match &mut self.rollups {
+            RollupMode::Ready(rollups) => Some(rollups.as_mut()),
+            _ => None,
+        };
         let mut apply = Apply {
             tx: &tx,
             caches: &mut self.caches,
+            rollups,
             catalogue: &self.catalogue,
             topic_threshold: self.topic_threshold,
             unpriced: Vec::new(),
@@ -283,7 +344,14 @@ impl Writer {
         }
         apply.flush_topic_counts()?;
         let unpriced = std::mem::take(&mut apply.unpriced);
+        if let Some(rollups) = apply.rollups.as_mut() {
+            rollups.flush(&tx)?;
+            rollups.seal(&tx, today)?;
+        }
         tx.commit()?;
+        if let RollupMode::Ready(rollups) = &mut self.rollups {
+            rollups.committed(Timestamp::now().0);
+        }
         Ok((outcomes, unpriced))
     }
 }
@@ -327,6 +395,8 @@ enum TopicChoice {
 struct Apply<'t> {
     tx: &'t Transaction<'t>,
     caches: &'t mut Caches,
+    /// `None` when the store keeps no rollups.
+    rollups: Option<&'t mut Rollups>,
     catalogue: &'t Catalogue,
     /// Cosine similarity from which a question joins an embedding topic.
     topic_threshold: f32,
@@ -503,6 +573,16 @@ impl Apply<'_> {
                 e.documents_synced,
                 e.error
             ])?;
+        if inserted == 1
+            && let Some(rollups) = self.rollups.as_mut()
+        {
+            let status = match e.status {
+                SyncStatus::Success => crate::analytics::metrics::sync::SyncStatus::Success,
+                SyncStatus::Partial => crate::analytics::metrics::sync::SyncStatus::Partial,
+                SyncStatus::Failure => crate::analytics::metrics::sync::SyncStatus::Failure,
+            };
+            rollups.sync(self.tx, connector, status, e.duration_us, e.started_at)?;
+        }
         Ok(inserted == 1)
     }
 
@@ -726,7 +806,36 @@ impl Apply<'_> {
             return Ok(Applied::Duplicate);
         }
         let key = self.tx.last_insert_rowid();
-        self.children(key, assistant, e)?;
+        let documents = self.children(key, assistant, e)?;
+        if let Some(rollups) = self.rollups.as_mut() {
+            let steps: Vec<StepSample<'_>> = e
+                .steps
+                .iter()
+                .map(|step| StepSample {
+                    name: &step.name,
+                    duration_us: step.duration_us,
+                    first_index: step.first_index,
+                    tokens: step.tokens,
+                })
+                .collect();
+            let facts = Interaction {
+                ts: e.timestamp,
+                assistant,
+                session,
+                user,
+                topic,
+                phrasing,
+                ttft_us: e.ttft_us,
+                cache_hit: e.cache_hit,
+                input_tokens: e.input_tokens,
+                output_tokens: e.output_tokens,
+                cost_nusd: priced.cost,
+                rerank: rerank.and_then(|r| r.improvement_n.map(|i| (i, r.position_n))),
+                steps: &steps,
+                documents: &documents,
+            };
+            rollups.interaction(self.tx, &facts)?;
+        }
         self.count_topic(topic, phrasing, e.timestamp)?;
         if priced.unpriced {
             let model = priced.model.as_deref().unwrap_or("(none)");
@@ -840,13 +949,13 @@ impl Apply<'_> {
     }
 
     /// Steps and retrieved documents, with the interaction's time and assistant
-    /// copied in so window scans need no join.
+    /// copied in so window scans need no join. Returns the documents' keys.
     fn children(
         &mut self,
         interaction: i64,
         assistant: i64,
         e: &InteractionEvent,
-    ) -> SqlResult<()> {
+    ) -> SqlResult<Vec<i64>> {
         use rusqlite::types::Value;
         // One multi-row INSERT per child table and interaction: the per-statement
         // cost (bind, step, reset) is paid once instead of once per row.
@@ -871,8 +980,10 @@ impl Apply<'_> {
             values,
         )?;
         let mut values: Vec<Value> = Vec::with_capacity(e.retrieved_document_ids.len() * 4);
+        let mut documents = Vec::with_capacity(e.retrieved_document_ids.len());
         for document in &e.retrieved_document_ids {
             let document = self.key(Registry::Documents, *document)?;
+            documents.push(document);
             values.extend([
                 Value::Integer(e.timestamp),
                 Value::Integer(interaction),
@@ -884,7 +995,8 @@ impl Apply<'_> {
             "retrievals (ts, interaction, document, assistant)",
             4,
             values,
-        )
+        )?;
+        Ok(documents)
     }
 
     /// `INSERT INTO <target> VALUES (...), (...)` with `values.len() / width` rows.

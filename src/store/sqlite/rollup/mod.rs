@@ -1,0 +1,165 @@
+//! Rollups: the metrics' mergeable states per (hour, assistant) and per
+//! (day, assistant), and per hour for connector syncs, written at ingest in the
+//! same transaction as the raw events. A window is answered by merging the
+//! whole buckets inside it and folding the raw rows of the partial hours at its
+//! two ends (`plan`), which gives the raw scan's exact answer in a fraction of
+//! its time.
+//!
+//! Hour rows are kept for every hour with events. Day rows exist for the days
+//! before the *sealed* watermark only: when the writer's clock passes midnight
+//! it merges the day's hours into day rows (`write::seal`), and from then on an
+//! event for that day updates its hour and its day row together. A reader
+//! therefore uses day rows for the sealed days of a window and hour rows for the
+//! rest.
+
+#[cfg(test)]
+mod equivalence;
+pub mod plan;
+pub mod rebuild;
+pub mod write;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR};
+
+/// Which metric a rollup row holds. Stored as an integer: never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    Ttft = 0,
+    Cache = 1,
+    Costs = 2,
+    Reranking = 3,
+    Steps = 4,
+    Sessions = 5,
+    Users = 6,
+    Utilization = 7,
+    Trending = 8,
+    Sync = 9,
+}
+
+/// The size of a bucket. Stored as an integer: never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    Hour = 0,
+    Day = 1,
+}
+
+impl Level {
+    pub fn micros(self) -> i64 {
+        match self {
+            Level::Hour => MICROS_PER_HOUR,
+            Level::Day => MICROS_PER_DAY,
+        }
+    }
+
+    /// The bucket number of an instant (buckets start at the Unix epoch, UTC).
+    pub fn bucket(self, ts: i64) -> i64 {
+        ts.div_euclid(self.micros())
+    }
+}
+
+/// Rollup rows of syncs have no assistant: they are keyed by this one.
+pub const NO_ASSISTANT: i64 = 0;
+
+/// `meta` key of the first day that has no day rows yet (all days before it
+/// are sealed).
+pub(super) const SEALED_KEY: &str = "rollups_sealed_day";
+/// `meta` key present once the rollups match the raw events.
+pub(super) const BUILT_KEY: &str = "rollups_built";
+
+/// A rollup state could not be decoded: the row is damaged or was written by
+/// an incompatible version; `rebuild-rollups` recomputes it.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> rusqlite::Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Blob,
+            format!("rollup state cannot be decoded ({e}); run `ragpulse rebuild-rollups`").into(),
+        )
+    })
+}
+
+pub fn encode<T: Serialize>(state: &T) -> rusqlite::Result<Vec<u8>> {
+    postcard::to_allocvec(state).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// The first unsealed day (day rows exist for every day before it).
+pub fn sealed_day(conn: &Connection) -> rusqlite::Result<i64> {
+    Ok(meta(conn, SEALED_KEY)?.unwrap_or(i64::MIN))
+}
+
+pub(super) fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()
+}
+
+pub(super) fn set_meta(conn: &Connection, key: &str, value: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+        .execute(params![key, value])?;
+    Ok(())
+}
+
+pub fn is_built(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(meta(conn, BUILT_KEY)?.is_some())
+}
+
+/// Marks the rollups as not matching the raw events (a store written without
+/// them): reads scan, and the next open that wants them rebuilds them.
+pub fn forget(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM meta WHERE key = ?1", [BUILT_KEY])?;
+    Ok(())
+}
+
+/// Folds the states of `metric` in buckets `[first, end)` of `level` (of one
+/// assistant, or all) into `f`.
+pub fn fold<T: DeserializeOwned>(
+    conn: &Connection,
+    metric: Metric,
+    level: Level,
+    buckets: std::ops::Range<i64>,
+    assistant: Option<i64>,
+    mut f: impl FnMut(T),
+) -> rusqlite::Result<()> {
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    let sql = match assistant {
+        Some(_) => {
+            "SELECT state FROM rollups WHERE metric = ?1 AND level = ?2 AND bucket >= ?3 AND bucket < ?4 AND assistant = ?5"
+        }
+        None => {
+            "SELECT state FROM rollups WHERE metric = ?1 AND level = ?2 AND bucket >= ?3 AND bucket < ?4 AND ?5 IS NULL"
+        }
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![
+        metric as i64,
+        level as i64,
+        buckets.start,
+        buckets.end,
+        assistant
+    ])?;
+    while let Some(row) = rows.next()? {
+        let bytes = row.get_ref(0)?.as_blob()?;
+        f(decode(bytes)?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_count_from_the_epoch_in_utc() {
+        assert_eq!(Level::Hour.bucket(0), 0);
+        assert_eq!(Level::Hour.bucket(MICROS_PER_HOUR - 1), 0);
+        assert_eq!(Level::Hour.bucket(MICROS_PER_HOUR), 1);
+        assert_eq!(Level::Day.bucket(MICROS_PER_DAY * 3 + 5), 3);
+        // Before the epoch buckets still hold [b·size, (b+1)·size).
+        assert_eq!(Level::Hour.bucket(-1), -1);
+    }
+}

@@ -1,0 +1,264 @@
+//! Recomputing rollups from the raw events: the whole of them (after an
+//! upgrade, or to repair), or the costs from a time on (after a reprice).
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, params};
+
+use super::write::{Interaction, Rollups};
+use super::{BUILT_KEY, Level, Metric, SEALED_KEY, is_built, sealed_day, set_meta};
+use crate::analytics::metrics::costs::CostsState;
+use crate::analytics::metrics::steps::StepSample;
+use crate::analytics::metrics::sync::SyncStatus;
+
+type SqlResult<T> = Result<T, rusqlite::Error>;
+
+/// Interactions per transaction while rebuilding.
+const CHUNK: i64 = 20_000;
+
+/// One stored interaction's rollup inputs.
+struct Row {
+    key: i64,
+    ts: i64,
+    assistant: i64,
+    session: i64,
+    user: Option<i64>,
+    topic: Option<i64>,
+    phrasing: Option<i64>,
+    ttft_us: Option<i64>,
+    cache_hit: bool,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_nusd: i64,
+    rerank: Option<(i64, Option<i64>)>,
+}
+
+/// (name key, duration µs, first index, tokens) of one stored step.
+type StepRow = (i64, i64, u32, Option<(i64, i64)>);
+
+/// Drops every rollup and recomputes them from the raw events, in chunks of
+/// [`CHUNK`] interactions (one transaction each, in time order). The store
+/// counts as built only once the last chunk is in, so an interrupted rebuild
+/// is redone at the next start. `progress` gets (interactions done, total).
+pub fn rebuild(
+    conn: &mut Connection,
+    today: i64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> SqlResult<()> {
+    {
+        let tx = conn.transaction()?;
+        tx.execute_batch("DELETE FROM rollups; DELETE FROM session_spans;")?;
+        tx.execute("DELETE FROM meta WHERE key = ?1", [BUILT_KEY])?;
+        // Every day before today gets its day rows while its events stream in.
+        set_meta(&tx, SEALED_KEY, today)?;
+        tx.commit()?;
+    }
+    let total: i64 = conn.query_row("SELECT count(*) FROM interactions", [], |r| r.get(0))?;
+    let names = step_names(conn)?;
+    let mut rollups = Rollups::open(conn, today)?;
+    let mut after = i64::MIN;
+    let mut done = 0u64;
+    progress(0, total as u64);
+    loop {
+        let tx = conn.transaction()?;
+        let upper: Option<i64> = tx
+            .query_row(
+                "SELECT ts FROM interactions WHERE ts > ?1 ORDER BY ts LIMIT 1 OFFSET ?2",
+                params![after, CHUNK - 1],
+                |r| r.get(0),
+            )
+            .or_else(none_if_no_rows)?;
+        let upper = upper.unwrap_or(i64::MAX);
+        let rows = interactions(&tx, after, upper)?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut steps = steps(&tx, after, upper)?;
+        let mut documents = documents(&tx, after, upper)?;
+        for row in &rows {
+            let samples: Vec<StepSample<'_>> = steps
+                .remove(&row.key)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, duration_us, first_index, tokens)| StepSample {
+                    name: names.get(&name).map_or("", String::as_str),
+                    duration_us,
+                    first_index,
+                    tokens,
+                })
+                .collect();
+            let docs = documents.remove(&row.key).unwrap_or_default();
+            rollups.interaction(&tx, &facts(row, &samples, &docs))?;
+        }
+        rollups.flush(&tx)?;
+        tx.commit()?;
+        rollups.committed(i64::MIN);
+        done += rows.len() as u64;
+        progress(done, total as u64);
+        if upper == i64::MAX {
+            break;
+        }
+        after = upper;
+    }
+    let tx = conn.transaction()?;
+    syncs(&tx, &mut rollups)?;
+    rollups.flush(&tx)?;
+    set_meta(&tx, BUILT_KEY, 1)?;
+    tx.commit()
+}
+
+fn none_if_no_rows(e: rusqlite::Error) -> SqlResult<Option<i64>> {
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        other => Err(other),
+    }
+}
+
+fn facts<'a>(row: &Row, steps: &'a [StepSample<'a>], documents: &'a [i64]) -> Interaction<'a> {
+    Interaction {
+        ts: row.ts,
+        assistant: row.assistant,
+        session: row.session,
+        user: row.user,
+        topic: row.topic,
+        phrasing: row.phrasing,
+        ttft_us: row.ttft_us,
+        cache_hit: row.cache_hit,
+        input_tokens: row.input_tokens,
+        output_tokens: row.output_tokens,
+        cost_nusd: row.cost_nusd,
+        rerank: row.rerank,
+        steps,
+        documents,
+    }
+}
+
+fn step_names(conn: &Connection) -> SqlResult<HashMap<i64, String>> {
+    let mut stmt = conn.prepare("SELECT key, name FROM step_names")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+fn interactions(conn: &Connection, after: i64, upper: i64) -> SqlResult<Vec<Row>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT key, ts, assistant, session, user, topic, phrasing, ttft_us, cache_hit,
+                input_tokens, output_tokens, cost_nusd, rerank_improvement_n, rerank_position_n
+         FROM interactions WHERE ts > ?1 AND ts <= ?2 ORDER BY ts",
+    )?;
+    let rows = stmt.query_map(params![after, upper], |r| {
+        let improvement: Option<i64> = r.get(12)?;
+        Ok(Row {
+            key: r.get(0)?,
+            ts: r.get(1)?,
+            assistant: r.get(2)?,
+            session: r.get(3)?,
+            user: r.get(4)?,
+            topic: r.get(5)?,
+            phrasing: r.get(6)?,
+            ttft_us: r.get(7)?,
+            cache_hit: r.get(8)?,
+            input_tokens: r.get(9)?,
+            output_tokens: r.get(10)?,
+            cost_nusd: r.get(11)?,
+            rerank: match improvement {
+                Some(i) => Some((i, r.get(13)?)),
+                None => None,
+            },
+        })
+    })?;
+    rows.collect()
+}
+
+fn steps(conn: &Connection, after: i64, upper: i64) -> SqlResult<HashMap<i64, Vec<StepRow>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT interaction, name, duration_us, first_index, input_tokens, output_tokens
+         FROM steps WHERE ts > ?1 AND ts <= ?2",
+    )?;
+    let mut rows = stmt.query(params![after, upper])?;
+    let mut out: HashMap<i64, Vec<StepRow>> = HashMap::new();
+    while let Some(r) = rows.next()? {
+        let input: Option<i64> = r.get(4)?;
+        let output: Option<i64> = r.get(5)?;
+        let tokens = (input.is_some() || output.is_some())
+            .then(|| (input.unwrap_or(0), output.unwrap_or(0)));
+        out.entry(r.get(0)?)
+            .or_default()
+            .push((r.get(1)?, r.get(2)?, r.get(3)?, tokens));
+    }
+    Ok(out)
+}
+
+fn documents(conn: &Connection, after: i64, upper: i64) -> SqlResult<HashMap<i64, Vec<i64>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT interaction, document FROM retrievals WHERE ts > ?1 AND ts <= ?2",
+    )?;
+    let mut rows = stmt.query(params![after, upper])?;
+    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
+    while let Some(r) = rows.next()? {
+        out.entry(r.get(0)?).or_default().push(r.get(1)?);
+    }
+    Ok(out)
+}
+
+fn syncs(conn: &Connection, rollups: &mut Rollups) -> SqlResult<()> {
+    let mut stmt =
+        conn.prepare_cached("SELECT connector, status, duration_us, started_at FROM syncs")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let status = match r.get::<_, i64>(1)? {
+            0 => SyncStatus::Success,
+            1 => SyncStatus::Partial,
+            _ => SyncStatus::Failure,
+        };
+        rollups.sync(conn, r.get(0)?, status, r.get(2)?, r.get(3)?)?;
+    }
+    Ok(())
+}
+
+/// Recomputes the cost states of the days from `since`'s day on, after a
+/// reprice changed interaction costs (in the same transaction).
+pub fn recompute_costs(conn: &Connection, since: i64) -> SqlResult<()> {
+    if !is_built(conn)? {
+        return Ok(());
+    }
+    let sealed = sealed_day(conn)?;
+    let first_day = Level::Day.bucket(since);
+    let from = first_day.saturating_mul(Level::Day.micros());
+    conn.execute(
+        "DELETE FROM rollups WHERE metric = ?1 AND ((level = ?2 AND bucket >= ?3) OR (level = ?4 AND bucket >= ?5))",
+        params![
+            Metric::Costs as i64,
+            Level::Hour as i64,
+            first_day.saturating_mul(24),
+            Level::Day as i64,
+            first_day
+        ],
+    )?;
+    let mut states: HashMap<(Level, i64, i64), CostsState> = HashMap::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT ts, assistant, input_tokens, output_tokens, cost_nusd FROM interactions WHERE ts >= ?1",
+        )?;
+        let mut rows = stmt.query([from])?;
+        while let Some(r) = rows.next()? {
+            let ts: i64 = r.get(0)?;
+            let assistant: i64 = r.get(1)?;
+            let (input, output, cost): (i64, i64, i64) = (r.get(2)?, r.get(3)?, r.get(4)?);
+            let day = Level::Day.bucket(ts);
+            let mut levels = vec![(Level::Hour, Level::Hour.bucket(ts))];
+            if day < sealed {
+                levels.push((Level::Day, day));
+            }
+            for (level, bucket) in levels {
+                states
+                    .entry((level, bucket, assistant))
+                    .or_default()
+                    .add(assistant, input, output, cost);
+            }
+        }
+    }
+    for (slot, state) in states {
+        super::write::put(conn, Metric::Costs, slot, &state)?;
+    }
+    Ok(())
+}

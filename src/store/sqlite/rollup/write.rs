@@ -1,0 +1,498 @@
+//! The writer's side of rollups: folds each stored interaction and sync into
+//! the states of its hour (and of its day, once sealed), tracks every session's
+//! span so short sessions can be kept as settled counters, and writes the
+//! touched states back before the transaction commits.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Level, Metric, NO_ASSISTANT, SEALED_KEY, decode, encode, meta, set_meta};
+use crate::analytics::metrics::cache::CacheState;
+use crate::analytics::metrics::costs::CostsState;
+use crate::analytics::metrics::reranking::RerankingState;
+use crate::analytics::metrics::sessions::SessionsState;
+use crate::analytics::metrics::steps::{StepSample, StepsState};
+use crate::analytics::metrics::sync::{SyncState, SyncStatus};
+use crate::analytics::metrics::trending::TrendingState;
+use crate::analytics::metrics::ttft::TtftState;
+use crate::analytics::metrics::users::UsersState;
+use crate::analytics::metrics::utilization::UtilizationState;
+
+type SqlResult<T> = Result<T, rusqlite::Error>;
+
+/// A metric state that rollups can store and merge.
+pub trait RollupState: Default + Serialize + DeserializeOwned {
+    fn merge_from(&mut self, other: Self);
+}
+
+macro_rules! rollup_states {
+    ($($ty:ty),* $(,)?) => {$(
+        impl RollupState for $ty {
+            fn merge_from(&mut self, other: Self) {
+                self.merge(other);
+            }
+        }
+    )*};
+}
+
+rollup_states!(
+    TtftState,
+    CacheState,
+    CostsState,
+    RerankingState,
+    StepsState,
+    SessionsState,
+    UsersState,
+    UtilizationState,
+    TrendingState,
+    SyncState,
+);
+
+/// What rollups need of one stored interaction.
+#[derive(Debug, Clone)]
+pub struct Interaction<'a> {
+    pub ts: i64,
+    pub assistant: i64,
+    pub session: i64,
+    pub user: Option<i64>,
+    pub topic: Option<i64>,
+    pub phrasing: Option<i64>,
+    pub ttft_us: Option<i64>,
+    pub cache_hit: bool,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_nusd: i64,
+    /// (improvement, position change), both ×1e9, when the interaction was reranked.
+    pub rerank: Option<(i64, Option<i64>)>,
+    pub steps: &'a [StepSample<'a>],
+    /// Distinct retrieved documents.
+    pub documents: &'a [i64],
+}
+
+/// (level, bucket, assistant) of one state.
+type Slot = (Level, i64, i64);
+
+struct Entry<T> {
+    state: T,
+    dirty: bool,
+}
+
+/// The states of one metric that the writer holds.
+struct States<T> {
+    metric: Metric,
+    entries: HashMap<Slot, Entry<T>>,
+}
+
+impl<T: RollupState> States<T> {
+    fn new(metric: Metric) -> Self {
+        Self {
+            metric,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// The state of a slot, read from the database on first use.
+    fn get(&mut self, conn: &Connection, slot: Slot) -> SqlResult<&mut T> {
+        let metric = self.metric;
+        let entry = match self.entries.entry(slot) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let stored: Option<Vec<u8>> = conn
+                    .prepare_cached(
+                        "SELECT state FROM rollups WHERE metric = ?1 AND level = ?2 AND bucket = ?3 AND assistant = ?4",
+                    )?
+                    .query_row(params![metric as i64, slot.0 as i64, slot.1, slot.2], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                let state = match stored {
+                    Some(bytes) => decode(&bytes)?,
+                    None => T::default(),
+                };
+                e.insert(Entry {
+                    state,
+                    dirty: false,
+                })
+            }
+        };
+        entry.dirty = true;
+        Ok(&mut entry.state)
+    }
+
+    fn flush(&mut self, conn: &Connection) -> SqlResult<()> {
+        for (slot, entry) in &mut self.entries {
+            if entry.dirty {
+                put(conn, self.metric, *slot, &entry.state)?;
+                entry.dirty = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps only the states of the hours around `hour`: the ones the next
+    /// commits are likely to touch.
+    fn retain_recent(&mut self, hour: i64) {
+        self.entries
+            .retain(|slot, _| slot.0 == Level::Hour && (hour - 1..=hour + 1).contains(&slot.1));
+    }
+}
+
+pub(super) fn put<T: Serialize>(
+    conn: &Connection,
+    metric: Metric,
+    slot: Slot,
+    state: &T,
+) -> SqlResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO rollups (metric, level, bucket, assistant, state) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (metric, level, bucket, assistant) DO UPDATE SET state = excluded.state",
+    )?
+    .execute(params![
+        metric as i64,
+        slot.0 as i64,
+        slot.1,
+        slot.2,
+        encode(state)?
+    ])?;
+    Ok(())
+}
+
+/// Where a session's interactions lie, over all time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    first_ts: i64,
+    last_ts: i64,
+    /// `None` once the session has interactions of two assistants.
+    assistant: Option<i64>,
+    interactions: u64,
+}
+
+impl Span {
+    fn new(ts: i64, assistant: i64) -> Self {
+        Self {
+            first_ts: ts,
+            last_ts: ts,
+            assistant: Some(assistant),
+            interactions: 1,
+        }
+    }
+
+    fn with(self, ts: i64, assistant: i64) -> Self {
+        Self {
+            first_ts: self.first_ts.min(ts),
+            last_ts: self.last_ts.max(ts),
+            assistant: self.assistant.filter(|&a| a == assistant),
+            interactions: self.interactions + 1,
+        }
+    }
+
+    /// Settled at this level: one assistant, one bucket.
+    fn settled(&self, level: Level) -> Option<(i64, i64)> {
+        let bucket = level.bucket(self.first_ts);
+        let assistant = self.assistant?;
+        (bucket == level.bucket(self.last_ts)).then_some((bucket, assistant))
+    }
+}
+
+/// The rollup states the writer keeps between commits, and the spans of the
+/// sessions touched by the open transaction.
+pub struct Rollups {
+    sealed_day: i64,
+    ttft: States<TtftState>,
+    cache: States<CacheState>,
+    costs: States<CostsState>,
+    reranking: States<RerankingState>,
+    steps: States<StepsState>,
+    sessions: States<SessionsState>,
+    users: States<UsersState>,
+    utilization: States<UtilizationState>,
+    trending: States<TrendingState>,
+    sync: States<SyncState>,
+    spans: HashMap<i64, (Span, bool)>,
+}
+
+impl Rollups {
+    /// Reads the sealed watermark; a store without one starts it at `today`
+    /// or at its earliest hour with rollups, whichever is earlier.
+    pub fn open(conn: &Connection, today: i64) -> SqlResult<Self> {
+        let sealed_day = match meta(conn, SEALED_KEY)? {
+            Some(day) => day,
+            None => {
+                let first_hour: Option<i64> = conn.query_row(
+                    "SELECT min(bucket) FROM rollups WHERE level = ?1",
+                    [Level::Hour as i64],
+                    |r| r.get(0),
+                )?;
+                let day = first_hour.map_or(today, |h| h.div_euclid(24).min(today));
+                set_meta(conn, SEALED_KEY, day)?;
+                day
+            }
+        };
+        Ok(Self {
+            sealed_day,
+            ttft: States::new(Metric::Ttft),
+            cache: States::new(Metric::Cache),
+            costs: States::new(Metric::Costs),
+            reranking: States::new(Metric::Reranking),
+            steps: States::new(Metric::Steps),
+            sessions: States::new(Metric::Sessions),
+            users: States::new(Metric::Users),
+            utilization: States::new(Metric::Utilization),
+            trending: States::new(Metric::Trending),
+            sync: States::new(Metric::Sync),
+            spans: HashMap::new(),
+        })
+    }
+
+    /// The levels whose bucket of `ts` has a row: the hour always, the day once sealed.
+    fn levels(&self, ts: i64) -> &'static [Level] {
+        if Level::Day.bucket(ts) < self.sealed_day {
+            &[Level::Hour, Level::Day]
+        } else {
+            &[Level::Hour]
+        }
+    }
+
+    pub fn interaction(&mut self, conn: &Connection, i: &Interaction<'_>) -> SqlResult<()> {
+        for &level in self.levels(i.ts) {
+            let slot = (level, level.bucket(i.ts), i.assistant);
+            if let Some(ttft) = i.ttft_us {
+                self.ttft.get(conn, slot)?.add(ttft);
+            }
+            self.cache.get(conn, slot)?.add(i.cache_hit);
+            self.costs.get(conn, slot)?.add(
+                i.assistant,
+                i.input_tokens,
+                i.output_tokens,
+                i.cost_nusd,
+            );
+            if let Some((improvement, position)) = i.rerank {
+                self.reranking.get(conn, slot)?.add(improvement, position);
+            }
+            if !i.steps.is_empty() {
+                self.steps.get(conn, slot)?.add_interaction(i.steps);
+            }
+            if let Some(user) = i.user {
+                self.users
+                    .get(conn, slot)?
+                    .add(user, i.input_tokens, i.output_tokens, i.ts);
+            }
+            if !i.documents.is_empty() {
+                self.utilization
+                    .get(conn, slot)?
+                    .add_interaction(i.documents);
+            }
+            if let Some(topic) = i.topic {
+                self.trending
+                    .get(conn, slot)?
+                    .add(topic, i.phrasing, 1, i.ts, i.ts);
+            }
+        }
+        self.session(conn, i.session, i.assistant, i.ts)
+    }
+
+    /// Counts the interaction in its session's buckets. A session stays
+    /// *settled* (three counters per bucket, see `SessionsState`) while all its
+    /// interactions share one bucket and one assistant; the interaction that
+    /// breaks that moves it to per-key tallies in its old bucket.
+    fn session(
+        &mut self,
+        conn: &Connection,
+        session: i64,
+        assistant: i64,
+        ts: i64,
+    ) -> SqlResult<()> {
+        let old = self.span(conn, session)?;
+        let new = old.map_or(Span::new(ts, assistant), |o| o.with(ts, assistant));
+        for level in [Level::Hour, Level::Day] {
+            let was = old.and_then(|o| o.settled(level).map(|s| (o, s)));
+            if let Some((o, (bucket, owner))) = was
+                && new.settled(level).is_none()
+                && self.has_rows(level, bucket)
+            {
+                let state = self.sessions.get(conn, (level, bucket, owner))?;
+                if !state.tracks(session) {
+                    state.unsettle(session, o.interactions);
+                }
+            }
+            let bucket = level.bucket(ts);
+            if !self.has_rows(level, bucket) {
+                continue;
+            }
+            let state = self.sessions.get(conn, (level, bucket, assistant))?;
+            if new.settled(level).is_some() && !state.tracks(session) {
+                state.resettle(old.map_or(0, |o| o.interactions), new.interactions);
+            } else {
+                state.add(session);
+            }
+        }
+        self.spans.insert(session, (new, true));
+        Ok(())
+    }
+
+    /// Whether bucket `bucket` of `level` is kept as rows.
+    fn has_rows(&self, level: Level, bucket: i64) -> bool {
+        match level {
+            Level::Hour => true,
+            Level::Day => bucket < self.sealed_day,
+        }
+    }
+
+    fn span(&mut self, conn: &Connection, session: i64) -> SqlResult<Option<Span>> {
+        if let Some((span, _)) = self.spans.get(&session) {
+            return Ok(Some(*span));
+        }
+        let span = conn
+            .prepare_cached(
+                "SELECT first_ts, last_ts, assistant, interactions FROM session_spans WHERE session = ?1",
+            )?
+            .query_row([session], |r| {
+                Ok(Span {
+                    first_ts: r.get(0)?,
+                    last_ts: r.get(1)?,
+                    assistant: r.get(2)?,
+                    interactions: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })
+            .optional()?;
+        if let Some(span) = span {
+            self.spans.insert(session, (span, false));
+        }
+        Ok(span)
+    }
+
+    pub fn sync(
+        &mut self,
+        conn: &Connection,
+        connector: i64,
+        status: SyncStatus,
+        duration_us: Option<i64>,
+        started_at: i64,
+    ) -> SqlResult<()> {
+        for &level in self.levels(started_at) {
+            let slot = (level, level.bucket(started_at), NO_ASSISTANT);
+            self.sync
+                .get(conn, slot)?
+                .add(connector, status, duration_us);
+        }
+        Ok(())
+    }
+
+    /// Writes every state and span touched since the last flush.
+    pub fn flush(&mut self, conn: &Connection) -> SqlResult<()> {
+        self.ttft.flush(conn)?;
+        self.cache.flush(conn)?;
+        self.costs.flush(conn)?;
+        self.reranking.flush(conn)?;
+        self.steps.flush(conn)?;
+        self.sessions.flush(conn)?;
+        self.users.flush(conn)?;
+        self.utilization.flush(conn)?;
+        self.trending.flush(conn)?;
+        self.sync.flush(conn)?;
+        let mut stmt = conn.prepare_cached(
+            "INSERT OR REPLACE INTO session_spans (session, first_ts, last_ts, assistant, interactions)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (session, (span, dirty)) in self.spans.drain() {
+            if dirty {
+                stmt.execute(params![
+                    session,
+                    span.first_ts,
+                    span.last_ts,
+                    span.assistant,
+                    span.interactions as i64
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a commit: keeps the states of the current hours, drops the rest,
+    /// so memory stays bounded whatever the timestamps sent.
+    pub fn committed(&mut self, now: i64) {
+        let hour = Level::Hour.bucket(now);
+        self.ttft.retain_recent(hour);
+        self.cache.retain_recent(hour);
+        self.costs.retain_recent(hour);
+        self.reranking.retain_recent(hour);
+        self.steps.retain_recent(hour);
+        self.sessions.retain_recent(hour);
+        self.users.retain_recent(hour);
+        self.utilization.retain_recent(hour);
+        self.trending.retain_recent(hour);
+        self.sync.retain_recent(hour);
+    }
+
+    /// Seals the days before `today`: merges their hour rows into day rows.
+    /// Call after [`flush`](Self::flush), in the same transaction.
+    pub fn seal(&mut self, conn: &Connection, today: i64) -> SqlResult<()> {
+        if today <= self.sealed_day {
+            return Ok(());
+        }
+        let hours = self.sealed_day.saturating_mul(24)..today.saturating_mul(24);
+        seal_metric::<TtftState>(conn, Metric::Ttft, hours.clone())?;
+        seal_metric::<CacheState>(conn, Metric::Cache, hours.clone())?;
+        seal_metric::<CostsState>(conn, Metric::Costs, hours.clone())?;
+        seal_metric::<RerankingState>(conn, Metric::Reranking, hours.clone())?;
+        seal_metric::<StepsState>(conn, Metric::Steps, hours.clone())?;
+        seal_metric::<SessionsState>(conn, Metric::Sessions, hours.clone())?;
+        seal_metric::<UsersState>(conn, Metric::Users, hours.clone())?;
+        seal_metric::<UtilizationState>(conn, Metric::Utilization, hours.clone())?;
+        seal_metric::<TrendingState>(conn, Metric::Trending, hours.clone())?;
+        seal_metric::<SyncState>(conn, Metric::Sync, hours)?;
+        set_meta(conn, SEALED_KEY, today)?;
+        self.sealed_day = today;
+        Ok(())
+    }
+
+    /// Forgets everything held in memory (after a rollback).
+    pub fn reset(&mut self, conn: &Connection, today: i64) -> SqlResult<()> {
+        *self = Self::open(conn, today)?;
+        Ok(())
+    }
+}
+
+/// Merges the hour rows in `hours` of one metric into day rows.
+fn seal_metric<T: RollupState>(
+    conn: &Connection,
+    metric: Metric,
+    hours: std::ops::Range<i64>,
+) -> SqlResult<()> {
+    let mut days: HashMap<(i64, i64), T> = HashMap::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT bucket, assistant, state FROM rollups
+             WHERE metric = ?1 AND level = ?2 AND bucket >= ?3 AND bucket < ?4",
+        )?;
+        let mut rows = stmt.query(params![
+            metric as i64,
+            Level::Hour as i64,
+            hours.start,
+            hours.end
+        ])?;
+        while let Some(row) = rows.next()? {
+            let hour: i64 = row.get(0)?;
+            let assistant: i64 = row.get(1)?;
+            let state: T = decode(row.get_ref(2)?.as_blob()?)?;
+            merge_into(&mut days, (hour.div_euclid(24), assistant), state);
+        }
+    }
+    for ((day, assistant), state) in days {
+        put(conn, metric, (Level::Day, day, assistant), &state)?;
+    }
+    Ok(())
+}
+
+fn merge_into<K: Hash + Eq, T: RollupState>(map: &mut HashMap<K, T>, key: K, state: T) {
+    match map.get_mut(&key) {
+        Some(mine) => mine.merge_from(state),
+        None => {
+            map.insert(key, state);
+        }
+    }
+}
