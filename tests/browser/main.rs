@@ -323,6 +323,26 @@ async fn the_dashboard_shows_the_apis_numbers_updates_live_and_switches_assistan
         UPDATE_TIMEOUT,
     )
     .await;
+    // Accessibility basics: every control has a label, every section a heading,
+    // every chart a text alternative.
+    let unlabelled = page
+        .eval(
+            "[...document.querySelectorAll('select, input')]
+               .filter((c) => !(c.closest('label') || document.querySelector(`label[for=\"${c.id}\"]`)))
+               .map((c) => c.id)
+             .concat([...document.querySelectorAll('[data-section]')]
+               .filter((s) => !document.getElementById(s.getAttribute('aria-labelledby') || '-'))
+               .map((s) => s.dataset.section))
+             .concat([...document.querySelectorAll('svg.chart')]
+               .filter((c) => !(c.getAttribute('role') === 'img' && c.getAttribute('aria-label')))
+               .map(() => 'chart'))",
+        )
+        .await;
+    assert_eq!(
+        unlabelled,
+        json!([]),
+        "controls, sections or charts without a name"
+    );
 
     // Act: new traffic arrives while the page stays open.
     page.eval("window.__notReloaded = true; window.__updatesBefore = Number(document.body.dataset.liveUpdates || 0); true")
