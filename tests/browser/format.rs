@@ -88,6 +88,10 @@ pub fn fmt_duration(seconds: f64) -> String {
     }
 }
 
+pub fn fmt_seconds(x: f64) -> String {
+    format!("{} s", fmt_fixed(x, 2))
+}
+
 pub fn fmt_pct(x: f64) -> String {
     format!("{}%", js_to_fixed(x, 2))
 }
@@ -173,8 +177,8 @@ pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
         of("ttft_percentiles", &|t| {
             section(
                 "ok",
-                json!({"p50": fmt_duration(f(&t["p50"])), "p95": fmt_duration(f(&t["p95"])),
-                       "p99": fmt_duration(f(&t["p99"]))}),
+                json!({"p50": fmt_seconds(f(&t["p50"])), "p95": fmt_seconds(f(&t["p95"])),
+                       "p99": fmt_seconds(f(&t["p99"]))}),
                 vec![],
             )
         }),
@@ -417,7 +421,7 @@ pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
             let peak = p95.iter().copied().fold(f64::MIN, f64::max);
             section(
                 "ok",
-                json!({"points": p95.len().to_string(), "peak": fmt_duration(peak)}),
+                json!({"points": p95.len().to_string(), "peak": fmt_seconds(peak)}),
                 vec![],
             )
         },
@@ -441,6 +445,7 @@ fn formatting_follows_javascript() {
     assert_eq!(js_round(0.49999999999999994), 0.0);
     assert_eq!(fmt_duration(0.8404), "840 ms");
     assert_eq!(fmt_duration(1.234), "1.23 s");
+    assert_eq!(fmt_seconds(0.8404), "0.84 s");
     assert_eq!(fmt_usd(0.01234), "$0.0123");
     assert_eq!(fmt_usd(1234.5), "$1,234.50");
     assert_eq!(fmt_signed(0.2, 3), "+0.200");

@@ -81,6 +81,10 @@
     if (seconds < 1) return fmtInt(Math.round(seconds * 1000)) + " ms";
     return fmtFixed(seconds, 2) + " s";
   }
+  // TTFT is read in seconds (its thresholds are in seconds): always "0.84 s".
+  function fmtSeconds(x) {
+    return fmtFixed(x, 2) + " s";
+  }
   function fmtPct(x) {
     return x.toFixed(2) + "%";
   }
@@ -208,7 +212,7 @@
       const cls = ttftClass(q, t[q]);
       return h("div", { class: "metric " + cls },
         h("span", { class: "label" }, q),
-        field(q, fmtDuration(t[q]), "value"),
+        field(q, fmtSeconds(t[q]), "value"),
         h("span", { class: "verdict", title: `thresholds: under ${TTFT_THRESHOLDS[q][0]} s fast, under ${TTFT_THRESHOLDS[q][1]} s slow` }, VERDICT[cls]));
     }));
   }
@@ -447,7 +451,7 @@
     const yMax = niceMax(peak);
     const plotH = CH - PAD.t - PAD.b;
     const svg = s("svg", { viewBox: `0 0 ${CW} ${CH}`, role: "img", class: "chart",
-      "aria-label": `TTFT p50 and p95 per ${series.bucket_minutes} minutes over the last ${series.hours} hours; highest p95 ${fmtDuration(peak)}.` });
+      "aria-label": `TTFT p50 and p95 per ${series.bucket_minutes} minutes over the last ${series.hours} hours; highest p95 ${fmtSeconds(peak)}.` });
     const step = axes(svg, series, yMax, (v) => (yMax < 3 ? v.toFixed(1) : v.toFixed(0)) + " s");
     for (const [key, cls] of [["ttft_p95", "p95"], ["ttft_p50", "p50"]]) {
       const pts = series.buckets.map((b, i) => (b[key] === null ? null : [PAD.l + step * i + step / 2, PAD.t + plotH - (b[key] / yMax) * plotH]));
@@ -455,14 +459,14 @@
       series.buckets.forEach((b, i) => {
         if (b[key] === null) return;
         svg.append(s("circle", { cx: PAD.l + step * i + step / 2, cy: PAD.t + plotH - (b[key] / yMax) * plotH, r: 2.5, class: "pt " + cls },
-          s("title", {}, `${clock(Date.parse(b.bucket_start), true)}: ${cls} ${fmtDuration(b[key])}`)));
+          s("title", {}, `${clock(Date.parse(b.bucket_start), true)}: ${cls} ${fmtSeconds(b[key])}`)));
       });
     }
     return h("figure", {},
       svg,
       h("figcaption", {},
         h("span", { class: "key p50-key" }), "p50 ", h("span", { class: "key p95-key" }), "p95 · ",
-        field("points", String(known.length)), " buckets with a TTFT; highest p95 ", field("peak", fmtDuration(peak))));
+        field("points", String(known.length)), " buckets with a TTFT; highest p95 ", field("peak", fmtSeconds(peak))));
   }
 
   function renderSeries(series) {
