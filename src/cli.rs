@@ -138,6 +138,43 @@ pub enum BenchScenario {
     Live(LiveBenchArgs),
     /// Embedding-topic assignment cost as the number of topics grows
     Topics(TopicBenchArgs),
+    /// Rollups: ingest with and without them, then /advanced from rollups and
+    /// from the raw scan, side by side, on a large store
+    Rollups(RollupBenchArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RollupBenchArgs {
+    /// Interactions in the large store
+    #[arg(long, default_value_t = 10_000_000)]
+    pub interactions: u64,
+    /// Days the large store spans (ending now)
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    /// Assistants in the dataset
+    #[arg(long, default_value_t = 10)]
+    pub assistants: u32,
+    /// Interactions of the ingest comparison (with / without rollups)
+    #[arg(long, default_value_t = 1_000_000)]
+    pub compare: u64,
+    /// Timed /advanced calls per variant from rollups
+    #[arg(long, default_value_t = 40)]
+    pub calls: usize,
+    /// Timed /advanced calls per variant from the raw scan (slow)
+    #[arg(long, default_value_t = 3)]
+    pub scan_calls: usize,
+    /// Concurrent ingest tasks
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Events per ingest batch
+    #[arg(long, default_value_t = 2_000)]
+    pub batch: usize,
+    /// Keep the large store here; an existing complete one is reused
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seed of the dataset generator
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -65,6 +65,10 @@ pub struct ServerArgs {
     /// `false` scans raw events for every answer [default: true]
     #[arg(long, env = "RAGPULSE_ROLLUPS", num_args = 0..=1, default_missing_value = "true")]
     pub rollups: Option<bool>,
+    /// How windows are read: `scan` ignores rollups (the reference path, for
+    /// comparisons and diagnosis) [default: rollups]
+    #[arg(long, hide = true, value_enum)]
+    pub read_path: Option<ReadPath>,
 }
 
 impl ServerArgs {
@@ -86,6 +90,7 @@ impl ServerArgs {
             max_live_clients: self.max_live_clients.or(lower.max_live_clients),
             topic_threshold: self.topic_threshold.or(lower.topic_threshold),
             rollups: self.rollups.or(lower.rollups),
+            read_path: self.read_path.or(lower.read_path),
         }
     }
 }
@@ -196,7 +201,7 @@ impl Settings {
             max_live_clients: a.max_live_clients.unwrap_or(1_000),
             topic_threshold,
             rollups: a.rollups.unwrap_or(true),
-            read_path: ReadPath::Rollups,
+            read_path: a.read_path.unwrap_or(ReadPath::Rollups),
         })
     }
 }

@@ -69,7 +69,7 @@ pub struct Analytics {
     store: Arc<SqliteStore>,
     telemetry: Arc<Telemetry>,
     timeout: Duration,
-    path: ReadPath,
+    ctx: read::ReadCtx,
     shared: Mutex<HashMap<SharedKey, Arc<OnceCell<AdvancedAnalyticsResponse>>>>,
 }
 
@@ -80,11 +80,15 @@ impl Analytics {
         timeout: Duration,
         path: ReadPath,
     ) -> Self {
+        let ctx = read::ReadCtx {
+            path,
+            cache: store.merge_cache(),
+        };
         Self {
             store,
             telemetry,
             timeout,
-            path,
+            ctx,
             shared: Mutex::new(HashMap::new()),
         }
     }
@@ -95,17 +99,17 @@ impl Analytics {
     async fn run<T, F>(&self, metric: &'static str, f: F) -> Result<T, MetricError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, ReadPath) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection, &read::ReadCtx) -> Result<T, StoreError> + Send + 'static,
     {
         let started = Instant::now();
         let deadline = started + self.timeout;
-        let path = self.path;
+        let ctx = self.ctx.clone();
         let work = self.store.read(move |conn| {
             conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
             let result = conn
                 .unchecked_transaction()
                 .map_err(StoreError::from)
-                .and_then(|tx| f(&tx, path));
+                .and_then(|tx| f(&tx, &ctx));
             conn.progress_handler(0, None::<fn() -> bool>);
             result
         });

@@ -16,10 +16,11 @@ use crate::cli::BenchArgs;
 use crate::demo::generate::{Generator, Shape};
 use crate::time::{MICROS_PER_DAY, Timestamp};
 
-const ADMIN: &str = "bench-admin-token-0123456789";
+pub(crate) const ADMIN: &str = "bench-admin-token-0123456789";
 const INGEST: &str = "bench-ingest-token-0123456789";
 
 pub mod live;
+pub mod rollups;
 pub mod topics;
 
 use crate::cli::BenchScenario;
@@ -29,6 +30,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match &args.scenario {
         Some(BenchScenario::Live(live)) => live::run(live.clone()).await,
         Some(BenchScenario::Topics(topics)) => topics::run(topics.clone()),
+        Some(BenchScenario::Rollups(rollups)) => rollups::run(rollups.clone()).await,
         None => core(args).await,
     }
 }
@@ -253,7 +255,7 @@ async fn ingest_all(
     Ok(started.elapsed())
 }
 
-async fn time_calls(
+pub(crate) async fn time_calls(
     client: &reqwest::Client,
     url: &str,
     query: &str,
@@ -286,7 +288,7 @@ async fn time_calls(
 }
 
 /// Mean seconds per metric from the server's `ragpulse_metric_seconds` histogram.
-async fn metric_breakdown(
+pub(crate) async fn metric_breakdown(
     client: &reqwest::Client,
     url: &str,
 ) -> anyhow::Result<Vec<(String, f64)>> {
@@ -328,7 +330,7 @@ async fn metric_breakdown(
     Ok(out)
 }
 
-fn pct(values: &[f64], q: f64) -> f64 {
+pub(crate) fn pct(values: &[f64], q: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     if sorted.is_empty() {
@@ -337,7 +339,7 @@ fn pct(values: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -350,9 +352,9 @@ fn dir_size(dir: &Path) -> u64 {
 }
 
 /// The server under test, a child process of this binary.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Server {
@@ -361,7 +363,7 @@ impl Server {
     }
 
     /// With extra `serve` flags (for example `--broadcast-interval 1`).
-    fn start_with(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+    pub(crate) fn start_with(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the ragpulse binary")?;
         let mut child = Command::new(exe)
             .args([
@@ -391,7 +393,7 @@ impl Server {
         Ok(Self { child, url })
     }
 
-    fn peak_rss_kib(&self) -> Option<u64> {
+    pub(crate) fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         status
             .lines()
@@ -399,7 +401,7 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

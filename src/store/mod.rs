@@ -41,7 +41,8 @@ impl Window {
 }
 
 /// How a window is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReadPath {
     /// Whole buckets from rollups (when the store has them), raw rows for the rest.
     Rollups,

@@ -57,6 +57,7 @@ pub struct SqliteStore {
     closing: AtomicBool,
     data_version: Arc<AtomicU64>,
     pub(crate) pool: Pool,
+    merge_cache: Arc<rollup::cache::MergeCache>,
     checkpointer: std::sync::Mutex<Option<Checkpointer>>,
 }
 
@@ -112,8 +113,14 @@ impl SqliteStore {
             max_queued_events: max,
             closing: AtomicBool::new(false),
             data_version,
+            merge_cache: Arc::new(rollup::cache::MergeCache::new()),
             checkpointer: std::sync::Mutex::new(Some(checkpointer)),
         })
+    }
+
+    /// Merged past rollup buckets, shared by the readers of this store.
+    pub fn merge_cache(&self) -> Arc<rollup::cache::MergeCache> {
+        self.merge_cache.clone()
     }
 
     pub fn path(&self) -> &Path {

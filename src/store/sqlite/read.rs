@@ -4,6 +4,7 @@
 //! through [`Directory`]. Raw scans read only the columns a metric needs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
@@ -23,6 +24,7 @@ use crate::analytics::metrics::utilization::{Status, UtilizationState};
 use crate::analytics::metrics::*;
 use crate::analytics::models::*;
 use crate::api::pricing::UnpricedModel;
+use crate::store::sqlite::rollup::cache::MergeCache;
 use crate::store::sqlite::rollup::write::RollupState;
 use crate::store::sqlite::rollup::{self, Level, Metric, NO_ASSISTANT, plan::Plan};
 use crate::store::{ReadPath, StoreError, Window};
@@ -91,13 +93,30 @@ fn scan_ordered(
     Ok(())
 }
 
+/// How windows are read, and where merged past buckets are kept.
+#[derive(Clone)]
+pub struct ReadCtx {
+    pub path: ReadPath,
+    pub cache: Arc<MergeCache>,
+}
+
+impl ReadCtx {
+    /// Every row of every window: the reference path.
+    pub fn scan() -> Self {
+        Self {
+            path: ReadPath::Scan,
+            cache: Arc::new(MergeCache::new()),
+        }
+    }
+}
+
 /// Folds window `w` into `state`: the raw ranges of its plan through `raw`,
 /// the whole buckets from the rollups of `metric`. With the scan path, or a
 /// store without rollups, all of it is raw.
-fn fold_window<T: RollupState>(
+fn fold_window<T: RollupState + Clone + Send + Sync + 'static>(
     conn: &Connection,
     w: &Window,
-    path: ReadPath,
+    path: &ReadCtx,
     metric: Metric,
     state: &mut T,
     mut raw: impl FnMut(&mut T, &Window) -> Result<()>,
@@ -110,7 +129,7 @@ fn fold_window<T: RollupState>(
             Scope::Unknown => return Ok(()),
         },
     };
-    let plan = if path == ReadPath::Rollups && rollup::is_built(conn)? {
+    let plan = if path.path == ReadPath::Rollups && rollup::is_built(conn)? {
         Plan::new(w.from_exclusive, w.to_inclusive, rollup::sealed_day(conn)?)
     } else {
         Plan::scan(w.from_exclusive, w.to_inclusive)
@@ -123,32 +142,43 @@ fn fold_window<T: RollupState>(
         };
         raw(state, &part)?;
     }
-    let mut merge = |other: T| state.merge_from(other);
-    rollup::fold(
-        conn,
-        metric,
-        Level::Day,
-        plan.days.clone(),
-        assistant,
-        &mut merge,
-    )?;
-    for hours in &plan.hours {
-        rollup::fold(
-            conn,
-            metric,
-            Level::Hour,
-            hours.clone(),
-            assistant,
-            &mut merge,
-        )?;
+    if plan.days.is_empty() && plan.hours.is_empty() {
+        return Ok(());
     }
+    let version = rollup::past_version(conn)?;
+    let whole = path
+        .cache
+        .get_or_merge(metric, assistant, &plan, version, || {
+            let mut whole = T::default();
+            let mut merge = |other: T| whole.merge_from(other);
+            rollup::fold(
+                conn,
+                metric,
+                Level::Day,
+                plan.days.clone(),
+                assistant,
+                &mut merge,
+            )?;
+            for hours in &plan.hours {
+                rollup::fold(
+                    conn,
+                    metric,
+                    Level::Hour,
+                    hours.clone(),
+                    assistant,
+                    &mut merge,
+                )?;
+            }
+            Ok::<T, StoreError>(whole)
+        })?;
+    state.merge_from(T::clone(&whole));
     Ok(())
 }
 
 pub fn ttft(
     conn: &Connection,
     w: &Window,
-    path: ReadPath,
+    path: &ReadCtx,
     hours: i64,
 ) -> Result<Option<TtftPercentiles>> {
     let mut state = TtftState::new();
@@ -169,7 +199,7 @@ pub fn ttft(
 pub fn cache(
     conn: &Connection,
     w: &Window,
-    path: ReadPath,
+    path: &ReadCtx,
     hours: i64,
 ) -> Result<Option<CacheMetrics>> {
     let mut state = CacheState::new();
@@ -190,7 +220,7 @@ pub fn cache(
 /// (step name key, duration µs, first index, tokens) of one step row.
 type StepRow = (i64, i64, u32, Option<(i64, i64)>);
 
-pub fn steps(conn: &Connection, w: &Window, path: ReadPath) -> Result<Vec<StepBreakdown>> {
+pub fn steps(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<Vec<StepBreakdown>> {
     let names = step_names(conn)?;
     let mut state = StepsState::new();
     fold_window(conn, w, path, Metric::Steps, &mut state, |state, part| {
@@ -256,7 +286,7 @@ fn step_names(conn: &Connection) -> Result<HashMap<i64, String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn sessions(conn: &Connection, w: &Window, path: ReadPath) -> Result<Vec<SessionDistribution>> {
+pub fn sessions(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<Vec<SessionDistribution>> {
     let mut state = SessionsState::new();
     fold_window(
         conn,
@@ -279,7 +309,7 @@ pub fn sessions(conn: &Connection, w: &Window, path: ReadPath) -> Result<Vec<Ses
     Ok(state.finish())
 }
 
-pub fn costs(conn: &Connection, w: &Window, path: ReadPath) -> Result<Vec<AssistantCost>> {
+pub fn costs(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<Vec<AssistantCost>> {
     let mut state = CostsState::new();
     fold_window(conn, w, path, Metric::Costs, &mut state, |state, part| {
         scan(
@@ -295,7 +325,7 @@ pub fn costs(conn: &Connection, w: &Window, path: ReadPath) -> Result<Vec<Assist
     state.finish(&Directory::new(conn, w))
 }
 
-pub fn users(conn: &Connection, w: &Window, path: ReadPath, limit: usize) -> Result<Vec<UserStat>> {
+pub fn users(conn: &Connection, w: &Window, path: &ReadCtx, limit: usize) -> Result<Vec<UserStat>> {
     let mut state = UsersState::new();
     fold_window(conn, w, path, Metric::Users, &mut state, |state, part| {
         scan(
@@ -311,7 +341,7 @@ pub fn users(conn: &Connection, w: &Window, path: ReadPath, limit: usize) -> Res
     state.finish(limit, &Directory::new(conn, w))
 }
 
-pub fn reranking(conn: &Connection, w: &Window, path: ReadPath) -> Result<Option<RerankingImpact>> {
+pub fn reranking(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<Option<RerankingImpact>> {
     let mut state = RerankingState::new();
     fold_window(
         conn,
@@ -338,7 +368,7 @@ pub fn reranking(conn: &Connection, w: &Window, path: ReadPath) -> Result<Option
 pub fn utilization(
     conn: &Connection,
     w: &Window,
-    path: ReadPath,
+    path: &ReadCtx,
     status: Option<Status>,
     limit: usize,
 ) -> Result<Vec<DocumentUtilization>> {
@@ -366,7 +396,7 @@ fn topic_state(
     conn: &Connection,
     assistant: Option<Uuid>,
     window: Option<Window>,
-    path: ReadPath,
+    path: &ReadCtx,
 ) -> Result<TrendingState> {
     let mut state = TrendingState::new();
     if let Some(w) = window {
@@ -446,7 +476,7 @@ pub struct TrendingQuery {
 pub fn trending(
     conn: &Connection,
     q: &TrendingQuery,
-    path: ReadPath,
+    path: &ReadCtx,
 ) -> Result<Vec<TrendingTopic>> {
     let TrendingQuery {
         assistant,
@@ -473,14 +503,14 @@ pub fn diversity(
     assistant: Option<Uuid>,
     days: Option<i64>,
     now: i64,
-    path: ReadPath,
+    path: &ReadCtx,
 ) -> Result<Option<TopicDiversity>> {
     let window = days.map(|d| days_window(now, d, assistant));
     let state = topic_state(conn, assistant, window, path)?;
     Ok(diversity_of(state.frequencies()))
 }
 
-pub fn sync(conn: &Connection, w: &Window, path: ReadPath) -> Result<Vec<ConnectorSyncRate>> {
+pub fn sync(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<Vec<ConnectorSyncRate>> {
     let mut state = SyncState::new();
     fold_window(conn, w, path, Metric::Sync, &mut state, |state, part| {
         let mut stmt = conn.prepare_cached(

@@ -14,7 +14,7 @@ use crate::analytics::metrics::utilization::Status;
 use crate::ingest::ingest_values;
 use crate::ingest::validate::EventLimits;
 use crate::pricing::Catalogue;
-use crate::store::sqlite::read::{self, TrendingQuery};
+use crate::store::sqlite::read::{self, ReadCtx, TrendingQuery};
 use crate::store::sqlite::{SqliteStore, StoreOptions};
 use crate::store::{ReadPath, StoreError, Window};
 use crate::telemetry::Telemetry;
@@ -249,7 +249,7 @@ async fn ingest(store: &SqliteStore, events: &[Gen], now: i64, cuts: &[usize]) {
 }
 
 /// Every windowed metric of `w` through one read path, as comparable text.
-fn answers(conn: &Connection, w: &Window, path: ReadPath) -> Result<Vec<String>, StoreError> {
+fn answers(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<Vec<String>, StoreError> {
     let days = ((w.to_inclusive - w.from_exclusive) / MICROS_PER_DAY).max(1);
     let trending = TrendingQuery {
         assistant: w.assistant,
@@ -293,12 +293,17 @@ async fn compare(store: &SqliteStore, now: i64, windows: &[WindowGen]) {
             to_inclusive,
             assistant,
         };
+        let fast_ctx = ReadCtx {
+            path: ReadPath::Rollups,
+            cache: store.merge_cache(),
+        };
         let (fast, slow) = store
             .read(move |conn| {
-                Ok((
-                    answers(conn, &w, ReadPath::Rollups)?,
-                    answers(conn, &w, ReadPath::Scan)?,
-                ))
+                // Twice from rollups: the second answer comes from the merge cache.
+                let first = answers(conn, &w, &fast_ctx)?;
+                let again = answers(conn, &w, &fast_ctx)?;
+                assert_eq!(first, again, "cached merge differs, window {w:?}");
+                Ok((first, answers(conn, &w, &ReadCtx::scan())?))
             })
             .await
             .expect("read");
@@ -318,6 +323,9 @@ fn check(events: Vec<Gen>, late: Vec<Gen>, cuts: Vec<usize>, seal: bool, windows
     runtime.block_on(async {
         let store = open(dir.path());
         ingest(&store, &events, now, &cuts).await;
+        // Answers now fill the merge cache; the late events and the seal below
+        // must invalidate what they change.
+        compare(&store, now, &windows).await;
         if seal {
             // Midnight passes: today's hours become a sealed day, and the late
             // events that follow update hour and day rows together.

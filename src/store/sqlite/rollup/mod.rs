@@ -12,6 +12,7 @@
 //! therefore uses day rows for the sealed days of a window and hour rows for the
 //! rest.
 
+pub mod cache;
 #[cfg(test)]
 mod equivalence;
 pub mod plan;
@@ -66,6 +67,9 @@ pub const NO_ASSISTANT: i64 = 0;
 /// `meta` key of the first day that has no day rows yet (all days before it
 /// are sealed).
 pub(super) const SEALED_KEY: &str = "rollups_sealed_day";
+/// `meta` key of the version of past buckets: bumped by every write to a row
+/// of a bucket that may already be whole in some window (see `cache`).
+pub(super) const PAST_VERSION_KEY: &str = "rollups_past_version";
 /// `meta` key present once the rollups match the raw events.
 pub(super) const BUILT_KEY: &str = "rollups_built";
 
@@ -99,6 +103,19 @@ pub(super) fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>
 pub(super) fn set_meta(conn: &Connection, key: &str, value: i64) -> rusqlite::Result<()> {
     conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
         .execute(params![key, value])?;
+    Ok(())
+}
+
+/// The version of the rows of past buckets (see [`PAST_VERSION_KEY`]).
+pub fn past_version(conn: &Connection) -> rusqlite::Result<i64> {
+    Ok(meta(conn, PAST_VERSION_KEY)?.unwrap_or(0))
+}
+
+pub(super) fn bump_past_version(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, 1) ON CONFLICT (key) DO UPDATE SET value = value + 1",
+    )?
+    .execute([PAST_VERSION_KEY])?;
     Ok(())
 }
 

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use rusqlite::{Connection, params};
 
 use super::write::{Interaction, Rollups};
-use super::{BUILT_KEY, Level, Metric, SEALED_KEY, is_built, sealed_day, set_meta};
+use super::{
+    BUILT_KEY, Level, Metric, SEALED_KEY, bump_past_version, is_built, sealed_day, set_meta,
+};
 use crate::analytics::metrics::costs::CostsState;
 use crate::analytics::metrics::steps::StepSample;
 use crate::analytics::metrics::sync::SyncStatus;
@@ -51,6 +53,7 @@ pub fn rebuild(
         tx.execute("DELETE FROM meta WHERE key = ?1", [BUILT_KEY])?;
         // Every day before today gets its day rows while its events stream in.
         set_meta(&tx, SEALED_KEY, today)?;
+        bump_past_version(&tx)?;
         tx.commit()?;
     }
     let total: i64 = conn.query_row("SELECT count(*) FROM interactions", [], |r| r.get(0))?;
@@ -260,5 +263,5 @@ pub fn recompute_costs(conn: &Connection, since: i64) -> SqlResult<()> {
     for (slot, state) in states {
         super::write::put(conn, Metric::Costs, slot, &state)?;
     }
-    Ok(())
+    bump_past_version(conn)
 }

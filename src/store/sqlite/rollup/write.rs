@@ -10,7 +10,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Level, Metric, NO_ASSISTANT, SEALED_KEY, decode, encode, meta, set_meta};
+use super::{
+    Level, Metric, NO_ASSISTANT, SEALED_KEY, bump_past_version, decode, encode, meta, set_meta,
+};
 use crate::analytics::metrics::cache::CacheState;
 use crate::analytics::metrics::costs::CostsState;
 use crate::analytics::metrics::reranking::RerankingState;
@@ -21,6 +23,7 @@ use crate::analytics::metrics::trending::TrendingState;
 use crate::analytics::metrics::ttft::TtftState;
 use crate::analytics::metrics::users::UsersState;
 use crate::analytics::metrics::utilization::UtilizationState;
+use crate::time::{MICROS_PER_SECOND, Timestamp};
 
 type SqlResult<T> = Result<T, rusqlite::Error>;
 
@@ -123,14 +126,18 @@ impl<T: RollupState> States<T> {
         Ok(&mut entry.state)
     }
 
-    fn flush(&mut self, conn: &Connection) -> SqlResult<()> {
+    /// Writes the touched states; true when one of them is a past bucket's
+    /// (a day, or an hour before `current_hour`).
+    fn flush(&mut self, conn: &Connection, current_hour: i64) -> SqlResult<bool> {
+        let mut past = false;
         for (slot, entry) in &mut self.entries {
             if entry.dirty {
                 put(conn, self.metric, *slot, &entry.state)?;
                 entry.dirty = false;
+                past |= slot.0 == Level::Day || slot.1 < current_hour;
             }
         }
-        Ok(())
+        Ok(past)
     }
 
     /// Keeps only the states of the hours around `hour`: the ones the next
@@ -382,18 +389,26 @@ impl Rollups {
         Ok(())
     }
 
-    /// Writes every state and span touched since the last flush.
+    /// Writes every state and span touched since the last flush. A write to
+    /// a past bucket bumps the past version, so merged past buckets cached by
+    /// readers are recomputed.
     pub fn flush(&mut self, conn: &Connection) -> SqlResult<()> {
-        self.ttft.flush(conn)?;
-        self.cache.flush(conn)?;
-        self.costs.flush(conn)?;
-        self.reranking.flush(conn)?;
-        self.steps.flush(conn)?;
-        self.sessions.flush(conn)?;
-        self.users.flush(conn)?;
-        self.utilization.flush(conn)?;
-        self.trending.flush(conn)?;
-        self.sync.flush(conn)?;
+        // The hour counts as past a minute before it ends: a reader whose window
+        // already holds it whole must not cache it while this commit is on its way.
+        let current = Level::Hour.bucket(Timestamp::now().0 + 60 * MICROS_PER_SECOND);
+        let mut past = self.ttft.flush(conn, current)?;
+        past |= self.cache.flush(conn, current)?;
+        past |= self.costs.flush(conn, current)?;
+        past |= self.reranking.flush(conn, current)?;
+        past |= self.steps.flush(conn, current)?;
+        past |= self.sessions.flush(conn, current)?;
+        past |= self.users.flush(conn, current)?;
+        past |= self.utilization.flush(conn, current)?;
+        past |= self.trending.flush(conn, current)?;
+        past |= self.sync.flush(conn, current)?;
+        if past {
+            bump_past_version(conn)?;
+        }
         let mut stmt = conn.prepare_cached(
             "INSERT OR REPLACE INTO session_spans (session, first_ts, last_ts, assistant, interactions)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -446,6 +461,7 @@ impl Rollups {
         seal_metric::<TrendingState>(conn, Metric::Trending, hours.clone())?;
         seal_metric::<SyncState>(conn, Metric::Sync, hours)?;
         set_meta(conn, SEALED_KEY, today)?;
+        bump_past_version(conn)?;
         self.sealed_day = today;
         Ok(())
     }
