@@ -2,8 +2,10 @@
 //! store's events into the metric's state, each with its own timeout and
 //! failure isolation, and assembles `/advanced` from all twelve at once.
 
+pub mod assistants;
 pub mod metrics;
 pub mod models;
+pub mod timeseries;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

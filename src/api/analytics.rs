@@ -13,7 +13,7 @@ use crate::analytics::{AdvancedParams, MetricError, UtilizationStatus};
 use crate::server::AppState;
 use crate::time::Timestamp;
 
-fn metric_error(error: MetricError) -> ApiError {
+pub(super) fn metric_error(error: MetricError) -> ApiError {
     match error {
         MetricError::Timeout(metric) => ApiError::Unavailable {
             message: format!("computing {metric} took longer than the metric timeout"),

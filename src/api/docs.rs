@@ -66,6 +66,8 @@ impl Modify for BearerAuth {
         crate::api::analytics::users,
         crate::api::analytics::reranking,
         crate::api::analytics::sync,
+        crate::api::timeseries::timeseries,
+        crate::api::assistants::assistants,
         crate::live::ws::handler,
         crate::live::sse::handler,
         crate::api::pricing::catalogue,

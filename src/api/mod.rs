@@ -2,12 +2,15 @@
 //! request span and latency metric, and FastAPI-shaped errors.
 
 pub mod analytics;
+pub mod assistants;
 pub mod auth;
+pub mod dashboard;
 pub mod docs;
 pub mod error;
 pub mod health;
 pub mod pricing;
 pub mod query;
+pub mod timeseries;
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +18,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -46,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sync", get(analytics::sync));
     let admin = Router::new()
         .nest("/api/v1/analytics", analytics)
+        .merge(dashboard_data())
         .route("/api/v1/pricing", get(pricing::catalogue))
         .route("/api/v1/pricing/unpriced", get(pricing::unpriced))
         .route("/api/v1/pricing/reprice", post(pricing::reprice))
@@ -57,7 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ingest", post(crate::ingest::ingest))
         .route_layer(middleware::from_fn_with_state(auth, auth::ingest_only));
     let open = Router::new()
-        .route("/", get(index))
+        .merge(dashboard::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -160,7 +164,10 @@ async fn method_not_allowed() -> Response {
         .into_response()
 }
 
-/// A landing page with links; it carries no data, so it needs no token.
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
+/// The reads only the dashboard needed: its charts' series and the assistant
+/// list of its scope selector (admin token, like every read).
+fn dashboard_data() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/analytics/timeseries", get(timeseries::timeseries))
+        .route("/api/v1/assistants", get(assistants::assistants))
 }

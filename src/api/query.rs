@@ -122,6 +122,18 @@ impl Query {
         None
     }
 
+    /// A parameter that parsed but breaks a rule involving others: pydantic's
+    /// `value_error` entry, with `msg` prefixed "Value error, " as it does.
+    pub fn value_error(&mut self, name: &str, input: &str, msg: &str) {
+        self.error(json!({
+            "type": "value_error",
+            "loc": ["query", name],
+            "msg": format!("Value error, {msg}"),
+            "input": input,
+            "ctx": {"error": msg},
+        }));
+    }
+
     pub fn raw(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
     }

@@ -148,7 +148,8 @@ fn print_welcome(addr: &str, state: &AppState, generator: &Generator) {
         .unwrap_or_default();
     println!("ragpulse listening on http://{addr}");
     println!();
-    println!("  Home           http://{addr}/");
+    // The page stores the token and removes it from the address bar at once.
+    println!("  Dashboard      http://{addr}/?token={token}");
     println!("  API docs       http://{addr}/docs");
     println!(
         "  All metrics    curl -H 'Authorization: Bearer {token}' http://{addr}/api/v1/analytics/advanced"

@@ -2,11 +2,13 @@
 //! single writer thread (see `writer`) and a small pool of read connections
 //! used from blocking tasks (see `read`).
 
+pub mod assistants;
 mod pool;
 pub mod read;
 pub mod reprice;
 pub mod rollup;
 pub mod schema;
+pub mod timeseries;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,39 @@
+//! `GET /api/v1/assistants`: which assistants exist, for the dashboard's
+//! scope selector (no metric lists assistants without activity in a window).
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::analytics::metric_error;
+use super::error::ApiError;
+use crate::server::AppState;
+use crate::time::Timestamp;
+
+/// One assistant: registered, or named by at least one stored interaction.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AssistantSummary {
+    pub assistant_id: Uuid,
+    /// The registered name, else the id as text (as everywhere in the API).
+    pub assistant_name: String,
+    /// The registered default model, `null` when none.
+    pub model: Option<String>,
+    /// False for an assistant only known from interactions.
+    pub registered: bool,
+    /// Time of its latest interaction, `null` if none.
+    pub last_active: Option<Timestamp>,
+}
+
+#[utoipa::path(get, path = "/api/v1/assistants", tag = "analytics",
+    responses(
+        (status = 200, description = "Every registered assistant and every assistant named by an interaction, by name then id", body = [AssistantSummary]),
+        (status = 401, body = super::docs::Detail), (status = 403, body = super::docs::Detail),
+    ),
+    security(("bearer" = [])))]
+pub async fn assistants(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let list = state.analytics.assistants().await.map_err(metric_error)?;
+    Ok(Json(list).into_response())
+}
