@@ -160,6 +160,9 @@ pub struct RollupBenchArgs {
     /// Days the ingest comparison spans, ending now (1: live traffic; more: a backfill)
     #[arg(long, default_value_t = 1)]
     pub compare_days: u32,
+    /// Alternating rounds of the ingest comparison (the median is reported)
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Timed /advanced calls per variant from rollups
     #[arg(long, default_value_t = 40)]
     pub calls: usize,

@@ -43,8 +43,13 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
         days: args.compare_days,
         ..args.clone()
     };
-    let with = ingest_fresh(&compare, args.compare, true).await?;
-    let without = ingest_fresh(&compare, args.compare, false).await?;
+    // Alternating rounds, so a noisy neighbour weighs on both sides alike.
+    let (mut with_runs, mut without_runs) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds.max(1) {
+        with_runs.push(ingest_fresh(&compare, args.compare, true).await?);
+        without_runs.push(ingest_fresh(&compare, args.compare, false).await?);
+    }
+    let (with, without) = (median(&with_runs), median(&without_runs));
     let temp = tempfile::Builder::new()
         .prefix("ragpulse-bench-rollups-")
         .tempdir()?;
@@ -95,9 +100,10 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
     println!();
     println!("| figure | rollups | raw scan | ratio |\n|---|---|---|---|");
     println!(
-        "| ingest, {} interactions over {} days | {:.0}/s | {:.0}/s (no rollups) | {:.2} |",
+        "| ingest, {} interactions over {} days, median of {} alternating rounds | {:.0}/s | {:.0}/s (no rollups) | {:.2} |",
         args.compare,
         args.compare_days,
+        args.rounds.max(1),
         with,
         without,
         with / without
@@ -136,12 +142,13 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
         args.calls, args.scan_calls
     );
     println!(
-        "reproduce: cargo run --release -- bench rollups --interactions {} --days {} --assistants {} --compare {} --compare-days {} --calls {} --scan-calls {} --clients {} --batch {} --seed {}",
+        "reproduce: cargo run --release -- bench rollups --interactions {} --days {} --assistants {} --compare {} --compare-days {} --rounds {} --calls {} --scan-calls {} --clients {} --batch {} --seed {}",
         args.interactions,
         args.days,
         args.assistants,
         args.compare,
         args.compare_days,
+        args.rounds,
         args.calls,
         args.scan_calls,
         args.clients,
@@ -150,6 +157,12 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
     );
     drop(temp);
     Ok(())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Ingest rate (interactions/s) into a fresh temporary store.

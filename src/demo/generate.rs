@@ -167,7 +167,12 @@ struct Session {
     user: Option<Uuid>,
     assistant: usize,
     remaining: u32,
+    /// When it was last asked something, µs.
+    last_ts: i64,
 }
+
+/// A conversation idle this long is over: its remaining questions are never asked.
+const SESSION_IDLE_US: i64 = 30 * 60 * 1_000_000;
 
 /// The generated world and the random state that produces its events.
 pub struct Generator {
@@ -303,7 +308,10 @@ impl Generator {
 
     /// Picks a session: usually a continuing one, sometimes a new one whose
     /// length follows a long-tailed distribution (many single questions, a few power users).
-    fn session(&mut self) -> usize {
+    fn session(&mut self, ts: i64) -> usize {
+        // Conversations last minutes, as in real traffic: idle ones are closed.
+        self.sessions
+            .retain(|s| (ts - s.last_ts).abs() <= SESSION_IDLE_US);
         if !self.sessions.is_empty() && self.rng.random::<f64>() < 0.6 {
             return self.rng.random_range(0..self.sessions.len());
         }
@@ -329,16 +337,18 @@ impl Generator {
             user: user.flatten(),
             assistant,
             remaining,
+            last_ts: ts,
         });
         self.sessions.len() - 1
     }
 
     /// One interaction at `ts` (microseconds).
     pub fn interaction(&mut self, ts: i64) -> Value {
-        let s = self.session();
+        let s = self.session(ts);
         let (session_id, user, assistant_index) = {
             let session = &mut self.sessions[s];
             session.remaining = session.remaining.saturating_sub(1);
+            session.last_ts = ts;
             (session.id.clone(), session.user, session.assistant)
         };
         if self.sessions[s].remaining == 0 {

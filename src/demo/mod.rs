@@ -77,8 +77,12 @@ async fn load_history(
         // Traffic grows over the history, so trends have a direction.
         let growth = 0.6 + 0.4 * f64::from(days - day) / f64::from(days.max(1));
         let count = (f64::from(per_day) * growth) as u32;
-        for _ in 0..count {
-            let ts = generator.time_in_day(day_start).min(now);
+        // In time order, as traffic arrives: conversations then hold together.
+        let mut times: Vec<i64> = (0..count)
+            .map(|_| generator.time_in_day(day_start).min(now))
+            .collect();
+        times.sort_unstable();
+        for ts in times {
             batch.push(generator.interaction(ts));
         }
         for hour in 0..24 {

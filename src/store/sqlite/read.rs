@@ -130,7 +130,12 @@ fn fold_window<T: RollupState + Clone + Send + Sync + 'static>(
         },
     };
     let plan = if path.path == ReadPath::Rollups && rollup::is_built(conn)? {
-        Plan::new(w.from_exclusive, w.to_inclusive, rollup::sealed_day(conn)?)
+        Plan::new(
+            w.from_exclusive,
+            w.to_inclusive,
+            rollup::sealed_day(conn)?,
+            &rollup::dirty_days(conn)?,
+        )
     } else {
         Plan::scan(w.from_exclusive, w.to_inclusive)
     };
@@ -151,14 +156,16 @@ fn fold_window<T: RollupState + Clone + Send + Sync + 'static>(
         .get_or_merge(metric, assistant, &plan, version, || {
             let mut whole = T::default();
             let mut merge = |other: T| whole.merge_from(other);
-            rollup::fold(
-                conn,
-                metric,
-                Level::Day,
-                plan.days.clone(),
-                assistant,
-                &mut merge,
-            )?;
+            for days in &plan.days {
+                rollup::fold(
+                    conn,
+                    metric,
+                    Level::Day,
+                    days.clone(),
+                    assistant,
+                    &mut merge,
+                )?;
+            }
             for hours in &plan.hours {
                 rollup::fold(
                     conn,

@@ -175,6 +175,11 @@ CREATE TABLE rollups (
     state BLOB NOT NULL,
     UNIQUE (metric, level, bucket, assistant)
 );
+-- Sealed days whose day rows were dropped by a late write: read from their
+-- hours until the writer seals them again.
+CREATE TABLE rollup_dirty_days (
+    day INTEGER PRIMARY KEY
+);
 -- assistant is NULL once a session has interactions of two assistants.
 CREATE TABLE session_spans (
     session INTEGER PRIMARY KEY,

@@ -20,7 +20,7 @@ const MAX_ENTRIES: usize = 256;
 struct Key {
     metric: Metric,
     assistant: Option<i64>,
-    days: Range<i64>,
+    days: Vec<Range<i64>>,
     hours: Vec<Range<i64>>,
     version: i64,
 }
@@ -84,7 +84,7 @@ mod tests {
     #[test]
     fn a_merge_is_reused_until_the_version_moves() {
         let cache = MergeCache::new();
-        let plan = Plan::new(0, 10 * crate::time::MICROS_PER_HOUR, i64::MAX);
+        let plan = Plan::new(0, 10 * crate::time::MICROS_PER_HOUR, i64::MAX, &[]);
         let mut merges = 0;
         for version in [1, 1, 1, 2, 2] {
             let got: Arc<u64> = cache
@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn scopes_and_metrics_do_not_share_entries() {
         let cache = MergeCache::new();
-        let plan = Plan::new(0, 10 * crate::time::MICROS_PER_HOUR, i64::MAX);
+        let plan = Plan::new(0, 10 * crate::time::MICROS_PER_HOUR, i64::MAX, &[]);
         let a: Result<Arc<u64>, ()> = cache.get_or_merge(Metric::Cache, None, &plan, 1, || Ok(1));
         let b: Result<Arc<u64>, ()> =
             cache.get_or_merge(Metric::Cache, Some(3), &plan, 1, || Ok(2));

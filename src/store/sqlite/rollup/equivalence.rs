@@ -63,7 +63,7 @@ fn gen_event() -> impl Strategy<Value = Gen> {
     let interaction = (
         (
             0..3u128,
-            0..8u8,
+            0..30u8,
             prop::option::of(0..4u128),
             0..SPAN_MINUTES,
         ),
@@ -347,7 +347,7 @@ fn check(events: Vec<Gen>, late: Vec<Gen>, cuts: Vec<usize>, seal: bool, windows
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
     fn rollups_answer_exactly_what_the_raw_scan_answers(
         events in prop::collection::vec(gen_event(), 1..60),

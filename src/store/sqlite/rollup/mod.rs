@@ -5,12 +5,13 @@
 //! two ends (`plan`), which gives the raw scan's exact answer in a fraction of
 //! its time.
 //!
-//! Hour rows are kept for every hour with events. Day rows exist for the days
-//! before the *sealed* watermark only: when the writer's clock passes midnight
-//! it merges the day's hours into day rows (`write::seal`), and from then on an
-//! event for that day updates its hour and its day row together. A reader
-//! therefore uses day rows for the sealed days of a window and hour rows for the
-//! rest.
+//! Events only ever update hour rows. Day rows exist for the days before the
+//! *sealed* watermark: when the writer's clock passes midnight it merges the
+//! day's hours into day rows (`write::seal`). A later event for a sealed day
+//! drops that day's rows and marks it dirty; the writer seals it again once a
+//! commit no longer touches it (a backfill in time order thus seals each day
+//! once). A reader uses day rows for the clean sealed days of a window and
+//! hour rows for the rest.
 
 pub mod cache;
 #[cfg(test)]
@@ -117,6 +118,13 @@ pub(super) fn bump_past_version(conn: &Connection) -> rusqlite::Result<()> {
     )?
     .execute([PAST_VERSION_KEY])?;
     Ok(())
+}
+
+/// Sealed days whose day rows are being rebuilt (read from their hours), ascending.
+pub fn dirty_days(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT day FROM rollup_dirty_days ORDER BY day")?;
+    let days = stmt.query_map([], |r| r.get(0))?;
+    days.collect()
 }
 
 pub fn is_built(conn: &Connection) -> rusqlite::Result<bool> {

@@ -11,7 +11,7 @@ pub struct Plan {
     /// Raw time ranges `(from_exclusive, to_inclusive]` to scan.
     pub raw: Vec<(i64, i64)>,
     /// Whole sealed days, merged from day rows.
-    pub days: Range<i64>,
+    pub days: Vec<Range<i64>>,
     /// Whole hours outside `days`, merged from hour rows.
     pub hours: Vec<Range<i64>>,
 }
@@ -21,13 +21,14 @@ impl Plan {
     pub fn scan(from_exclusive: i64, to_inclusive: i64) -> Self {
         Self {
             raw: nonempty(from_exclusive, to_inclusive).into_iter().collect(),
-            days: 0..0,
+            days: Vec::new(),
             hours: Vec::new(),
         }
     }
 
-    /// Whole hours and sealed days from rollups; days before `sealed_day` have day rows.
-    pub fn new(from_exclusive: i64, to_inclusive: i64, sealed_day: i64) -> Self {
+    /// Whole hours and sealed days from rollups; days before `sealed_day` have
+    /// day rows, except the `dirty` ones (ascending), read from their hours.
+    pub fn new(from_exclusive: i64, to_inclusive: i64, sealed_day: i64, dirty: &[i64]) -> Self {
         let hour = Level::Hour.micros();
         // Hour b holds [b·H, (b+1)·H); it is inside (from, to] when b·H > from
         // and (b+1)·H − 1 ≤ to.
@@ -52,12 +53,24 @@ impl Plan {
             if first_hour < first_day * 24 {
                 hours.push(first_hour..first_day * 24);
             }
+            let mut days = Vec::new();
+            let mut start = first_day;
+            for &day in dirty.iter().filter(|d| (first_day..end_day).contains(d)) {
+                if start < day {
+                    days.push(start..day);
+                }
+                hours.push(day * 24..day * 24 + 24);
+                start = day + 1;
+            }
+            if start < end_day {
+                days.push(start..end_day);
+            }
             if end_day * 24 < end_hour {
                 hours.push(end_day * 24..end_hour);
             }
-            (first_day..end_day, hours)
+            (days, hours)
         } else {
-            (0..0, std::iter::once(first_hour..end_hour).collect())
+            (Vec::new(), std::iter::once(first_hour..end_hour).collect())
         };
         Self { raw, days, hours }
     }
@@ -75,14 +88,14 @@ mod tests {
 
     #[test]
     fn a_window_inside_one_hour_is_all_raw() {
-        let plan = Plan::new(10 * H + 5, 10 * H + 900, i64::MAX);
+        let plan = Plan::new(10 * H + 5, 10 * H + 900, i64::MAX, &[]);
         assert_eq!(plan, Plan::scan(10 * H + 5, 10 * H + 900));
     }
 
     #[test]
     fn the_last_24_hours_are_two_partial_hours_and_23_whole_ones() {
         let now = 100 * D + 5 * H + 17;
-        let plan = Plan::new(now - 24 * H, now, 100);
+        let plan = Plan::new(now - 24 * H, now, 100, &[]);
         assert_eq!(
             plan.raw,
             vec![
@@ -91,7 +104,7 @@ mod tests {
             ]
         );
         // Hours 99d+6h .. 100d+5h: no whole day inside.
-        assert_eq!(plan.days, 0..0);
+        assert!(plan.days.is_empty());
         assert_eq!(
             plan.hours,
             vec![Range {
@@ -104,8 +117,8 @@ mod tests {
     #[test]
     fn whole_sealed_days_come_from_day_rows() {
         let now = 100 * D + 5 * H + 17;
-        let plan = Plan::new(now - 7 * D, now, 100);
-        assert_eq!(plan.days, 94..100);
+        let plan = Plan::new(now - 7 * D, now, 100, &[]);
+        assert_eq!(plan.days, vec![94..100]);
         assert_eq!(
             plan.hours,
             vec![(93 * 24 + 6)..(94 * 24), (100 * 24)..(100 * 24 + 5)]
@@ -115,8 +128,8 @@ mod tests {
     #[test]
     fn unsealed_days_fall_back_to_hours() {
         let now = 100 * D + 5 * H + 17;
-        let plan = Plan::new(now - 7 * D, now, 98);
-        assert_eq!(plan.days, 94..98);
+        let plan = Plan::new(now - 7 * D, now, 98, &[]);
+        assert_eq!(plan.days, vec![94..98]);
         assert_eq!(
             plan.hours,
             vec![(93 * 24 + 6)..(94 * 24), (98 * 24)..(100 * 24 + 5)]
@@ -127,15 +140,36 @@ mod tests {
     fn an_hour_that_starts_at_the_exclusive_bound_is_scanned() {
         // (10H, 12H]: hour 10 starts at the excluded instant, hour 11 is whole,
         // and the instant 12H itself belongs to hour 12.
-        let plan = Plan::new(10 * H, 12 * H, i64::MAX);
+        let plan = Plan::new(10 * H, 12 * H, i64::MAX, &[]);
         assert_eq!(plan.raw, vec![(10 * H, 11 * H - 1), (12 * H - 1, 12 * H)]);
         assert_eq!(plan.hours, vec![Range { start: 11, end: 12 }]);
+    }
+
+    #[test]
+    fn dirty_days_are_read_from_their_hours() {
+        let now = 100 * D + 5 * H + 17;
+        let plan = Plan::new(now - 7 * D, now, 100, &[90, 95, 97, 99]);
+        assert_eq!(plan.days, vec![94..95, 96..97, 98..99]);
+        assert_eq!(
+            plan.hours,
+            vec![
+                (93 * 24 + 6)..(94 * 24),
+                (95 * 24)..(96 * 24),
+                (97 * 24)..(98 * 24),
+                (99 * 24)..(100 * 24),
+                (100 * 24)..(100 * 24 + 5)
+            ]
+        );
     }
 
     /// Which part of the plan covers `ts`; exactly one must, for ts in the window.
     fn covers(plan: &Plan, ts: i64) -> usize {
         let raw = plan.raw.iter().filter(|&&(a, b)| a < ts && ts <= b).count();
-        let day = usize::from(plan.days.contains(&ts.div_euclid(D)));
+        let day = plan
+            .days
+            .iter()
+            .filter(|r| r.contains(&ts.div_euclid(D)))
+            .count();
         let hours = plan
             .hours
             .iter()
@@ -150,10 +184,12 @@ mod tests {
             from in -3 * D..30 * D,
             length in 0..20 * D,
             sealed in -2i64..40,
+            dirty in proptest::collection::btree_set(-2i64..40, 0..6),
             probes in proptest::collection::vec(0.0f64..1.0, 1..40),
         ) {
             let to = from + length;
-            let plan = Plan::new(from, to, sealed);
+            let dirty: Vec<i64> = dirty.into_iter().collect();
+            let plan = Plan::new(from, to, sealed, &dirty);
             for p in probes {
                 let ts = from + 1 + ((length as f64) * p) as i64;
                 if ts <= to {
@@ -167,8 +203,8 @@ mod tests {
                 prop_assert_eq!(covers(&plan, from + 1), 1);
                 prop_assert_eq!(covers(&plan, to), 1);
             }
-            for day in plan.days.clone() {
-                prop_assert!(day < sealed);
+            for day in plan.days.iter().flat_map(|r| r.clone()) {
+                prop_assert!(day < sealed && !dirty.contains(&day));
             }
         }
     }

@@ -49,9 +49,11 @@ pub fn rebuild(
 ) -> SqlResult<()> {
     {
         let tx = conn.transaction()?;
-        tx.execute_batch("DELETE FROM rollups; DELETE FROM session_spans;")?;
+        tx.execute_batch(
+            "DELETE FROM rollups; DELETE FROM session_spans; DELETE FROM rollup_dirty_days;",
+        )?;
         tx.execute("DELETE FROM meta WHERE key = ?1", [BUILT_KEY])?;
-        // Every day before today gets its day rows while its events stream in.
+        // Every day before today is sealed once its events have streamed in.
         set_meta(&tx, SEALED_KEY, today)?;
         bump_past_version(&tx)?;
         tx.commit()?;
@@ -59,6 +61,14 @@ pub fn rebuild(
     let total: i64 = conn.query_row("SELECT count(*) FROM interactions", [], |r| r.get(0))?;
     let names = step_names(conn)?;
     let mut rollups = Rollups::open(conn, today)?;
+    // Syncs first: few, and the days they mark are sealed as the interactions pass.
+    {
+        let tx = conn.transaction()?;
+        syncs(&tx, &mut rollups)?;
+        rollups.flush(&tx)?;
+        tx.commit()?;
+        rollups.committed(i64::MIN);
+    }
     let mut after = i64::MIN;
     let mut done = 0u64;
     progress(0, total as u64);
@@ -94,6 +104,7 @@ pub fn rebuild(
             rollups.interaction(&tx, &facts(row, &samples, &docs))?;
         }
         rollups.flush(&tx)?;
+        rollups.seal(&tx, today)?;
         tx.commit()?;
         rollups.committed(i64::MIN);
         done += rows.len() as u64;
@@ -104,8 +115,7 @@ pub fn rebuild(
         after = upper;
     }
     let tx = conn.transaction()?;
-    syncs(&tx, &mut rollups)?;
-    rollups.flush(&tx)?;
+    rollups.seal_dirty(&tx)?;
     set_meta(&tx, BUILT_KEY, 1)?;
     tx.commit()
 }
@@ -225,6 +235,7 @@ pub fn recompute_costs(conn: &Connection, since: i64) -> SqlResult<()> {
         return Ok(());
     }
     let sealed = sealed_day(conn)?;
+    let dirty = super::dirty_days(conn)?;
     let first_day = Level::Day.bucket(since);
     let from = first_day.saturating_mul(Level::Day.micros());
     conn.execute(
@@ -249,7 +260,7 @@ pub fn recompute_costs(conn: &Connection, since: i64) -> SqlResult<()> {
             let (input, output, cost): (i64, i64, i64) = (r.get(2)?, r.get(3)?, r.get(4)?);
             let day = Level::Day.bucket(ts);
             let mut levels = vec![(Level::Hour, Level::Hour.bucket(ts))];
-            if day < sealed {
+            if day < sealed && dirty.binary_search(&day).is_err() {
                 levels.push((Level::Day, day));
             }
             for (level, bucket) in levels {

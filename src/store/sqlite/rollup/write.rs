@@ -227,6 +227,9 @@ pub struct Rollups {
     trending: States<TrendingState>,
     sync: States<SyncState>,
     spans: HashMap<i64, (Span, bool)>,
+    /// Sealed days this transaction wrote to: their day rows go, and they are
+    /// sealed again once a later commit no longer touches them.
+    dirty_days: std::collections::BTreeSet<i64>,
 }
 
 impl Rollups {
@@ -259,21 +262,22 @@ impl Rollups {
             trending: States::new(Metric::Trending),
             sync: States::new(Metric::Sync),
             spans: HashMap::new(),
+            dirty_days: Default::default(),
         })
     }
 
-    /// The levels whose bucket of `ts` has a row: the hour always, the day once sealed.
-    fn levels(&self, ts: i64) -> &'static [Level] {
-        if Level::Day.bucket(ts) < self.sealed_day {
-            &[Level::Hour, Level::Day]
-        } else {
-            &[Level::Hour]
+    /// Writes go to hour rows only; a write to a sealed day marks the day dirty.
+    fn touch(&mut self, ts: i64) {
+        let day = Level::Day.bucket(ts);
+        if day < self.sealed_day {
+            self.dirty_days.insert(day);
         }
     }
 
     pub fn interaction(&mut self, conn: &Connection, i: &Interaction<'_>) -> SqlResult<()> {
-        for &level in self.levels(i.ts) {
-            let slot = (level, level.bucket(i.ts), i.assistant);
+        self.touch(i.ts);
+        {
+            let slot = (Level::Hour, Level::Hour.bucket(i.ts), i.assistant);
             if let Some(ttft) = i.ttft_us {
                 self.ttft.get(conn, slot)?.add(ttft);
             }
@@ -322,38 +326,28 @@ impl Rollups {
     ) -> SqlResult<()> {
         let old = self.span(conn, session)?;
         let new = old.map_or(Span::new(ts, assistant), |o| o.with(ts, assistant));
-        for level in [Level::Hour, Level::Day] {
-            let was = old.and_then(|o| o.settled(level).map(|s| (o, s)));
-            if let Some((o, (bucket, owner))) = was
-                && new.settled(level).is_none()
-                && self.has_rows(level, bucket)
-            {
-                let state = self.sessions.get(conn, (level, bucket, owner))?;
-                if !state.tracks(session) {
-                    state.unsettle(session, o.interactions);
-                }
+        let level = Level::Hour;
+        if let Some(o) = old
+            && let Some((bucket, owner)) = o.settled(level)
+            && new.settled(level).is_none()
+        {
+            // The old hour's day row counts the session as settled too.
+            self.touch(o.first_ts);
+            let state = self.sessions.get(conn, (level, bucket, owner))?;
+            if !state.tracks(session) {
+                state.unsettle(session, o.interactions);
             }
-            let bucket = level.bucket(ts);
-            if !self.has_rows(level, bucket) {
-                continue;
-            }
-            let state = self.sessions.get(conn, (level, bucket, assistant))?;
-            if new.settled(level).is_some() && !state.tracks(session) {
-                state.resettle(old.map_or(0, |o| o.interactions), new.interactions);
-            } else {
-                state.add(session);
-            }
+        }
+        let state = self
+            .sessions
+            .get(conn, (level, level.bucket(ts), assistant))?;
+        if new.settled(level).is_some() && !state.tracks(session) {
+            state.resettle(old.map_or(0, |o| o.interactions), new.interactions);
+        } else {
+            state.add(session);
         }
         self.spans.insert(session, (new, true));
         Ok(())
-    }
-
-    /// Whether bucket `bucket` of `level` is kept as rows.
-    fn has_rows(&self, level: Level, bucket: i64) -> bool {
-        match level {
-            Level::Hour => true,
-            Level::Day => bucket < self.sealed_day,
-        }
     }
 
     fn span(&mut self, conn: &Connection, session: i64) -> SqlResult<Option<Span>> {
@@ -387,12 +381,11 @@ impl Rollups {
         duration_us: Option<i64>,
         started_at: i64,
     ) -> SqlResult<()> {
-        for &level in self.levels(started_at) {
-            let slot = (level, level.bucket(started_at), NO_ASSISTANT);
-            self.sync
-                .get(conn, slot)?
-                .add(connector, status, duration_us);
-        }
+        self.touch(started_at);
+        let slot = (Level::Hour, Level::Hour.bucket(started_at), NO_ASSISTANT);
+        self.sync
+            .get(conn, slot)?
+            .add(connector, status, duration_us);
         Ok(())
     }
 
@@ -413,7 +406,13 @@ impl Rollups {
         past |= self.utilization.flush(conn, current)?;
         past |= self.trending.flush(conn, current)?;
         past |= self.sync.flush(conn, current)?;
-        if past {
+        for &day in &self.dirty_days {
+            conn.prepare_cached("DELETE FROM rollups WHERE level = ?1 AND bucket = ?2")?
+                .execute(params![Level::Day as i64, day])?;
+            conn.prepare_cached("INSERT OR IGNORE INTO rollup_dirty_days (day) VALUES (?1)")?
+                .execute([day])?;
+        }
+        if past || !self.dirty_days.is_empty() {
             bump_past_version(conn)?;
         }
         let mut stmt = conn.prepare_cached(
@@ -450,27 +449,43 @@ impl Rollups {
         self.sync.retain_recent(hour);
     }
 
-    /// Seals the days before `today`: merges their hour rows into day rows.
+    /// Seals the days before `today` (merges their hour rows into day rows),
+    /// and seals again the dirty days this transaction did not write to (a
+    /// backfill in time order seals each day once, after moving past it).
     /// Call after [`flush`](Self::flush), in the same transaction.
     pub fn seal(&mut self, conn: &Connection, today: i64) -> SqlResult<()> {
+        let written = std::mem::take(&mut self.dirty_days);
+        let dirty: Vec<i64> = {
+            let mut stmt = conn.prepare_cached("SELECT day FROM rollup_dirty_days")?;
+            let days = stmt.query_map([], |r| r.get(0))?;
+            days.collect::<SqlResult<_>>()?
+        };
+        let mut resealed = false;
+        for day in dirty.into_iter().filter(|d| !written.contains(d)) {
+            seal_days(conn, day..day + 1)?;
+            conn.prepare_cached("DELETE FROM rollup_dirty_days WHERE day = ?1")?
+                .execute([day])?;
+            resealed = true;
+        }
+        if resealed {
+            bump_past_version(conn)?;
+        }
         if today <= self.sealed_day {
             return Ok(());
         }
-        let hours = self.sealed_day.saturating_mul(24)..today.saturating_mul(24);
-        seal_metric::<TtftState>(conn, Metric::Ttft, hours.clone())?;
-        seal_metric::<CacheState>(conn, Metric::Cache, hours.clone())?;
-        seal_metric::<CostsState>(conn, Metric::Costs, hours.clone())?;
-        seal_metric::<RerankingState>(conn, Metric::Reranking, hours.clone())?;
-        seal_metric::<StepsState>(conn, Metric::Steps, hours.clone())?;
-        seal_metric::<SessionsState>(conn, Metric::Sessions, hours.clone())?;
-        seal_metric::<UsersState>(conn, Metric::Users, hours.clone())?;
-        seal_metric::<UtilizationState>(conn, Metric::Utilization, hours.clone())?;
-        seal_metric::<TrendingState>(conn, Metric::Trending, hours.clone())?;
-        seal_metric::<SyncState>(conn, Metric::Sync, hours)?;
+        seal_days(conn, self.sealed_day..today)?;
+        conn.prepare_cached("DELETE FROM rollup_dirty_days WHERE day < ?1")?
+            .execute([today])?;
         set_meta(conn, SEALED_KEY, today)?;
         bump_past_version(conn)?;
         self.sealed_day = today;
         Ok(())
+    }
+
+    /// Seals every dirty day now (the end of a rebuild).
+    pub fn seal_dirty(&mut self, conn: &Connection) -> SqlResult<()> {
+        self.dirty_days.clear();
+        self.seal(conn, i64::MIN)
     }
 
     /// Forgets everything held in memory (after a rollback).
@@ -478,6 +493,26 @@ impl Rollups {
         *self = Self::open(conn, today)?;
         Ok(())
     }
+}
+
+/// Merges the hour rows of `days` into their day rows, replacing any.
+fn seal_days(conn: &Connection, days: std::ops::Range<i64>) -> SqlResult<()> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    conn.prepare_cached("DELETE FROM rollups WHERE level = ?1 AND bucket >= ?2 AND bucket < ?3")?
+        .execute(params![Level::Day as i64, days.start, days.end])?;
+    let hours = days.start.saturating_mul(24)..days.end.saturating_mul(24);
+    seal_metric::<TtftState>(conn, Metric::Ttft, hours.clone())?;
+    seal_metric::<CacheState>(conn, Metric::Cache, hours.clone())?;
+    seal_metric::<CostsState>(conn, Metric::Costs, hours.clone())?;
+    seal_metric::<RerankingState>(conn, Metric::Reranking, hours.clone())?;
+    seal_metric::<StepsState>(conn, Metric::Steps, hours.clone())?;
+    seal_metric::<SessionsState>(conn, Metric::Sessions, hours.clone())?;
+    seal_metric::<UsersState>(conn, Metric::Users, hours.clone())?;
+    seal_metric::<UtilizationState>(conn, Metric::Utilization, hours.clone())?;
+    seal_metric::<TrendingState>(conn, Metric::Trending, hours.clone())?;
+    seal_metric::<SyncState>(conn, Metric::Sync, hours)
 }
 
 /// Merges the hour rows in `hours` of one metric into day rows.
