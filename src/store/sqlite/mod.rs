@@ -163,28 +163,27 @@ impl SqliteStore {
     /// Recomputes catalogue costs (see [`reprice`]) on the writer, between two
     /// commits, so it never races ingestion.
     pub async fn reprice(&self, request: RepriceRequest) -> Result<RepriceReport, StoreError> {
-        let sender = match self.sender.lock() {
-            Ok(guard) => guard.clone().ok_or(StoreError::ShuttingDown)?,
-            Err(_) => return Err(StoreError::ShuttingDown),
-        };
-        let (reply, answer) = oneshot::channel();
-        sender
-            .send(Job::Reprice { request, reply })
-            .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        answer.await.map_err(|_| StoreError::ShuttingDown)?
+        self.job(|reply| Job::Reprice { request, reply }).await
     }
 
     /// Seals rollup days before `today` now (tests: midnight on demand).
     #[cfg(test)]
     pub async fn seal_rollups(&self, today: i64) -> Result<(), StoreError> {
+        self.job(|reply| Job::Seal { today, reply }).await
+    }
+
+    /// Hands a job to the writer (waiting for room in its queue) and awaits its answer.
+    async fn job<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
         let sender = match self.sender.lock() {
             Ok(guard) => guard.clone().ok_or(StoreError::ShuttingDown)?,
             Err(_) => return Err(StoreError::ShuttingDown),
         };
         let (reply, answer) = oneshot::channel();
         sender
-            .send(Job::Seal { today, reply })
+            .send(make(reply))
             .await
             .map_err(|_| StoreError::ShuttingDown)?;
         answer.await.map_err(|_| StoreError::ShuttingDown)?
