@@ -4,11 +4,13 @@
 //! `durability`). `TEST_LOG=1 cargo test --test api` shows the servers' logs.
 
 mod helpers;
+mod process;
 
 mod advanced;
 mod auth;
 mod cache;
 mod costs;
+mod crash;
 mod durability;
 mod freshness;
 mod health;
