@@ -20,6 +20,7 @@ mod pricing;
 mod property;
 mod reranking;
 mod scope;
+mod security;
 mod sessions;
 mod steps;
 mod sync;

@@ -33,14 +33,16 @@ pub struct Exited {
 /// Starts `ragpulse serve` on `data_dir` and port 0 and waits for its
 /// "ragpulse listening on http://ADDR" line; `Err` when it exits first.
 pub fn start(data_dir: &Path, tokens: Option<(&str, &str)>) -> Result<Process, Exited> {
-    start_with(data_dir, tokens, &[])
+    start_with(data_dir, tokens, &[], &[])
 }
 
-/// [`start`] with extra command-line flags for `serve`.
+/// [`start`] with extra command-line flags for `serve` and extra environment
+/// variables (`RUST_LOG`, say).
 pub fn start_with(
     data_dir: &Path,
     tokens: Option<(&str, &str)>,
     extra: &[&str],
+    env: &[(&str, &str)],
 ) -> Result<Process, Exited> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ragpulse"));
     command
@@ -62,6 +64,7 @@ pub fn start_with(
         command.args(["--admin-token", admin, "--ingest-token", ingest]);
     }
     command.args(extra);
+    command.envs(env.iter().copied());
     let mut child = command
         .spawn()
         .expect("failed to start the ragpulse binary");

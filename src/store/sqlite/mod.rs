@@ -63,10 +63,12 @@ impl SqliteStore {
         })?;
         restrict_permissions(data_dir);
         let path = data_dir.join(DATABASE_FILE);
+        create_private(&path)?;
         let mut conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
         // Identity first: a foreign file is refused before anything (WAL mode
         // included) is changed in it.
         schema::check_identity(&conn).map_err(|e| wrap_open(&path, e))?;
+        restrict_files(&path);
         schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
         schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
         let data_version = Arc::new(AtomicU64::new(0));
@@ -284,3 +286,52 @@ fn restrict_permissions(dir: &Path) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_dir: &Path) {}
+
+/// Creates the database file readable by its owner only when it does not
+/// exist yet; SQLite gives the `-wal` and `-shm` files it creates later the
+/// mode of the database file, so they are private too.
+#[cfg(unix)]
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Open(format!(
+            "cannot create database {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// Makes an existing ragpulse database (and its WAL files) private to the
+/// owner, for files an older version created with the umask's mode. Only
+/// called once the file is known to be ours.
+#[cfg(unix)]
+fn restrict_files(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0
+            && let Err(error) =
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(%error, file = %file.display(), "could not restrict a database file to its owner");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn restrict_files(_path: &Path) {}
