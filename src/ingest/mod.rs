@@ -50,14 +50,15 @@ pub fn check_body(
     event_limits: &EventLimits,
     now_us: i64,
 ) -> Result<Checked, DecodeError> {
-    let slots = decode::decode(body, gzip, format, body_limits)?;
     let mut checked = Checked {
-        valid: Vec::with_capacity(slots.len()),
+        valid: Vec::new(),
         rejected: Vec::new(),
     };
-    for (index, slot) in slots.into_iter().enumerate() {
+    // Each event is validated as soon as it is read, so only one parsed
+    // value is alive at a time (see `decode`).
+    decode::decode_each(body, gzip, format, body_limits, |index, slot| {
         if decode::is_blank(&slot) {
-            continue;
+            return;
         }
         let result = slot
             .map_err(Rejection)
@@ -66,7 +67,7 @@ pub fn check_body(
             Ok(event) => checked.valid.push((index, event)),
             Err(Rejection(error)) => checked.rejected.push(RejectedEvent { index, error }),
         }
-    }
+    })?;
     Ok(checked)
 }
 
@@ -144,7 +145,24 @@ pub async fn ingest(
 ) -> Result<Response, ApiError> {
     let format = content_format(&headers)?;
     let gzip = content_gzip(&headers)?;
-    let bytes = read_body(body, state.settings.body_limits.max_body_bytes).await?;
+    let limit = state.settings.body_limits.max_body_bytes;
+    // A declared length over the limit is refused before any of the body is
+    // read: a client that sent `Expect: 100-continue` then sends none of it.
+    if content_length(&headers).is_some_and(|length| length > limit as u64) {
+        return Err(too_large(limit));
+    }
+    // Held while the body is in memory as bytes and values, released before
+    // the wait for the writer (whose queue has its own bound).
+    let slot = state
+        .ingest_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::Unavailable {
+            message: "the server is shutting down; retry against the restarted server".to_string(),
+            retry_after_s: 5,
+        })?;
+    let bytes = read_body(body, limit).await?;
     let settings = state.settings.clone();
     let now = Timestamp::now().micros();
     let checked = tokio::task::spawn_blocking(move || {
@@ -163,6 +181,7 @@ pub async fn ingest(
         DecodeError::BadBody(m) => ApiError::BadRequest(m),
         DecodeError::TooLarge(m) => ApiError::PayloadTooLarge(m),
     })?;
+    drop(slot);
     respond(&state, checked).await
 }
 
@@ -252,6 +271,22 @@ fn content_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
     }
 }
 
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the body is larger than the limit of {limit} bytes"
+    ))
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         // `to_bytes` reports both "too long" and transport errors the same way;
@@ -259,9 +294,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         let is_limit = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if is_limit {
-            ApiError::PayloadTooLarge(format!(
-                "the body is larger than the limit of {limit} bytes"
-            ))
+            too_large(limit)
         } else {
             ApiError::BadRequest(format!("could not read the body: {e}"))
         }

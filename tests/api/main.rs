@@ -15,6 +15,7 @@ mod durability;
 mod freshness;
 mod health;
 mod ingest;
+mod limits;
 mod live;
 mod pricing;
 mod property;

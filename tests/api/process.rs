@@ -195,6 +195,18 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// A `kB` line of /proc/PID/status (`VmRSS`, `VmHWM`), in bytes.
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("failed to read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"))
+            * 1024
+    }
+
     /// What the child printed so far: (stdout, stderr).
     pub fn output(&self) -> (String, String) {
         (
