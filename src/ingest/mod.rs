@@ -202,8 +202,11 @@ async fn respond(state: &AppState, checked: Checked) -> Result<Response, ApiErro
             .append(Batch {
                 events: checked.valid,
             })
-            .await
-            .map_err(|e| store_error(state, e))?;
+            .await;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => return Err(store_error(state, error).await),
+        };
         answer.accepted = outcome.accepted;
         answer.duplicates = outcome.duplicates;
         answer.rejected.extend(
@@ -222,7 +225,7 @@ async fn respond(state: &AppState, checked: Checked) -> Result<Response, ApiErro
     Ok((status, axum::Json(answer)).into_response())
 }
 
-fn store_error(state: &AppState, error: StoreError) -> ApiError {
+async fn store_error(state: &AppState, error: StoreError) -> ApiError {
     match error {
         StoreError::QueueFull => {
             state.telemetry.ingest_overloaded.inc();
@@ -235,10 +238,22 @@ fn store_error(state: &AppState, error: StoreError) -> ApiError {
             message: "the server is shutting down; retry against the restarted server".to_string(),
             retry_after_s: 5,
         },
-        e if e.is_unavailable() => ApiError::Unavailable {
-            message: format!("storage is unavailable ({e}); nothing of this batch was stored"),
-            retry_after_s: 5,
-        },
+        e if e.is_unavailable() => {
+            // Name the cause (full disk, read-only file system, a lock held by
+            // another process) so the operator knows what to fix.
+            let store = state.store.clone();
+            let cause = tokio::task::spawn_blocking(move || store.write_fault())
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| e.to_string());
+            ApiError::Unavailable {
+                message: format!(
+                    "storage is unavailable: {cause}; nothing of this batch was stored"
+                ),
+                retry_after_s: 5,
+            }
+        }
         e => ApiError::Internal(e.to_string()),
     }
 }

@@ -12,6 +12,7 @@ mod cache;
 mod costs;
 mod crash;
 mod durability;
+mod faults;
 mod freshness;
 mod health;
 mod ingest;
