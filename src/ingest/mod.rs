@@ -123,9 +123,11 @@ pub fn rejection_reason(message: &str) -> String {
     path = "/api/v1/ingest",
     tag = "ingest",
     request_body(
-        content = String,
-        description = "`application/json` `{\"events\": [...]}` or `application/x-ndjson`, optionally `Content-Encoding: gzip`. See docs/ingest.md.",
-        content_type = "application/json"
+        description = "`application/json` `{\"events\": [...]}` or `application/x-ndjson` (one event object per line), optionally `Content-Encoding: gzip`. See docs/ingest.md.",
+        content(
+            (crate::api::docs::IngestRequest = "application/json"),
+            (String = "application/x-ndjson"),
+        )
     ),
     responses(
         (status = 200, description = "Every event valid and committed", body = IngestResponse),

@@ -21,6 +21,7 @@ mod live;
 mod pricing;
 mod property;
 mod reranking;
+mod schemathesis;
 mod scope;
 mod security;
 mod sessions;
