@@ -18,6 +18,7 @@ mod health;
 mod ingest;
 mod limits;
 mod live;
+mod load;
 mod pricing;
 mod property;
 mod reranking;

@@ -195,6 +195,11 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// The child's process id (for /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A `kB` line of /proc/PID/status (`VmRSS`, `VmHWM`), in bytes.
     pub fn memory(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
