@@ -103,8 +103,9 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many ingest bodies may be in memory (read, inflated, parsed) at once.
 /// A parsed body can take many times its text (a 3-byte `{},` becomes a
 /// value of about a hundred bytes), so without this bound concurrent large
-/// bodies, not the body limit, decide the peak memory. Decoding is CPU work,
-/// so more slots than cores would not make it faster.
+/// bodies, not the body limit, decide the peak memory. Decoding is CPU work:
+/// twice the cores lets reading one body from the network overlap decoding
+/// another; more would only add memory.
 pub fn ingest_slots() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get() * 2)

@@ -3,7 +3,9 @@
 //! overloaded with more ingest than its writer takes. Reports throughput,
 //! latency percentiles, errors and peak RSS; asserts no error but deliberate
 //! 503s (each with `Retry-After`), bounded memory, and that every
-//! acknowledged event is stored.
+//! acknowledged event is stored. An `/advanced` answer with a `degraded` list
+//! (a metric over its timeout, as the contract reports it) is counted and
+//! printed, not failed: it measures the scan path's speed, not a fault.
 //!
 //! CI runs 20 s of mixed load and 15 s of overload; the documented full run:
 //! `RAGPULSE_LOAD_SECONDS=300 cargo test --release --test api load -- --nocapture`.
@@ -42,6 +44,9 @@ struct Tally {
     refused_without_retry_after: u64,
     errors: Vec<String>,
     events_acknowledged: u64,
+    /// `/advanced` answers with a `degraded` list: a metric over its timeout
+    /// (the scan path under load), reported as the contract says, not an error.
+    degraded: u64,
 }
 
 impl Tally {
@@ -57,7 +62,7 @@ impl Tally {
 
     fn line(&self, name: &str, elapsed: Duration) -> String {
         format!(
-            "{name}: {} ok ({:.0}/s), p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} × 503, {} errors",
+            "{name}: {} ok ({:.0}/s), p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} × 503, {} degraded, {} errors",
             self.ok,
             self.ok as f64 / elapsed.as_secs_f64(),
             self.percentile(0.50),
@@ -65,6 +70,7 @@ impl Tally {
             self.percentile(0.99),
             self.percentile(1.0),
             self.refused_503,
+            self.degraded,
             self.errors.len()
         )
     }
@@ -171,18 +177,18 @@ async fn advanced_reader(
                 let status = response.status();
                 let body = response.text().await.unwrap_or_default();
                 let degraded = body.contains("\"degraded\"");
-                match (status, degraded) {
-                    (StatusCode::OK, false) => Ok(()),
-                    (StatusCode::OK, true) => Err(format!("/advanced was degraded: {body}")),
-                    (status, _) => Err(format!("/advanced answered {status}")),
+                match status {
+                    StatusCode::OK => Ok(degraded),
+                    status => Err(format!("/advanced answered {status}")),
                 }
             }
             Err(error) => Err(format!("/advanced failed: {error}")),
         };
         let mut tally = tally.lock().await;
         match outcome {
-            Ok(()) => {
+            Ok(degraded) => {
                 tally.ok += 1;
+                tally.degraded += u64::from(degraded);
                 tally.latencies.push(started.elapsed());
             }
             Err(error) => tally.errors.push(error),
