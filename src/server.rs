@@ -5,9 +5,13 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::analytics::Analytics;
 use crate::api::auth::{Auth, Token, generate_token};
@@ -27,6 +31,9 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     pub catalogue: Arc<Catalogue>,
     pub live: Arc<Broadcaster>,
+    /// Ingest bodies being read and decoded at once; the rest wait with their
+    /// bytes unread (in the kernel, not in our memory). See [`ingest_slots`].
+    pub ingest_slots: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
 }
@@ -84,9 +91,30 @@ impl AppState {
             telemetry,
             catalogue,
             live,
+            ingest_slots: Arc::new(tokio::sync::Semaphore::new(ingest_slots())),
             shutdown,
         })
     }
+}
+
+/// Longest a client may take to send the headers of a request (the first one
+/// or the next one on a kept-alive connection): a slowloris client that
+/// trickles headers, or an idle connection, is cut off instead of holding a
+/// socket and a task forever. hyper enforces this only when it has a timer,
+/// which `axum::serve` does not give it, hence the accept loop below.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many ingest bodies may be in memory (read, inflated, parsed) at once.
+/// A parsed body can take many times its text (a 3-byte `{},` becomes a
+/// value of about a hundred bytes), so without this bound concurrent large
+/// bodies, not the body limit, decide the peak memory. Decoding is CPU work:
+/// twice the cores lets reading one body from the network overlap decoding
+/// another; more would only add memory.
+pub fn ingest_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .clamp(2, 16)
 }
 
 /// Serves until `signal` resolves, then drains: stops accepting, lets requests
@@ -98,19 +126,69 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = crate::api::router(state.clone());
     let shutdown = state.shutdown.clone();
-    let graceful = async move {
-        signal.await;
-        tracing::info!("shutdown requested");
-        // Live streams end on this token; axum's drain would wait on SSE forever.
-        shutdown.cancel();
-    };
-    let result = axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(graceful)
-        .await;
+    let connections = TaskTracker::new();
+    let mut signal = std::pin::pin!(signal);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = stop.cancelled() => {
+                    // Finish the request in flight, then close; an idle
+                    // connection closes at once.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutdown requested");
+    // Live streams end on this token; a drain would wait on SSE forever.
+    shutdown.cancel();
+    drop(listener);
+    connections.close();
+    connections.wait().await;
     state.live.stop().await;
     state.store.close().await;
     tracing::info!("stopped");
-    result
+    Ok(())
+}
+
+/// Per-connection accept errors are the client's business; others (out of
+/// file descriptors, say) would spin the loop, so they wait a moment.
+async fn accept_failed(error: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "accepting a connection failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Tokens from the settings, else from the token file, else generated and

@@ -274,7 +274,7 @@ pub async fn diversity(
 #[utoipa::path(get, path = "/api/v1/analytics/utilization", tag = "analytics",
     params(
         ("days" = Option<i64>, Query, minimum = 1, maximum = 90, description = "Window, days (default 30)"),
-        ("status" = Option<String>, Query, description = "`hot`, `warm` or `cold`; retrieved documents when absent"),
+        ("status" = Option<super::docs::StatusFilter>, Query, description = "`hot`, `warm` or `cold`; retrieved documents when absent"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Documents listed (default 50)"),
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant's retrievals"),
     ),

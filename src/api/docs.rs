@@ -33,6 +33,80 @@ pub struct ValidationDetail {
     pub detail: Vec<ValidationEntry>,
 }
 
+/// The `status` filter of `/utilization`.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum StatusFilter {
+    Hot,
+    Warm,
+    Cold,
+}
+
+/// The body of `POST /api/v1/ingest` as JSON: `{"events": [...]}`. Each
+/// event should be an object whose `type` is one of docs/ingest.md's, but any
+/// JSON value is taken at this level: an invalid event (even one that is not
+/// an object) is rejected on its own in a 207, never the whole body.
+#[derive(ToSchema)]
+pub struct IngestRequest {
+    #[schema(value_type = Vec<Value>)]
+    pub events: Vec<serde_json::Value>,
+}
+
+/// Answers every route can give that the per-route annotations need not
+/// repeat: the token errors of the protected routes, and the request timeout.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
+        let detail = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                                "Detail",
+                            ))))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                if operation.security.is_some() {
+                    responses
+                        .entry("401".to_string())
+                        .or_insert_with(|| detail("Missing or wrong token"));
+                    if path != "/api/v1/ingest" {
+                        responses.entry("403".to_string()).or_insert_with(|| {
+                            detail("The ingest token cannot read; use the admin token")
+                        });
+                    }
+                }
+                if path.starts_with("/api/v1/analytics/") {
+                    responses.entry("503".to_string()).or_insert_with(|| {
+                        detail("Storage unavailable or a metric over its timeout; retry after `Retry-After` seconds")
+                    });
+                }
+                responses.entry("408".to_string()).or_insert_with(|| {
+                    detail("The request took longer than the server's request timeout")
+                });
+            }
+        }
+    }
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -77,7 +151,8 @@ impl Modify for BearerAuth {
         crate::api::health::readyz,
         crate::api::health::metrics,
     ),
-    modifiers(&BearerAuth),
+    components(schemas(StatusFilter)),
+    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "ingest", description = "Telemetry from RAG platforms"),
         (name = "analytics", description = "The dashboard's metrics"),

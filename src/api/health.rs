@@ -25,6 +25,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if let Err(error) = state.store.ping().await {
         return not_ready(&format!("store does not answer: {error}"));
     }
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.write_fault()).await {
+        Ok(None) => {}
+        Ok(Some(fault)) => return not_ready(&format!("writes would fail: {fault}")),
+        Err(error) => return not_ready(&format!("the write probe failed: {error}")),
+    }
     axum::Json(json!({"status": "ready"})).into_response()
 }
 
@@ -37,7 +43,7 @@ fn not_ready(reason: &str) -> Response {
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state
         .telemetry

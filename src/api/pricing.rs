@@ -48,10 +48,25 @@ pub async fn unpriced(State(state): State<AppState>) -> Result<Response, ApiErro
 #[derive(Debug, Clone, serde::Deserialize, ToSchema)]
 pub struct RepriceBody {
     /// `YYYY-MM-DD` (UTC midnight) or an RFC 3339 timestamp: interactions from then on.
-    #[schema(example = "2026-11-01")]
+    #[schema(schema_with = date_or_timestamp, example = "2026-11-01")]
     pub since: String,
     /// Only this model (compared after name normalisation).
     pub model: Option<String>,
+}
+
+/// `since` in the API document: exactly what [`parse_since`] takes.
+fn date_or_timestamp() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let string = |format| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    OneOfBuilder::new()
+        .item(string(KnownFormat::Date))
+        .item(string(KnownFormat::DateTime))
+        .build()
+        .into()
 }
 
 /// A date (UTC midnight) or an RFC 3339 timestamp, in microseconds.

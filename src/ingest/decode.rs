@@ -1,10 +1,15 @@
 //! Reads an ingest body: gzip, JSON `{"events": [...]}` or NDJSON, within the
 //! body limits. Produces one slot per event position so rejections keep the
 //! index the client knows (array position, or NDJSON line with blanks counted).
+//!
+//! Memory: a parsed JSON value is many times larger than its text (the two
+//! bytes `0,` become a value of tens of bytes), so events are handed over one
+//! at a time as they are read (see [`decode_each`]), an event is refused past
+//! [`MAX_EVENT_VALUES`] values, and an over-long batch is refused while it is
+//! counted, before its events are built.
 
 use std::io::Read;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 /// Body-level limits; over them the whole request is refused.
@@ -60,6 +65,12 @@ pub enum DecodeError {
 /// One position of the batch: a parsed value, or why that line could not be read.
 pub type Slot = Result<Value, String>;
 
+/// The most JSON values (objects, arrays, strings, numbers, ...) one event may
+/// have. The largest valid event (a 4,096-dimension embedding, 256 steps,
+/// 1,024 retrieved documents) has under 7,000; past this, the event is
+/// rejected and the rest of it skipped without being built.
+pub const MAX_EVENT_VALUES: usize = 16_384;
+
 /// Decompresses (when `gzip`) and splits the body into event slots.
 pub fn decode(
     body: &[u8],
@@ -67,6 +78,22 @@ pub fn decode(
     format: Format,
     limits: &BodyLimits,
 ) -> Result<Vec<Slot>, DecodeError> {
+    let mut slots = Vec::new();
+    decode_each(body, gzip, format, limits, |_, slot| slots.push(slot))?;
+    Ok(slots)
+}
+
+/// Decompresses (when `gzip`) and hands each event slot to `each` with its
+/// index as soon as it is read, so a caller that converts it keeps one value
+/// alive at a time. On `Err`, `each` may have seen some slots already: the
+/// caller must then drop what it made of them.
+pub fn decode_each(
+    body: &[u8],
+    gzip: bool,
+    format: Format,
+    limits: &BodyLimits,
+    mut each: impl FnMut(usize, Slot),
+) -> Result<(), DecodeError> {
     let inflated;
     let bytes = if gzip {
         inflated = gunzip(body, limits.max_body_bytes)?;
@@ -77,21 +104,29 @@ pub fn decode(
         }
         body
     };
-    let slots = match format {
-        Format::Json => json_events(bytes)?,
-        Format::Ndjson => ndjson_events(bytes),
-    };
-    let events = slots
-        .iter()
-        .filter(|s| !matches!(s, Err(e) if e.is_empty()))
-        .count();
-    if events > limits.max_events {
-        return Err(DecodeError::TooLarge(format!(
-            "the batch has {events} events, more than the limit of {}; split it into smaller requests",
-            limits.max_events
-        )));
+    match format {
+        Format::Json => json_events(bytes, limits.max_events, &mut each),
+        Format::Ndjson => {
+            // Counted before parsing: a body of millions of tiny lines is
+            // refused without building millions of values.
+            let events = ndjson_lines(bytes)
+                .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+                .count();
+            if events > limits.max_events {
+                return Err(too_many_events(events, limits.max_events));
+            }
+            for (index, line) in ndjson_lines(bytes).enumerate() {
+                each(index, ndjson_event(line));
+            }
+            Ok(())
+        }
     }
-    Ok(slots)
+}
+
+fn too_many_events(events: impl std::fmt::Display, max: usize) -> DecodeError {
+    DecodeError::TooLarge(format!(
+        "the batch has {events} events, more than the limit of {max}; split it into smaller requests"
+    ))
 }
 
 fn too_large_body(limits: &BodyLimits) -> DecodeError {
@@ -117,39 +152,268 @@ fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
-#[derive(Deserialize)]
-struct JsonBody {
-    events: Vec<Value>,
-}
-
-fn json_events(bytes: &[u8]) -> Result<Vec<Slot>, DecodeError> {
-    let body: JsonBody = serde_json::from_slice(bytes).map_err(|e| {
-        DecodeError::BadBody(format!(
+/// `{"events": [...]}` with at most `max` events, each handed to `each` as
+/// soon as it is read.
+fn json_events(
+    bytes: &[u8],
+    max: usize,
+    each: &mut dyn FnMut(usize, Slot),
+) -> Result<(), DecodeError> {
+    let over = std::cell::Cell::new(false);
+    let seed = BodySeed {
+        max,
+        over: &over,
+        each,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde::de::DeserializeSeed::deserialize(seed, &mut deserializer)
+        .and_then(|()| deserializer.end());
+    match parsed {
+        Ok(()) => Ok(()),
+        Err(_) if over.get() => Err(too_many_events(format!("over {max}"), max)),
+        Err(e) => Err(DecodeError::BadBody(format!(
             "the body must be a JSON object with an \"events\" array: {e}"
-        ))
-    })?;
-    Ok(body.events.into_iter().map(Ok).collect())
+        ))),
+    }
 }
 
-/// Blank lines keep their index but are marked with an empty error and skipped later.
-fn ndjson_events(bytes: &[u8]) -> Vec<Slot> {
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    if lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
+/// The body object: its `events` array, other keys ignored.
+struct BodySeed<'a, 'f> {
+    max: usize,
+    /// Set when the array had more than `max` elements.
+    over: &'a std::cell::Cell<bool>,
+    each: &'a mut (dyn FnMut(usize, Slot) + 'f),
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BodySeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
     }
-    lines
+}
+
+impl<'de> serde::de::Visitor<'de> for BodySeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object with an \"events\" array")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key != "events" {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            if seen {
+                return Err(serde::de::Error::duplicate_field("events"));
+            }
+            seen = true;
+            map.next_value_seed(EventsSeed {
+                max: self.max,
+                over: self.over,
+                each: &mut *self.each,
+            })?;
+        }
+        if seen {
+            Ok(())
+        } else {
+            Err(serde::de::Error::missing_field("events"))
+        }
+    }
+}
+
+/// The `events` array, refused past `max` elements.
+struct EventsSeed<'a, 'f> {
+    max: usize,
+    over: &'a std::cell::Cell<bool>,
+    each: &'a mut (dyn FnMut(usize, Slot) + 'f),
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EventsSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EventsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        loop {
+            let left = std::cell::Cell::new(MAX_EVENT_VALUES);
+            let Some(value) = seq.next_element_seed(Budgeted { left: &left })? else {
+                return Ok(());
+            };
+            if index == self.max {
+                self.over.set(true);
+                return Err(serde::de::Error::custom("too many events"));
+            }
+            (self.each)(index, budget_checked(value, &left));
+            index += 1;
+        }
+    }
+}
+
+/// `Err` for an event that went over [`MAX_EVENT_VALUES`].
+fn budget_checked(value: Value, left: &std::cell::Cell<usize>) -> Slot {
+    if left.get() == 0 {
+        Err(format!(
+            "event has more than {MAX_EVENT_VALUES} JSON values; it is not a valid event \
+             (arrays are limited: question_embedding 4096, steps 256, retrieved_document_ids 1024)"
+        ))
+    } else {
+        Ok(value)
+    }
+}
+
+/// A JSON value built within a budget of values shared by the whole event:
+/// once it is spent, the rest is skipped (read but not built) and the value
+/// is left incomplete, for [`budget_checked`] to refuse.
+struct Budgeted<'a> {
+    left: &'a std::cell::Cell<usize>,
+}
+
+impl Budgeted<'_> {
+    /// Takes one value from the budget; `false` when there was none left.
+    fn take(&self) -> bool {
+        match self.left.get() {
+            0 => false,
+            n => {
+                self.left.set(n - 1);
+                true
+            }
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Budgeted<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Budgeted<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        self.take();
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        self.take();
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        self.take();
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        self.take();
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        self.take();
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        self.take();
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        self.take();
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        self.take();
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, d)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        if self.take() {
+            while let Some(item) = seq.next_element_seed(Budgeted { left: self.left })? {
+                if self.left.get() == 0 {
+                    break;
+                }
+                items.push(item);
+            }
+        }
+        // Over budget: read the rest without building it.
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        if self.take() {
+            while let Some(key) = map.next_key::<String>()? {
+                let value = map.next_value_seed(Budgeted { left: self.left })?;
+                if self.left.get() == 0 {
+                    break;
+                }
+                object.insert(key, value);
+            }
+        }
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Value::Object(object))
+    }
+}
+
+/// The lines of an NDJSON body; a final newline ends the last line rather
+/// than starting an empty one.
+fn ndjson_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    (!bytes.is_empty())
+        .then(|| body.split(|&b| b == b'\n'))
         .into_iter()
-        .map(|line| {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                return Err(String::new());
-            }
-            match serde_json::from_slice::<Value>(line) {
-                Ok(value @ Value::Object(_)) => Ok(value),
-                Ok(_) => Err("line is not a JSON object".to_string()),
-                Err(e) => Err(format!("line is not valid JSON: {e}")),
-            }
-        })
-        .collect()
+        .flatten()
+}
+
+/// One NDJSON line; a blank one is marked with an empty error and skipped later.
+fn ndjson_event(line: &[u8]) -> Slot {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Err(String::new());
+    }
+    let left = std::cell::Cell::new(MAX_EVENT_VALUES);
+    let mut deserializer = serde_json::Deserializer::from_slice(line);
+    let parsed =
+        serde::de::DeserializeSeed::deserialize(Budgeted { left: &left }, &mut deserializer)
+            .and_then(|value| deserializer.end().map(|()| value));
+    match parsed {
+        Ok(value @ Value::Object(_)) => budget_checked(value, &left),
+        Ok(_) => Err("line is not a JSON object".to_string()),
+        Err(e) => Err(format!("line is not valid JSON: {e}")),
+    }
 }
 
 /// True for the placeholder of a blank NDJSON line.
@@ -225,6 +489,65 @@ mod tests {
         assert_eq!(ok.len(), 4);
         let err = decode(b"{}\n{}\n{}\n", false, Format::Ndjson, &limits).unwrap_err();
         assert!(matches!(err, DecodeError::TooLarge(_)));
+    }
+
+    #[test]
+    fn an_event_over_the_value_budget_is_one_rejection_and_the_next_is_read() {
+        let embedding = vec!["0.5"; 4096].join(",");
+        let big = vec!["0"; MAX_EVENT_VALUES].join(",");
+        let json = format!(
+            r#"{{"events":[{{"e":[{embedding}]}},{{"x":[{big}]}},{{"x":{{"a":[{big}]}}}},{{"type":"user"}}]}}"#
+        );
+        let slots = decode(json.as_bytes(), false, Format::Json, &BodyLimits::default()).unwrap();
+        assert_eq!(slots.len(), 4);
+        assert_eq!(
+            slots[0].as_ref().unwrap()["e"].as_array().unwrap().len(),
+            4096
+        );
+        for slot in &slots[1..3] {
+            assert!(
+                slot.as_ref()
+                    .unwrap_err()
+                    .starts_with("event has more than 16384 JSON values")
+            );
+        }
+        assert_eq!(slots[3], Ok(serde_json::json!({"type": "user"})));
+        let ndjson = format!("{{\"x\":[{big}]}}\n{{\"type\":\"user\"}}\n");
+        let slots = decode(
+            ndjson.as_bytes(),
+            false,
+            Format::Ndjson,
+            &BodyLimits::default(),
+        )
+        .unwrap();
+        assert!(
+            slots[0]
+                .as_ref()
+                .unwrap_err()
+                .starts_with("event has more than")
+        );
+        assert!(slots[1].is_ok());
+    }
+
+    #[test]
+    fn an_over_long_json_array_is_too_large_and_a_second_events_key_a_bad_body() {
+        let limits = BodyLimits {
+            max_body_bytes: 1 << 20,
+            max_events: 2,
+        };
+        assert!(decode(br#"{"events":[{},{}]}"#, false, Format::Json, &limits).is_ok());
+        let err = decode(br#"{"events":[{},{},{}]}"#, false, Format::Json, &limits).unwrap_err();
+        assert!(matches!(err, DecodeError::TooLarge(_)), "{err:?}");
+        let err = decode(
+            br#"{"events":[],"events":[]}"#,
+            false,
+            Format::Json,
+            &limits,
+        )
+        .unwrap_err();
+        assert!(matches!(err, DecodeError::BadBody(_)), "{err:?}");
+        let err = decode(br#"{"events":[]} x"#, false, Format::Json, &limits).unwrap_err();
+        assert!(matches!(err, DecodeError::BadBody(_)), "{err:?}");
     }
 
     #[test]

@@ -50,14 +50,15 @@ pub fn check_body(
     event_limits: &EventLimits,
     now_us: i64,
 ) -> Result<Checked, DecodeError> {
-    let slots = decode::decode(body, gzip, format, body_limits)?;
     let mut checked = Checked {
-        valid: Vec::with_capacity(slots.len()),
+        valid: Vec::new(),
         rejected: Vec::new(),
     };
-    for (index, slot) in slots.into_iter().enumerate() {
+    // Each event is validated as soon as it is read, so only one parsed
+    // value is alive at a time (see `decode`).
+    decode::decode_each(body, gzip, format, body_limits, |index, slot| {
         if decode::is_blank(&slot) {
-            continue;
+            return;
         }
         let result = slot
             .map_err(Rejection)
@@ -66,7 +67,7 @@ pub fn check_body(
             Ok(event) => checked.valid.push((index, event)),
             Err(Rejection(error)) => checked.rejected.push(RejectedEvent { index, error }),
         }
-    }
+    })?;
     Ok(checked)
 }
 
@@ -122,9 +123,11 @@ pub fn rejection_reason(message: &str) -> String {
     path = "/api/v1/ingest",
     tag = "ingest",
     request_body(
-        content = String,
-        description = "`application/json` `{\"events\": [...]}` or `application/x-ndjson`, optionally `Content-Encoding: gzip`. See docs/ingest.md.",
-        content_type = "application/json"
+        description = "`application/json` `{\"events\": [...]}` or `application/x-ndjson` (one event object per line), optionally `Content-Encoding: gzip`. See docs/ingest.md.",
+        content(
+            (crate::api::docs::IngestRequest = "application/json"),
+            (String = "application/x-ndjson"),
+        )
     ),
     responses(
         (status = 200, description = "Every event valid and committed", body = IngestResponse),
@@ -144,7 +147,24 @@ pub async fn ingest(
 ) -> Result<Response, ApiError> {
     let format = content_format(&headers)?;
     let gzip = content_gzip(&headers)?;
-    let bytes = read_body(body, state.settings.body_limits.max_body_bytes).await?;
+    let limit = state.settings.body_limits.max_body_bytes;
+    // A declared length over the limit is refused before any of the body is
+    // read: a client that sent `Expect: 100-continue` then sends none of it.
+    if content_length(&headers).is_some_and(|length| length > limit as u64) {
+        return Err(too_large(limit));
+    }
+    // Held while the body is in memory as bytes and values, released before
+    // the wait for the writer (whose queue has its own bound).
+    let slot = state
+        .ingest_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::Unavailable {
+            message: "the server is shutting down; retry against the restarted server".to_string(),
+            retry_after_s: 5,
+        })?;
+    let bytes = read_body(body, limit).await?;
     let settings = state.settings.clone();
     let now = Timestamp::now().micros();
     let checked = tokio::task::spawn_blocking(move || {
@@ -163,6 +183,7 @@ pub async fn ingest(
         DecodeError::BadBody(m) => ApiError::BadRequest(m),
         DecodeError::TooLarge(m) => ApiError::PayloadTooLarge(m),
     })?;
+    drop(slot);
     respond(&state, checked).await
 }
 
@@ -183,8 +204,11 @@ async fn respond(state: &AppState, checked: Checked) -> Result<Response, ApiErro
             .append(Batch {
                 events: checked.valid,
             })
-            .await
-            .map_err(|e| store_error(state, e))?;
+            .await;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => return Err(store_error(state, error).await),
+        };
         answer.accepted = outcome.accepted;
         answer.duplicates = outcome.duplicates;
         answer.rejected.extend(
@@ -203,7 +227,7 @@ async fn respond(state: &AppState, checked: Checked) -> Result<Response, ApiErro
     Ok((status, axum::Json(answer)).into_response())
 }
 
-fn store_error(state: &AppState, error: StoreError) -> ApiError {
+async fn store_error(state: &AppState, error: StoreError) -> ApiError {
     match error {
         StoreError::QueueFull => {
             state.telemetry.ingest_overloaded.inc();
@@ -216,10 +240,22 @@ fn store_error(state: &AppState, error: StoreError) -> ApiError {
             message: "the server is shutting down; retry against the restarted server".to_string(),
             retry_after_s: 5,
         },
-        e if e.is_unavailable() => ApiError::Unavailable {
-            message: format!("storage is unavailable ({e}); nothing of this batch was stored"),
-            retry_after_s: 5,
-        },
+        e if e.is_unavailable() => {
+            // Name the cause (full disk, read-only file system, a lock held by
+            // another process) so the operator knows what to fix.
+            let store = state.store.clone();
+            let cause = tokio::task::spawn_blocking(move || store.write_fault())
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| e.to_string());
+            ApiError::Unavailable {
+                message: format!(
+                    "storage is unavailable: {cause}; nothing of this batch was stored"
+                ),
+                retry_after_s: 5,
+            }
+        }
         e => ApiError::Internal(e.to_string()),
     }
 }
@@ -252,6 +288,22 @@ fn content_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
     }
 }
 
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the body is larger than the limit of {limit} bytes"
+    ))
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         // `to_bytes` reports both "too long" and transport errors the same way;
@@ -259,9 +311,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         let is_limit = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if is_limit {
-            ApiError::PayloadTooLarge(format!(
-                "the body is larger than the limit of {limit} bytes"
-            ))
+            too_large(limit)
         } else {
             ApiError::BadRequest(format!("could not read the body: {e}"))
         }

@@ -24,6 +24,8 @@ const SEND_DEADLINE: Duration = Duration::from_secs(2);
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// "Try again later": the client should reconnect.
 const CLOSE_TRY_AGAIN: u16 = 1013;
+/// The largest message a client may send (a subscribe message is ~80 bytes).
+const MAX_CLIENT_MESSAGE: usize = 4096;
 /// "Going away": the server is shutting down.
 const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -41,6 +43,15 @@ pub async fn handler(
 ) -> Result<Response, ApiError> {
     let live = state.live.clone();
     let permit = live.admit().ok_or_else(too_many)?;
+    // Clients only send `ping` and small subscribe messages, and we send one
+    // snapshot per tick: tungstenite's defaults (128 KiB buffers each way, 64
+    // MiB messages) would let a thousand idle sockets hold hundreds of MiB, or
+    // one client make the server buffer a 64 MiB message.
+    let upgrade = upgrade
+        .read_buffer_size(MAX_CLIENT_MESSAGE)
+        .write_buffer_size(0)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE);
     Ok(upgrade.on_upgrade(move |socket| {
         let tracker = live.connections.clone();
         tracker.track_future(connection(socket, live, permit))

@@ -4,21 +4,28 @@
 //! `durability`). `TEST_LOG=1 cargo test --test api` shows the servers' logs.
 
 mod helpers;
+mod process;
 
 mod advanced;
 mod auth;
 mod cache;
 mod costs;
+mod crash;
 mod dashboard;
 mod durability;
+mod faults;
 mod freshness;
 mod health;
 mod ingest;
+mod limits;
 mod live;
+mod load;
 mod pricing;
 mod property;
 mod reranking;
+mod schemathesis;
 mod scope;
+mod security;
 mod sessions;
 mod steps;
 mod sync;

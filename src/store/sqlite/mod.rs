@@ -25,6 +25,13 @@ use pool::Pool;
 use reprice::{RepriceReport, RepriceRequest};
 use writer::{Job, WriteRequest, Writer};
 
+/// Below this much free space on the data directory's file system the store
+/// reports itself not ready: the next large batch may not fit in the WAL.
+pub const MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
+/// How long the write probe waits for the write lock (the writer's own
+/// transactions last milliseconds; another process may hold it for ever).
+const PROBE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How often the checkpointer copies the WAL back into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -78,10 +85,13 @@ impl SqliteStore {
         })?;
         restrict_permissions(data_dir);
         let path = data_dir.join(DATABASE_FILE);
+        create_private(&path)?;
         let mut conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
         // Identity first: a foreign file is refused before anything (WAL mode
         // included) is changed in it.
         schema::check_identity(&conn).map_err(|e| wrap_open(&path, e))?;
+        check_integrity(&conn).map_err(|e| wrap_open(&path, e))?;
+        restrict_files(&path);
         schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
         schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
         prepare_rollups(&mut conn, options.rollups, &mut |done, total| {
@@ -225,6 +235,47 @@ impl SqliteStore {
         .await
     }
 
+    /// Why a write would fail right now, if it would: the data directory's file
+    /// system is read-only or (nearly) full, or another process holds the
+    /// database's write lock. `None` when a write can go through. For
+    /// `/readyz` and for the message of a 503 after a failed commit; it
+    /// blocks (up to [`PROBE_LOCK_WAIT`]), so call it from a blocking task.
+    pub fn write_fault(&self) -> Option<String> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        if let Some(fault) = file_system_fault(dir) {
+            return Some(fault);
+        }
+        // The write lock, taken and released at once: a probe of its own
+        // connection, so it never waits behind the writer's queue.
+        let probe = || -> Result<(), rusqlite::Error> {
+            let conn = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(PROBE_LOCK_WAIT)?;
+            conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+        };
+        match probe() {
+            Ok(()) => None,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                Some(format!(
+                    "the database {} is locked by another process (its write lock was not free within {} s)",
+                    self.path.display(),
+                    PROBE_LOCK_WAIT.as_secs()
+                ))
+            }
+            Err(e) => Some(format!(
+                "the database {} cannot be written: {e}",
+                self.path.display()
+            )),
+        }
+    }
+
     /// Runs `f` on a reader thread's connection (queued while all are busy).
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -346,6 +397,85 @@ fn checkpoint(conn: &Connection, mode: &str) {
     }
 }
 
+/// A read-only or full file system under `dir`, from statvfs(3).
+#[cfg(unix)]
+fn file_system_fault(dir: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the zeroed struct; `name` is a valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(name.as_ptr(), &mut stat) } != 0 {
+        return Some(format!(
+            "the data directory {} cannot be examined: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    if stat.f_flag & libc::ST_RDONLY != 0 {
+        return Some(format!(
+            "the data directory {} is on a read-only file system",
+            dir.display()
+        ));
+    }
+    // Both fields are narrower than u64 on some targets.
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize));
+    if free < MIN_FREE_BYTES {
+        return Some(format!(
+            "the disk of the data directory {} is full ({free} bytes free, {MIN_FREE_BYTES} needed)",
+            dir.display()
+        ));
+    }
+    // A file system the kernel made read-only after an error (ext4's
+    // errors=remount-ro) may still carry the `rw` flag: only a write tells.
+    match probe_write(dir) {
+        Ok(()) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => Some(format!(
+            "the data directory {} is on a read-only file system",
+            dir.display()
+        )),
+        Err(e) => Some(format!(
+            "the data directory {} cannot be written: {e}",
+            dir.display()
+        )),
+    }
+}
+
+/// Creates, syncs and removes a small file in `dir`.
+#[cfg(unix)]
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(".ragpulse-write-probe");
+    let result = std::fs::File::create(&path).and_then(|mut file| {
+        file.write_all(b"probe")?;
+        file.sync_all()
+    });
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+#[cfg(not(unix))]
+fn file_system_fault(_dir: &Path) -> Option<String> {
+    None
+}
+
+/// Refuses a damaged database at start rather than failing (or answering
+/// wrongly) later. `quick_check` reads every page once: about a second per
+/// few hundred MiB, paid once per start.
+fn check_integrity(conn: &Connection) -> Result<(), StoreError> {
+    let mut statement = conn.prepare("PRAGMA quick_check(5)")?;
+    let problems: Vec<String> = statement
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(StoreError::Open(format!(
+        "the database is damaged ({}); restore it from a backup, or move it away to start empty",
+        problems.join("; ")
+    )))
+}
+
 fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Open(format!("cannot open database {}: {e}", path.display()))
 }
@@ -383,3 +513,52 @@ fn restrict_permissions(dir: &Path) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_dir: &Path) {}
+
+/// Creates the database file readable by its owner only when it does not
+/// exist yet; SQLite gives the `-wal` and `-shm` files it creates later the
+/// mode of the database file, so they are private too.
+#[cfg(unix)]
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Open(format!(
+            "cannot create database {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// Makes an existing ragpulse database (and its WAL files) private to the
+/// owner, for files an older version created with the umask's mode. Only
+/// called once the file is known to be ours.
+#[cfg(unix)]
+fn restrict_files(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0
+            && let Err(error) =
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(%error, file = %file.display(), "could not restrict a database file to its owner");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn restrict_files(_path: &Path) {}
