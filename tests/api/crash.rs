@@ -279,10 +279,7 @@ fn read_store(dir: &Path) -> Stored {
             syncs.insert(Uuid::from_slice(&id.unwrap()).unwrap());
         }
     }
-    // TODO(rollups): when the per-hour rollup tables land, check here that each
-    // hour bucket's stored state equals the fold of that hour's raw rows read in
-    // this same transaction (counts, token sums, step counts), so a crash can
-    // never leave a rollup that disagrees with its raw events.
+    assert_rollups_match_raw(&conn);
     conn.execute_batch("COMMIT").unwrap();
     Stored {
         interactions,
@@ -290,6 +287,60 @@ fn read_store(dir: &Path) -> Stored {
         syncs,
         sync_rows,
     }
+}
+
+/// In the open snapshot: every metric read over whole hours from the rollup
+/// rows equals the same window scanned from the raw rows, so a crash never
+/// leaves a rollup that disagrees with its events.
+fn assert_rollups_match_raw(conn: &Connection) {
+    use ragpulse::store::sqlite::read::{self, ReadCtx};
+    use ragpulse::store::sqlite::rollup::cache::MergeCache;
+    use ragpulse::store::{ReadPath, Window};
+
+    let (first, last): (Option<i64>, Option<i64>) = conn
+        .query_row("SELECT min(ts), max(ts) FROM interactions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let (Some(first), Some(last)) = (first, last) else {
+        return;
+    };
+    assert!(
+        ragpulse::store::sqlite::rollup::is_built(conn).unwrap(),
+        "the rollups are not marked built"
+    );
+    const HOUR: i64 = 3_600_000_000;
+    // Whole hours around every event: read from the rollups alone.
+    let w = Window {
+        from_exclusive: first.div_euclid(HOUR) * HOUR - 1,
+        to_inclusive: (last.div_euclid(HOUR) + 1) * HOUR - 1,
+        assistant: None,
+    };
+    let rollups = ReadCtx {
+        path: ReadPath::Rollups,
+        cache: Arc::new(MergeCache::new()),
+    };
+    let answers = |ctx: &ReadCtx| {
+        vec![
+            format!("{:?}", read::ttft(conn, &w, ctx, 1).unwrap()),
+            format!("{:?}", read::cache(conn, &w, ctx, 1).unwrap()),
+            format!("{:?}", read::steps(conn, &w, ctx).unwrap()),
+            format!("{:?}", read::sessions(conn, &w, ctx).unwrap()),
+            format!("{:?}", read::costs(conn, &w, ctx).unwrap()),
+            format!("{:?}", read::users(conn, &w, ctx, 1_000).unwrap()),
+            format!("{:?}", read::reranking(conn, &w, ctx).unwrap()),
+            format!(
+                "{:?}",
+                read::utilization(conn, &w, ctx, None, 1_000).unwrap()
+            ),
+            format!("{:?}", read::sync(conn, &w, ctx).unwrap()),
+        ]
+    };
+    assert_eq!(
+        answers(&rollups),
+        answers(&ReadCtx::scan()),
+        "rollups disagree with the raw events"
+    );
 }
 
 fn is_stored(stored: &Stored, sent: &Sent) -> bool {
