@@ -85,6 +85,19 @@ impl SessionsState {
         self.add_n(session, count);
     }
 
+    /// Keys of the sessions tallied by key.
+    pub fn tracked(&self) -> Vec<i64> {
+        self.interactions.keys().copied().collect()
+    }
+
+    /// Moves a tallied session, known to lie wholly in this bucket and
+    /// assistant, to the settled counters.
+    pub fn settle(&mut self, session: i64) {
+        if let Some(n) = self.interactions.remove(&session) {
+            self.resettle(0, n);
+        }
+    }
+
     /// The three rows in their fixed order; `[]` when no session.
     pub fn finish(&self) -> Vec<SessionDistribution> {
         let total = self.interactions.len() as u64 + self.settled.iter().sum::<u64>();

@@ -359,3 +359,48 @@ proptest! {
         check(events, late, cuts, seal, windows);
     }
 }
+
+/// A session that spans two hours of one sealed day is settled in that day's
+/// row; a later interaction in another day must undo that.
+#[test]
+fn a_day_settled_session_that_continues_the_next_day_counts_once() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = Timestamp::now().0;
+    let today = now.div_euclid(MICROS_PER_DAY);
+    let minutes_before = |ts: i64| (now - ts) / (60 * MICROS_PER_SECOND);
+    let yesterday_at = |hour: i64| (today - 1) * MICROS_PER_DAY + hour * 3_600 * MICROS_PER_SECOND;
+    let at = |minutes_ago: i64| Gen::Interaction {
+        assistant: 0,
+        session: 1,
+        user: None,
+        minutes_ago,
+        ttft_ms: None,
+        cache_hit: false,
+        tokens: (1, 1),
+        cost_micros: 0,
+        steps: 0,
+        docs: 0,
+        topic: None,
+        question: None,
+        rerank: None,
+    };
+    let earlier = [
+        at(minutes_before(yesterday_at(10))),
+        at(minutes_before(yesterday_at(11))),
+    ];
+    runtime.block_on(async {
+        let store = open(dir.path());
+        ingest(&store, &earlier, now, &[1]).await;
+        // Yesterday is sealed again without being written to: the session is
+        // settled in its day row.
+        store.seal_rollups(today).await.expect("seal");
+        ingest(&store, &[at(1)], now, &[]).await;
+        let window = (minutes_before(yesterday_at(0)) + 1, 2 * 24 * 60, 3);
+        compare(&store, now, &[window]).await;
+        store.close().await;
+    });
+}

@@ -326,6 +326,14 @@ impl Rollups {
     ) -> SqlResult<()> {
         let old = self.span(conn, session)?;
         let new = old.map_or(Span::new(ts, assistant), |o| o.with(ts, assistant));
+        // A day row may count the session as settled (`settle_day_local`):
+        // leaving its day or assistant dirties that day.
+        if let Some(o) = old
+            && o.settled(Level::Day).is_some()
+            && new.settled(Level::Day).is_none()
+        {
+            self.touch(o.first_ts);
+        }
         let level = Level::Hour;
         if let Some(o) = old
             && let Some((bucket, owner)) = o.settled(level)
@@ -508,7 +516,7 @@ fn seal_days(conn: &Connection, days: std::ops::Range<i64>) -> SqlResult<()> {
     seal_metric::<CostsState>(conn, Metric::Costs, hours.clone())?;
     seal_metric::<RerankingState>(conn, Metric::Reranking, hours.clone())?;
     seal_metric::<StepsState>(conn, Metric::Steps, hours.clone())?;
-    seal_metric::<SessionsState>(conn, Metric::Sessions, hours.clone())?;
+    seal_metric_with::<SessionsState>(conn, Metric::Sessions, hours.clone(), settle_day_local)?;
     seal_metric::<UsersState>(conn, Metric::Users, hours.clone())?;
     seal_metric::<UtilizationState>(conn, Metric::Utilization, hours.clone())?;
     seal_metric::<TrendingState>(conn, Metric::Trending, hours.clone())?;
@@ -520,6 +528,43 @@ fn seal_metric<T: RollupState>(
     conn: &Connection,
     metric: Metric,
     hours: std::ops::Range<i64>,
+) -> SqlResult<()> {
+    seal_metric_with::<T>(conn, metric, hours, |_, _, _, _| Ok(()))
+}
+
+/// A day's sessions that crossed an hour but not the day (nor an assistant)
+/// are settled in the day row: long windows then merge counters, not keys.
+/// A later interaction that breaks this marks the day dirty (`session`).
+fn settle_day_local(
+    conn: &Connection,
+    day: i64,
+    assistant: i64,
+    state: &mut SessionsState,
+) -> SqlResult<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT first_ts, last_ts, assistant FROM session_spans WHERE session = ?1",
+    )?;
+    for session in state.tracked() {
+        let span: Option<(i64, i64, Option<i64>)> = stmt
+            .query_row([session], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        if let Some((first, last, owner)) = span
+            && owner == Some(assistant)
+            && Level::Day.bucket(first) == day
+            && Level::Day.bucket(last) == day
+        {
+            state.settle(session);
+        }
+    }
+    Ok(())
+}
+
+/// As [`seal_metric`], with `finish` applied to each day state before it is stored.
+fn seal_metric_with<T: RollupState>(
+    conn: &Connection,
+    metric: Metric,
+    hours: std::ops::Range<i64>,
+    mut finish: impl FnMut(&Connection, i64, i64, &mut T) -> SqlResult<()>,
 ) -> SqlResult<()> {
     let mut days: HashMap<(i64, i64), T> = HashMap::new();
     {
@@ -540,7 +585,8 @@ fn seal_metric<T: RollupState>(
             merge_into(&mut days, (hour.div_euclid(24), assistant), state);
         }
     }
-    for ((day, assistant), state) in days {
+    for ((day, assistant), mut state) in days {
+        finish(conn, day, assistant, &mut state)?;
         put(conn, metric, (Level::Day, day, assistant), &state)?;
     }
     Ok(())
