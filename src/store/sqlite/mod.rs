@@ -66,6 +66,8 @@ pub struct SqliteStore {
     pub(crate) pool: Pool,
     merge_cache: Arc<rollup::cache::MergeCache>,
     checkpointer: std::sync::Mutex<Option<Checkpointer>>,
+    /// What the background integrity check found wrong, if anything.
+    damaged: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl SqliteStore {
@@ -90,7 +92,14 @@ impl SqliteStore {
         // Identity first: a foreign file is refused before anything (WAL mode
         // included) is changed in it.
         schema::check_identity(&conn).map_err(|e| wrap_open(&path, e))?;
-        check_integrity(&conn).map_err(|e| wrap_open(&path, e))?;
+        // A small file is checked before anything starts; a large one (the check
+        // reads every page) in the background, so a start stays quick.
+        let damaged = Arc::new(std::sync::Mutex::new(None));
+        if file_len(&path) <= FOREGROUND_CHECK_BYTES {
+            check_integrity(&conn).map_err(|e| wrap_open(&path, e))?;
+        } else {
+            check_in_background(&path, damaged.clone());
+        }
         restrict_files(&path);
         schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
         schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
@@ -125,6 +134,7 @@ impl SqliteStore {
             data_version,
             merge_cache: Arc::new(rollup::cache::MergeCache::new()),
             checkpointer: std::sync::Mutex::new(Some(checkpointer)),
+            damaged,
         })
     }
 
@@ -241,6 +251,9 @@ impl SqliteStore {
     /// `/readyz` and for the message of a 503 after a failed commit; it
     /// blocks (up to [`PROBE_LOCK_WAIT`]), so call it from a blocking task.
     pub fn write_fault(&self) -> Option<String> {
+        if let Some(damage) = self.damaged.lock().ok().and_then(|d| d.clone()) {
+            return Some(damage);
+        }
         let dir = self.path.parent().unwrap_or(Path::new("."));
         if let Some(fault) = file_system_fault(dir) {
             return Some(fault);
@@ -462,6 +475,38 @@ fn file_system_fault(_dir: &Path) -> Option<String> {
 /// Refuses a damaged database at start rather than failing (or answering
 /// wrongly) later. `quick_check` reads every page once: about a second per
 /// few hundred MiB, paid once per start.
+/// Databases up to this size are checked before the server starts (a few seconds at most).
+const FOREGROUND_CHECK_BYTES: u64 = 1 << 30;
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Runs [`check_integrity`] on its own connection and thread; a damaged file
+/// is logged and reported by [`SqliteStore::write_fault`] (ingest 503, `/readyz` red).
+fn check_in_background(path: &Path, damaged: Arc<std::sync::Mutex<Option<String>>>) {
+    let path = path.to_path_buf();
+    let spawned = std::thread::Builder::new()
+        .name("ragpulse-integrity".to_string())
+        .spawn(move || {
+            let result = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(StoreError::from)
+                .and_then(|conn| check_integrity(&conn));
+            match result {
+                Ok(()) => tracing::info!(path = %path.display(), "integrity check passed"),
+                Err(error) => {
+                    tracing::error!(path = %path.display(), %error, "integrity check failed");
+                    if let Ok(mut slot) = damaged.lock() {
+                        *slot = Some(format!("{}: {error}", path.display()));
+                    }
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "could not start the integrity check");
+    }
+}
+
 fn check_integrity(conn: &Connection) -> Result<(), StoreError> {
     let mut statement = conn.prepare("PRAGMA quick_check(5)")?;
     let problems: Vec<String> = statement
