@@ -35,6 +35,21 @@ pub fn auto_bucket_minutes(hours: i64) -> i64 {
         .unwrap_or(1440)
 }
 
+/// `requested`, or the smallest bucket size above it that cuts `hours` into at
+/// most [`MAX_BUCKETS`] buckets (counting the partial one an unaligned window
+/// starts with).
+pub fn fit_bucket_minutes(hours: i64, requested: i64) -> i64 {
+    let minutes = hours.max(1) * 60;
+    let count = |b: i64| ceil_div(minutes, b) + 1;
+    if count(requested) <= MAX_BUCKETS {
+        return requested;
+    }
+    // count is monotone in b, so the first fit is the smallest.
+    (requested..=1440)
+        .find(|&b| count(b) <= MAX_BUCKETS)
+        .unwrap_or(1440)
+}
+
 /// How many buckets the window `(from_exclusive, to_inclusive]` spans with
 /// epoch-aligned buckets of `bucket_us` (the first and last may be partial).
 pub fn bucket_count(from_exclusive: i64, to_inclusive: i64, bucket_us: i64) -> i64 {
@@ -184,6 +199,16 @@ mod tests {
     use super::*;
 
     const MIN: i64 = 60 * MICROS_PER_SECOND;
+
+    #[test]
+    fn an_oversized_request_is_widened_to_the_smallest_size_that_fits() {
+        // 720 h = 43,200 min: 22-minute buckets give 1,964 + 1 ≤ 2,000; 21 give 2,058.
+        assert_eq!(fit_bucket_minutes(720, 1), 22);
+        assert_eq!(fit_bucket_minutes(720, 21), 22);
+        assert_eq!(fit_bucket_minutes(720, 22), 22);
+        assert_eq!(fit_bucket_minutes(720, 60), 60);
+        assert_eq!(fit_bucket_minutes(24, 1), 1);
+    }
 
     #[test]
     fn automatic_buckets_are_round_and_at_most_sixty() {

@@ -8,14 +8,14 @@ use axum::response::{IntoResponse, Response};
 use super::analytics::metric_error;
 use super::error::ApiError;
 use super::query::Query;
-use crate::analytics::timeseries::{MAX_BUCKETS, Timeseries, auto_bucket_minutes};
+use crate::analytics::timeseries::{Timeseries, auto_bucket_minutes, fit_bucket_minutes};
 use crate::server::AppState;
 use crate::time::Timestamp;
 
 #[utoipa::path(get, path = "/api/v1/analytics/timeseries", tag = "analytics",
     params(
         ("hours" = Option<i64>, Query, minimum = 1, maximum = 720, description = "Window, hours (default 24)"),
-        ("bucket_minutes" = Option<i64>, Query, minimum = 1, maximum = 1440, description = "Bucket size, minutes; automatic when absent (the smallest of 1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440 giving at most 60 buckets). At most 2,000 buckets per window."),
+        ("bucket_minutes" = Option<i64>, Query, minimum = 1, maximum = 1440, description = "Bucket size, minutes; automatic when absent (the smallest of 1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440 giving at most 60 buckets). A size that would make more than 2,000 buckets is widened to the smallest that makes at most 2,000 (the answer's `bucket_minutes` is the size used)."),
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant"),
     ),
     responses(
@@ -32,22 +32,13 @@ pub async fn timeseries(
     let hours = q.int("hours", 24, 1, 720);
     let bucket = q.optional_int("bucket_minutes", 1, 1440);
     let assistant = q.uuid("assistant_id");
-    if let Some(minutes) = bucket {
-        // One more than the quotient: an unaligned window starts mid-bucket.
-        let buckets = (hours * 60 + minutes - 1) / minutes + 1;
-        if buckets > MAX_BUCKETS {
-            let raw = q.raw("bucket_minutes").unwrap_or_default().to_string();
-            q.value_error(
-                "bucket_minutes",
-                &raw,
-                &format!(
-                    "{hours} hours in {minutes}-minute buckets is {buckets} buckets; at most {MAX_BUCKETS} are served, choose larger buckets"
-                ),
-            );
-        }
-    }
     q.finish()?;
-    let bucket_minutes = bucket.unwrap_or_else(|| auto_bucket_minutes(hours));
+    // A schema-valid request is served: a size that would cut the window into
+    // more than MAX_BUCKETS is widened, and the answer says which size it used.
+    let bucket_minutes = match bucket {
+        Some(minutes) => fit_bucket_minutes(hours, minutes),
+        None => auto_bucket_minutes(hours),
+    };
     let series: Timeseries = state
         .analytics
         .timeseries(hours, bucket_minutes, assistant, Timestamp::now())
