@@ -175,6 +175,52 @@ pub(super) fn put<T: Serialize>(
     Ok(())
 }
 
+/// Runs `$body` with `$states` bound to each metric's [`States`] in turn.
+macro_rules! each_states {
+    ($rollups:ident, |$states:ident| $body:expr) => {{
+        {
+            let $states = &mut $rollups.ttft;
+            $body;
+        }
+        {
+            let $states = &mut $rollups.cache;
+            $body;
+        }
+        {
+            let $states = &mut $rollups.costs;
+            $body;
+        }
+        {
+            let $states = &mut $rollups.reranking;
+            $body;
+        }
+        {
+            let $states = &mut $rollups.steps;
+            $body;
+        }
+        {
+            let $states = &mut $rollups.sessions;
+            $body;
+        }
+        {
+            let $states = &mut $rollups.users;
+            $body;
+        }
+        {
+            let $states = &mut $rollups.utilization;
+            $body;
+        }
+        {
+            let $states = &mut $rollups.trending;
+            $body;
+        }
+        {
+            let $states = &mut $rollups.sync;
+            $body;
+        }
+    }};
+}
+
 /// Where a session's interactions lie, over all time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
@@ -404,16 +450,8 @@ impl Rollups {
         // The hour counts as past a minute before it ends: a reader whose window
         // already holds it whole must not cache it while this commit is on its way.
         let current = Level::Hour.bucket(Timestamp::now().0 + 60 * MICROS_PER_SECOND);
-        let mut past = self.ttft.flush(conn, current)?;
-        past |= self.cache.flush(conn, current)?;
-        past |= self.costs.flush(conn, current)?;
-        past |= self.reranking.flush(conn, current)?;
-        past |= self.steps.flush(conn, current)?;
-        past |= self.sessions.flush(conn, current)?;
-        past |= self.users.flush(conn, current)?;
-        past |= self.utilization.flush(conn, current)?;
-        past |= self.trending.flush(conn, current)?;
-        past |= self.sync.flush(conn, current)?;
+        let mut past = false;
+        each_states!(self, |states| past |= states.flush(conn, current)?);
         for &day in &self.dirty_days {
             conn.prepare_cached("DELETE FROM rollups WHERE level = ?1 AND bucket = ?2")?
                 .execute(params![Level::Day as i64, day])?;
@@ -445,16 +483,7 @@ impl Rollups {
     /// so memory stays bounded whatever the timestamps sent.
     pub fn committed(&mut self, now: i64) {
         let hour = Level::Hour.bucket(now);
-        self.ttft.retain_recent(hour);
-        self.cache.retain_recent(hour);
-        self.costs.retain_recent(hour);
-        self.reranking.retain_recent(hour);
-        self.steps.retain_recent(hour);
-        self.sessions.retain_recent(hour);
-        self.users.retain_recent(hour);
-        self.utilization.retain_recent(hour);
-        self.trending.retain_recent(hour);
-        self.sync.retain_recent(hour);
+        each_states!(self, |states| states.retain_recent(hour));
     }
 
     /// Seals the days before `today` (merges their hour rows into day rows),
