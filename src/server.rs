@@ -18,7 +18,7 @@ use crate::api::auth::{Auth, Token, generate_token};
 use crate::config::Settings;
 use crate::live::Broadcaster;
 use crate::pricing::Catalogue;
-use crate::store::sqlite::{SqliteStore, StoreOptions};
+use crate::store::sqlite::{Lane, SqliteStore, StoreOptions};
 use crate::telemetry::Telemetry;
 
 /// What every handler can reach; cheap to clone.
@@ -77,7 +77,7 @@ impl AppState {
         ));
         let shutdown = CancellationToken::new();
         let live = Broadcaster::new(
-            analytics.clone(),
+            Arc::new(analytics.on_lane(Lane::Live)),
             telemetry.clone(),
             settings.broadcast_interval,
             settings.max_live_clients,

@@ -8,6 +8,6 @@ use crate::store::sqlite::assistants::assistants;
 impl Analytics {
     pub async fn assistants(&self) -> Result<Vec<AssistantSummary>, MetricError> {
         // Registries only: the read path (rollups or raw) does not apply.
-        self.run("assistants", |c, _path| assistants(c)).await
+        self.run_named("assistants", |c, _path| assistants(c)).await
     }
 }

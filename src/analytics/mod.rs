@@ -5,6 +5,7 @@
 pub mod assistants;
 pub mod metrics;
 pub mod models;
+pub mod queries;
 pub mod timeseries;
 
 use std::collections::HashMap;
@@ -15,12 +16,13 @@ use rusqlite::Connection;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::store::sqlite::{SqliteStore, read};
-use crate::store::{ReadPath, StoreError, Window};
+use crate::store::sqlite::{Lane, SqliteStore, read};
+use crate::store::{ReadPath, StoreError};
 use crate::telemetry::{MetricLabel, Telemetry};
-use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, Timestamp};
+use crate::time::Timestamp;
 pub use metrics::utilization::Status as UtilizationStatus;
 use models::*;
+use queries::{Query, Read};
 
 /// `/advanced`'s query, after bounds checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,6 +72,7 @@ pub struct Analytics {
     telemetry: Arc<Telemetry>,
     timeout: Duration,
     ctx: read::ReadCtx,
+    lane: Lane,
     shared: Mutex<HashMap<SharedKey, Arc<OnceCell<AdvancedAnalyticsResponse>>>>,
 }
 
@@ -89,6 +92,21 @@ impl Analytics {
             telemetry,
             timeout,
             ctx,
+            lane: Lane::Dashboard,
+            shared: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same analytics, read on the threads of `lane` (the live feed's own,
+    /// see [`Lane::Live`]), sharing the merge cache but not the one-second
+    /// shared answers.
+    pub fn on_lane(&self, lane: Lane) -> Self {
+        Self {
+            store: self.store.clone(),
+            telemetry: self.telemetry.clone(),
+            timeout: self.timeout,
+            ctx: self.ctx.clone(),
+            lane,
             shared: Mutex::new(HashMap::new()),
         }
     }
@@ -96,44 +114,35 @@ impl Analytics {
     /// Runs one metric on a read connection, under the metric timeout, in one
     /// read transaction: its rollups and raw rows come from the same snapshot.
     /// The deadline also interrupts the SQL, so a timed-out query stops working.
-    async fn run<T, F>(&self, metric: &'static str, f: F) -> Result<T, MetricError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection, &read::ReadCtx) -> Result<T, StoreError> + Send + 'static,
-    {
+    async fn run<T: Send + 'static>(&self, q: Query<impl Read<T>>) -> Result<T, MetricError> {
+        self.run_named(q.name, q.read).await
+    }
+
+    /// As [`run`](Self::run), for a read that is not one of `/advanced`'s metrics.
+    async fn run_named<T: Send + 'static>(
+        &self,
+        name: &'static str,
+        read: impl Read<T>,
+    ) -> Result<T, MetricError> {
+        let q = Query { name, read };
         let started = Instant::now();
         let deadline = started + self.timeout;
         let ctx = self.ctx.clone();
-        let work = self.store.read(move |conn| {
+        let read = q.read;
+        let work = self.store.read_in(self.lane, move |conn| {
             conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
             let result = conn
                 .unchecked_transaction()
                 .map_err(StoreError::from)
-                .and_then(|tx| f(&tx, &ctx));
+                .and_then(|tx| read(&tx, &ctx));
             conn.progress_handler(0, None::<fn() -> bool>);
             result
         });
         let result = match tokio::time::timeout(self.timeout, work).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))))
-                if e.code == rusqlite::ErrorCode::OperationInterrupted =>
-            {
-                Err(MetricError::Timeout(metric))
-            }
-            Ok(Err(e)) => Err(MetricError::Store(e)),
-            Err(_) => Err(MetricError::Timeout(metric)),
+            Ok(result) => result.map_err(|e| MetricError::of(q.name, e)),
+            Err(_) => Err(MetricError::Timeout(q.name)),
         };
-        let label = MetricLabel {
-            metric: metric.to_string(),
-        };
-        self.telemetry
-            .metric_seconds
-            .get_or_create(&label)
-            .observe(started.elapsed().as_secs_f64());
-        if let Err(error) = &result {
-            self.telemetry.metric_failures.get_or_create(&label).inc();
-            tracing::error!(metric, %error, "metric failed");
-        }
+        record(&self.telemetry, q.name, started, &result);
         result
     }
 
@@ -143,9 +152,7 @@ impl Analytics {
         assistant: Option<Uuid>,
         now: Timestamp,
     ) -> Result<Option<TtftPercentiles>, MetricError> {
-        let w = Window::last(now.0, hours * MICROS_PER_HOUR, assistant);
-        self.run("ttft_percentiles", move |c, p| read::ttft(c, &w, p, hours))
-            .await
+        self.run(queries::ttft(hours, assistant, now)).await
     }
 
     pub async fn steps(
@@ -154,9 +161,7 @@ impl Analytics {
         assistant: Option<Uuid>,
         now: Timestamp,
     ) -> Result<Vec<StepBreakdown>, MetricError> {
-        let w = Window::last(now.0, days * MICROS_PER_DAY, assistant);
-        self.run("step_breakdown", move |c, p| read::steps(c, &w, p))
-            .await
+        self.run(queries::steps(days, assistant, now)).await
     }
 
     pub async fn cache(
@@ -165,9 +170,7 @@ impl Analytics {
         assistant: Option<Uuid>,
         now: Timestamp,
     ) -> Result<Option<CacheMetrics>, MetricError> {
-        let w = Window::last(now.0, hours * MICROS_PER_HOUR, assistant);
-        self.run("cache_metrics", move |c, p| read::cache(c, &w, p, hours))
-            .await
+        self.run(queries::cache(hours, assistant, now)).await
     }
 
     pub async fn sessions(
@@ -176,9 +179,7 @@ impl Analytics {
         assistant: Option<Uuid>,
         now: Timestamp,
     ) -> Result<Vec<SessionDistribution>, MetricError> {
-        let w = Window::last(now.0, days * MICROS_PER_DAY, assistant);
-        self.run("session_distribution", move |c, p| read::sessions(c, &w, p))
-            .await
+        self.run(queries::sessions(days, assistant, now)).await
     }
 
     pub async fn trending(
@@ -201,17 +202,8 @@ impl Analytics {
         now: Timestamp,
         recent: Option<usize>,
     ) -> Result<Vec<TrendingTopic>, MetricError> {
-        self.run("trending_topics", move |c, p| {
-            let query = read::TrendingQuery {
-                assistant,
-                days,
-                now: now.0,
-                limit: limit as usize,
-                recent_phrasings: recent,
-            };
-            read::trending(c, &query, p)
-        })
-        .await
+        self.run(queries::trending(assistant, limit, days, now, recent))
+            .await
     }
 
     pub async fn diversity(
@@ -220,10 +212,7 @@ impl Analytics {
         assistant: Option<Uuid>,
         now: Timestamp,
     ) -> Result<Option<TopicDiversity>, MetricError> {
-        self.run("topic_diversity", move |c, p| {
-            read::diversity(c, assistant, days, now.0, p)
-        })
-        .await
+        self.run(queries::diversity(days, assistant, now)).await
     }
 
     pub async fn costs(
@@ -232,9 +221,7 @@ impl Analytics {
         assistant: Option<Uuid>,
         now: Timestamp,
     ) -> Result<Vec<AssistantCost>, MetricError> {
-        let w = Window::last(now.0, hours * MICROS_PER_HOUR, assistant);
-        self.run("assistant_costs", move |c, p| read::costs(c, &w, p))
-            .await
+        self.run(queries::costs(hours, assistant, now)).await
     }
 
     pub async fn utilization(
@@ -245,11 +232,8 @@ impl Analytics {
         assistant: Option<Uuid>,
         now: Timestamp,
     ) -> Result<Vec<DocumentUtilization>, MetricError> {
-        let w = Window::last(now.0, days * MICROS_PER_DAY, assistant);
-        self.run("document_utilization", move |c, p| {
-            read::utilization(c, &w, p, status, limit as usize)
-        })
-        .await
+        self.run(queries::utilization(days, status, limit, assistant, now))
+            .await
     }
 
     pub async fn users(
@@ -259,11 +243,7 @@ impl Analytics {
         assistant: Option<Uuid>,
         now: Timestamp,
     ) -> Result<Vec<UserStat>, MetricError> {
-        let w = Window::last(now.0, days * MICROS_PER_DAY, assistant);
-        self.run("user_stats", move |c, p| {
-            read::users(c, &w, p, limit as usize)
-        })
-        .await
+        self.run(queries::users(days, limit, assistant, now)).await
     }
 
     pub async fn reranking(
@@ -272,9 +252,7 @@ impl Analytics {
         assistant: Option<Uuid>,
         now: Timestamp,
     ) -> Result<Option<RerankingImpact>, MetricError> {
-        let w = Window::last(now.0, hours * MICROS_PER_HOUR, assistant);
-        self.run("reranking_impact", move |c, p| read::reranking(c, &w, p))
-            .await
+        self.run(queries::reranking(hours, assistant, now)).await
     }
 
     pub async fn sync(
@@ -282,14 +260,11 @@ impl Analytics {
         days: i64,
         now: Timestamp,
     ) -> Result<Vec<ConnectorSyncRate>, MetricError> {
-        let w = Window::last(now.0, days * MICROS_PER_DAY, None);
-        self.run("connector_sync_rates", move |c, p| read::sync(c, &w, p))
-            .await
+        self.run(queries::sync(days, now)).await
     }
 
     pub async fn freshness(&self, now: Timestamp) -> Result<Vec<DocumentFreshness>, MetricError> {
-        self.run("document_freshness", move |c, _| read::freshness(c, now.0))
-            .await
+        self.run(queries::freshness(now)).await
     }
 
     /// All twelve metrics, concurrently; identical requests within the same
@@ -346,37 +321,180 @@ impl Analytics {
             self.reranking(p.cache_hours, a, now),
             self.sync(p.step_days, now),
         );
+        Parts {
+            ttft,
+            steps,
+            cache,
+            sessions,
+            trending,
+            diversity,
+            costs,
+            utilization,
+            users,
+            freshness,
+            reranking,
+            sync,
+        }
+        .assemble(now)
+    }
+
+    /// `/advanced` as one consistent snapshot, for the live feed: the twelve
+    /// metrics run one after the other in a single read transaction, and
+    /// `generated_at` is taken once that transaction's snapshot exists. Every
+    /// event the snapshot holds was then committed before `generated_at`, so
+    /// events arriving in real time never lie beyond the window's end inside
+    /// the current hour, and that hour is read from its rollups
+    /// (`rollup::hour_holds_only`) instead of from every event since it began.
+    /// An error before any metric ran (no reader) is returned: the caller
+    /// keeps its last snapshot.
+    pub async fn snapshot(
+        &self,
+        p: AdvancedParams,
+    ) -> Result<AdvancedAnalyticsResponse, MetricError> {
+        let (ctx, timeout, telemetry) = (self.ctx.clone(), self.timeout, self.telemetry.clone());
+        let work = self.store.read_in(self.lane, move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            // A read transaction takes its snapshot at its first read.
+            tx.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
+            let now = Timestamp::now();
+            let one = Sequential {
+                conn: &tx,
+                ctx: &ctx,
+                timeout,
+                telemetry: &telemetry,
+            };
+            let a = p.assistant;
+            let parts = Parts {
+                ttft: one.run(queries::ttft(p.ttft_hours, a, now)),
+                steps: one.run(queries::steps(p.step_days, a, now)),
+                cache: one.run(queries::cache(p.cache_hours, a, now)),
+                sessions: one.run(queries::sessions(p.step_days, a, now)),
+                trending: one.run(queries::trending(a, p.trending_limit, None, now, None)),
+                diversity: one.run(queries::diversity(None, a, now)),
+                costs: one.run(queries::costs(p.cost_hours, a, now)),
+                utilization: one.run(queries::utilization(
+                    UTILIZATION_DAYS,
+                    None,
+                    UTILIZATION_LIMIT,
+                    a,
+                    now,
+                )),
+                users: one.run(queries::users(USERS_DAYS, USERS_LIMIT, a, now)),
+                freshness: one.run(queries::freshness(now)),
+                reranking: one.run(queries::reranking(p.cache_hours, a, now)),
+                sync: one.run(queries::sync(p.step_days, now)),
+            };
+            Ok(parts.assemble(now))
+        });
+        work.await.map_err(|e| MetricError::of("snapshot", e))
+    }
+}
+
+impl MetricError {
+    fn of(metric: &'static str, error: StoreError) -> Self {
+        match error {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::OperationInterrupted =>
+            {
+                MetricError::Timeout(metric)
+            }
+            other => MetricError::Store(other),
+        }
+    }
+}
+
+/// Counts a metric's time and failure in `/metrics` and logs the failure.
+fn record<T>(
+    telemetry: &Telemetry,
+    metric: &'static str,
+    started: Instant,
+    result: &Result<T, MetricError>,
+) {
+    let label = MetricLabel {
+        metric: metric.to_string(),
+    };
+    telemetry
+        .metric_seconds
+        .get_or_create(&label)
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(error) = result {
+        telemetry.metric_failures.get_or_create(&label).inc();
+        tracing::error!(metric, %error, "metric failed");
+    }
+}
+
+/// Runs metric queries one after the other inside one read transaction,
+/// each under its own deadline.
+struct Sequential<'a> {
+    conn: &'a Connection,
+    ctx: &'a read::ReadCtx,
+    timeout: Duration,
+    telemetry: &'a Telemetry,
+}
+
+impl Sequential<'_> {
+    fn run<T>(&self, q: Query<impl Read<T>>) -> Result<T, MetricError> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        self.conn
+            .progress_handler(10_000, Some(move || Instant::now() > deadline));
+        let result = (q.read)(self.conn, self.ctx).map_err(|e| MetricError::of(q.name, e));
+        self.conn.progress_handler(0, None::<fn() -> bool>);
+        record(self.telemetry, q.name, started, &result);
+        result
+    }
+}
+
+/// The twelve results of one `/advanced`.
+struct Parts {
+    ttft: Result<Option<TtftPercentiles>, MetricError>,
+    steps: Result<Vec<StepBreakdown>, MetricError>,
+    cache: Result<Option<CacheMetrics>, MetricError>,
+    sessions: Result<Vec<SessionDistribution>, MetricError>,
+    trending: Result<Vec<TrendingTopic>, MetricError>,
+    diversity: Result<Option<TopicDiversity>, MetricError>,
+    costs: Result<Vec<AssistantCost>, MetricError>,
+    utilization: Result<Vec<DocumentUtilization>, MetricError>,
+    users: Result<Vec<UserStat>, MetricError>,
+    freshness: Result<Vec<DocumentFreshness>, MetricError>,
+    reranking: Result<Option<RerankingImpact>, MetricError>,
+    sync: Result<Vec<ConnectorSyncRate>, MetricError>,
+}
+
+impl Parts {
+    /// The response: a failed metric gets its empty value and is named in `degraded`.
+    fn assemble(self, now: Timestamp) -> AdvancedAnalyticsResponse {
         let mut degraded = Vec::new();
         let mut take = |key: &str, failed: bool| {
             if failed {
                 degraded.push(key.to_string());
             }
         };
-        take("ttft_percentiles", ttft.is_err());
-        take("step_breakdown", steps.is_err());
-        take("cache_metrics", cache.is_err());
-        take("session_distribution", sessions.is_err());
-        take("trending_topics", trending.is_err());
-        take("topic_diversity", diversity.is_err());
-        take("assistant_costs", costs.is_err());
-        take("document_utilization", utilization.is_err());
-        take("user_stats", users.is_err());
-        take("document_freshness", freshness.is_err());
-        take("reranking_impact", reranking.is_err());
-        take("connector_sync_rates", sync.is_err());
+        take("ttft_percentiles", self.ttft.is_err());
+        take("step_breakdown", self.steps.is_err());
+        take("cache_metrics", self.cache.is_err());
+        take("session_distribution", self.sessions.is_err());
+        take("trending_topics", self.trending.is_err());
+        take("topic_diversity", self.diversity.is_err());
+        take("assistant_costs", self.costs.is_err());
+        take("document_utilization", self.utilization.is_err());
+        take("user_stats", self.users.is_err());
+        take("document_freshness", self.freshness.is_err());
+        take("reranking_impact", self.reranking.is_err());
+        take("connector_sync_rates", self.sync.is_err());
         AdvancedAnalyticsResponse {
-            ttft_percentiles: ttft.unwrap_or_default(),
-            step_breakdown: steps.unwrap_or_default(),
-            cache_metrics: cache.unwrap_or_default(),
-            session_distribution: sessions.unwrap_or_default(),
-            trending_topics: trending.unwrap_or_default(),
-            topic_diversity: diversity.unwrap_or_default(),
-            assistant_costs: costs.unwrap_or_default(),
-            document_utilization: utilization.unwrap_or_default(),
-            user_stats: users.unwrap_or_default(),
-            document_freshness: freshness.unwrap_or_default(),
-            reranking_impact: reranking.unwrap_or_default(),
-            connector_sync_rates: sync.unwrap_or_default(),
+            ttft_percentiles: self.ttft.unwrap_or_default(),
+            step_breakdown: self.steps.unwrap_or_default(),
+            cache_metrics: self.cache.unwrap_or_default(),
+            session_distribution: self.sessions.unwrap_or_default(),
+            trending_topics: self.trending.unwrap_or_default(),
+            topic_diversity: self.diversity.unwrap_or_default(),
+            assistant_costs: self.costs.unwrap_or_default(),
+            document_utilization: self.utilization.unwrap_or_default(),
+            user_stats: self.users.unwrap_or_default(),
+            document_freshness: self.freshness.unwrap_or_default(),
+            reranking_impact: self.reranking.unwrap_or_default(),
+            connector_sync_rates: self.sync.unwrap_or_default(),
             generated_at: now,
             degraded: (!degraded.is_empty()).then_some(degraded),
         }

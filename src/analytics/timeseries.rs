@@ -108,7 +108,7 @@ impl Analytics {
         let bucket_us = bucket_minutes * 60 * MICROS_PER_SECOND;
         // Always the raw scan, whatever the read path: buckets are finer than
         // the hourly rollups, and the percentiles must be exact.
-        self.run("timeseries", move |c, _path| {
+        self.run_named("timeseries", move |c, _path| {
             scan_timeseries(c, &w, bucket_us, hours)
         })
         .await

@@ -18,7 +18,6 @@ use uuid::Uuid;
 
 use crate::analytics::{AdvancedParams, Analytics};
 use crate::telemetry::Telemetry;
-use crate::time::Timestamp;
 
 /// The message type of every snapshot, on both transports.
 pub const SNAPSHOT_TYPE: &str = "ADVANCED_ANALYTICS_STATS";
@@ -44,6 +43,8 @@ struct ScopeEntry {
     sender: watch::Sender<Latest>,
     listeners: usize,
     stop: CancellationToken,
+    /// Where in each interval this scope ticks, from the broadcaster's epoch.
+    phase: Duration,
 }
 
 /// Owns the per-scope tasks and the live-client limit.
@@ -56,6 +57,8 @@ pub struct Broadcaster {
     /// One snapshot computation at a time across scopes: scopes then take
     /// turns instead of multiplying the read load on the machine.
     computing: Arc<tokio::sync::Mutex<()>>,
+    /// The origin of every scope's tick grid (see [`spread_phase`]).
+    epoch: tokio::time::Instant,
     tasks: TaskTracker,
     /// The WebSocket connections, so shutdown can wait for their close frames.
     pub(crate) connections: TaskTracker,
@@ -90,6 +93,7 @@ impl Broadcaster {
             scopes: Mutex::new(HashMap::new()),
             clients: Arc::new(Semaphore::new(max_clients.min(Semaphore::MAX_PERMITS))),
             computing: Arc::new(tokio::sync::Mutex::new(())),
+            epoch: tokio::time::Instant::now(),
             tasks: TaskTracker::new(),
             connections: TaskTracker::new(),
             shutdown,
@@ -120,7 +124,18 @@ impl Broadcaster {
                     receiver: watch::channel(None).1,
                 };
             };
-            let entry = scopes.entry(scope).or_insert_with(|| self.start(scope));
+            if !scopes.contains_key(&scope) {
+                let used: Vec<Duration> = scopes.values().map(|e| e.phase).collect();
+                let entry = self.start(scope, spread_phase(&used, self.interval));
+                scopes.insert(scope, entry);
+            }
+            let Some(entry) = scopes.get_mut(&scope) else {
+                return Subscription {
+                    broadcaster: self.clone(),
+                    scope,
+                    receiver: watch::channel(None).1,
+                };
+            };
             entry.listeners += 1;
             entry.sender.subscribe()
         };
@@ -144,7 +159,7 @@ impl Broadcaster {
         }
     }
 
-    fn start(self: &Arc<Self>, scope: Scope) -> ScopeEntry {
+    fn start(self: &Arc<Self>, scope: Scope, phase: Duration) -> ScopeEntry {
         let (sender, _) = watch::channel(None);
         let stop = self.shutdown.child_token();
         let task = ScopeTask {
@@ -153,6 +168,12 @@ impl Broadcaster {
             sender: sender.clone(),
             scope,
             interval: self.interval,
+            first_tick: next_tick(
+                self.epoch,
+                phase,
+                self.interval,
+                tokio::time::Instant::now(),
+            ),
             stop: stop.clone(),
             computing: self.computing.clone(),
         };
@@ -161,6 +182,7 @@ impl Broadcaster {
             sender,
             listeners: 0,
             stop,
+            phase,
         }
     }
 
@@ -192,13 +214,20 @@ struct ScopeTask {
     sender: watch::Sender<Latest>,
     scope: Scope,
     interval: Duration,
+    /// The first tick of this scope's grid after its start.
+    first_tick: tokio::time::Instant,
     stop: CancellationToken,
     computing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ScopeTask {
     async fn run(self) {
-        let mut ticks = tokio::time::interval(self.interval);
+        // The first listener gets a snapshot at once; then the grid's ticks.
+        tokio::select! {
+            _ = self.stop.cancelled() => return,
+            _ = self.compute() => {}
+        }
+        let mut ticks = tokio::time::interval_at(self.first_tick, self.interval);
         // Fixed rate: a slow computation skips ticks instead of bunching them up.
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -226,14 +255,19 @@ impl ScopeTask {
         // failure: the last good snapshot stays.
         let result = tokio::time::timeout(
             self.interval.max(Duration::from_secs(30)),
-            self.analytics.advanced(params, Timestamp::now()),
+            self.analytics.snapshot(params),
         )
         .await;
         self.telemetry
             .broadcast_seconds
             .observe(started.elapsed().as_secs_f64());
         let response = match result {
-            Ok(response) => response,
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                self.telemetry.broadcast_failures.inc();
+                tracing::error!(scope = ?self.scope, %error, "live snapshot computation failed; keeping the last one");
+                return;
+            }
             Err(_) => {
                 self.telemetry.broadcast_failures.inc();
                 tracing::error!(scope = ?self.scope, "live snapshot computation timed out; keeping the last one");
@@ -251,5 +285,95 @@ impl ScopeTask {
                 tracing::error!(%error, "live snapshot could not be serialised; keeping the last one");
             }
         }
+    }
+}
+
+/// The phase for a new scope's ticks: the middle of the widest gap between
+/// the phases in use, on the circle of one interval. Scopes' computations take
+/// turns, so scopes that tick together make each other's snapshots late;
+/// spread out, each is computed the moment it ticks (until computations fill
+/// the interval).
+fn spread_phase(used: &[Duration], interval: Duration) -> Duration {
+    let period = interval.as_nanos().max(1);
+    let mut phases: Vec<u128> = used.iter().map(|p| p.as_nanos() % period).collect();
+    phases.sort_unstable();
+    let (Some(&first), Some(&last)) = (phases.first(), phases.last()) else {
+        return Duration::ZERO;
+    };
+    // (gap, start of the gap); the wrap-around gap first.
+    let mut widest = (first + period - last, last);
+    for pair in phases.windows(2) {
+        widest = widest.max((pair[1] - pair[0], pair[0]));
+    }
+    let middle = (widest.1 + widest.0 / 2) % period;
+    Duration::from_nanos(u64::try_from(middle).unwrap_or(0))
+}
+
+/// The first instant at or after `now` on the grid `epoch + phase + k·interval`.
+fn next_tick(
+    epoch: tokio::time::Instant,
+    phase: Duration,
+    interval: Duration,
+    now: tokio::time::Instant,
+) -> tokio::time::Instant {
+    let start = epoch + phase;
+    if now <= start {
+        return start;
+    }
+    let period = interval.as_nanos().max(1);
+    let periods = (now - start).as_nanos().div_ceil(period);
+    let offset = periods.saturating_mul(period);
+    start + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn new_scopes_tick_in_the_middle_of_the_widest_gap() {
+        assert_eq!(spread_phase(&[], SECOND), Duration::ZERO);
+        assert_eq!(spread_phase(&[ms(0)], SECOND), ms(500));
+        // Equal gaps: the later one.
+        assert_eq!(spread_phase(&[ms(0), ms(500)], SECOND), ms(750));
+        assert_eq!(spread_phase(&[ms(0), ms(500), ms(750)], SECOND), ms(250));
+        // The widest gap wraps around the end of the interval.
+        assert_eq!(spread_phase(&[ms(300), ms(400)], SECOND), ms(850));
+        // Five scopes started together end up at least an eighth apart.
+        let mut used = Vec::new();
+        for _ in 0..5 {
+            used.push(spread_phase(&used, SECOND));
+        }
+        used.sort();
+        let closest = used
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .chain([SECOND + used[0] - used[4]])
+            .min();
+        assert_eq!(closest, Some(ms(125)), "{used:?}");
+    }
+
+    #[test]
+    fn the_first_tick_is_the_next_one_on_the_grid() {
+        let epoch = tokio::time::Instant::now();
+        assert_eq!(next_tick(epoch, ms(300), SECOND, epoch), epoch + ms(300));
+        assert_eq!(
+            next_tick(epoch, ms(300), SECOND, epoch + ms(300)),
+            epoch + ms(300)
+        );
+        assert_eq!(
+            next_tick(epoch, ms(300), SECOND, epoch + ms(301)),
+            epoch + ms(1_300)
+        );
+        assert_eq!(
+            next_tick(epoch, ms(300), SECOND, epoch + ms(5_000)),
+            epoch + ms(5_300)
+        );
     }
 }

@@ -283,13 +283,18 @@ async fn a_failing_metric_is_reported_in_degraded_while_the_others_are_returned(
         json!({"ttft_s": 0.5, "cache_hit": true, "steps": [{"name": "retrieval", "duration_s": 0.1}]})
     )]))
     .await;
-    // Break the store under the running server: the steps table disappears.
+    // Break the store under the running server: the steps table disappears
+    // and the step rollups (metric 4) cannot be decoded any more.
     let database = app.data_dir.path().join("data").join("ragpulse.db");
     let conn = rusqlite::Connection::open(&database).expect("cannot open the server's database");
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .unwrap();
-    conn.execute_batch("DROP TABLE steps")
-        .expect("cannot drop the steps table");
+    conn.execute_batch(
+        "DROP TABLE steps;
+         UPDATE rollups SET state = x'ff' WHERE metric = 4;
+         UPDATE rollup_deltas SET state = x'ff' WHERE metric = 4;",
+    )
+    .expect("cannot break the steps");
     drop(conn);
     let (_, before, _) = app.get_text("/metrics").await;
 

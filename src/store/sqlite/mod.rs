@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::pricing::Catalogue;
 use crate::store::{AppendOutcome, Batch, StoreError};
 use crate::telemetry::Telemetry;
+pub use pool::Lane;
 use pool::Pool;
 use reprice::{RepriceReport, RepriceRequest};
 use writer::{Job, WriteRequest, Writer};
@@ -39,6 +40,9 @@ pub const DATABASE_FILE: &str = "ragpulse.db";
 /// Reader threads: more than a couple per core only adds memory (every
 /// connection has its own page cache) and contention.
 const READERS: usize = 4;
+/// Reader threads of live snapshots: one computation runs at a time, and its
+/// metrics run side by side on these.
+const LIVE_READERS: usize = 2;
 /// Batches the writer channel holds; the event semaphore is the real bound.
 const CHANNEL_BATCHES: usize = 1024;
 
@@ -64,6 +68,7 @@ pub struct SqliteStore {
     closing: AtomicBool,
     data_version: Arc<AtomicU64>,
     pub(crate) pool: Pool,
+    live_pool: Pool,
     merge_cache: Arc<rollup::cache::MergeCache>,
     checkpointer: std::sync::Mutex<Option<Checkpointer>>,
     /// What the background integrity check found wrong, if anything.
@@ -124,7 +129,8 @@ impl SqliteStore {
         let checkpointer = Checkpointer::start(&path)?;
         let max = options.max_queued_events.clamp(1, Semaphore::MAX_PERMITS);
         Ok(Self {
-            pool: Pool::new(path.clone(), READERS)?,
+            pool: Pool::new(path.clone(), READERS, Lane::Dashboard)?,
+            live_pool: Pool::new(path.clone(), LIVE_READERS, Lane::Live)?,
             path,
             sender: std::sync::Mutex::new(Some(sender)),
             writer_thread: std::sync::Mutex::new(Some(thread)),
@@ -289,14 +295,27 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `f` on a reader thread's connection (queued while all are busy).
+    /// Runs `f` on a dashboard reader thread's connection (queued while all are busy).
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.read_in(Lane::Dashboard, f).await
+    }
+
+    /// Runs `f` on a reader thread of `lane`.
+    pub async fn read_in<T, F>(&self, lane: Lane, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = match lane {
+            Lane::Dashboard => &self.pool,
+            Lane::Live => &self.live_pool,
+        };
         let (reply, answer) = oneshot::channel();
-        self.pool.submit(Box::new(move |conn| {
+        pool.submit(Box::new(move |conn| {
             let result = match conn {
                 Ok(conn) => f(conn),
                 Err(error) => Err(StoreError::Open(error.to_string())),

@@ -1,7 +1,8 @@
 //! The readers: a few dedicated threads, each with its own read connection
-//! (WAL lets them read beside the writer), running at a lower OS priority than
-//! the writer so that dashboards and live snapshots never starve ingestion of
-//! CPU: on a busy machine a read waits, a write does not.
+//! (WAL lets them read beside the writer). Dashboard reads run at a lower OS
+//! priority than the writer so that they never starve ingestion of CPU: on a
+//! busy machine such a read waits, a write does not. Live snapshots have their
+//! own threads at the writer's priority (see [`Lane`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -11,9 +12,36 @@ use rusqlite::Connection;
 
 use crate::store::StoreError;
 
-/// Niceness of the reader threads (the writer stays at 0): under contention
-/// Linux gives the writer about ten times their share of a core.
-const READER_NICENESS: i32 = 10;
+/// Which readers run a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// HTTP analytics: any number of requests, any window, so their threads
+    /// run at niceness 10; under contention Linux gives the writer about ten
+    /// times their share of a core.
+    Dashboard,
+    /// Live snapshots: one computation at a time (scopes take turns), each a
+    /// few milliseconds of rollups, so their bounded CPU can run at the
+    /// writer's priority. At niceness 10 a 25 ms computation took 100 ms and
+    /// more on a machine kept busy by ingest, which is what a live feed's
+    /// delivery latency cannot afford.
+    Live,
+}
+
+impl Lane {
+    fn niceness(self) -> i32 {
+        match self {
+            Lane::Dashboard => 10,
+            Lane::Live => 0,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Lane::Dashboard => "ragpulse-reader",
+            Lane::Live => "ragpulse-live",
+        }
+    }
+}
 
 /// One read: runs on a reader thread with its connection (or the error of opening it).
 type Job = Box<dyn FnOnce(Result<&Connection, &StoreError>) + Send>;
@@ -24,15 +52,15 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `threads` reader threads on the database at `path`.
-    pub fn new(path: PathBuf, threads: usize) -> Result<Self, StoreError> {
+    /// Starts `threads` reader threads of `lane` on the database at `path`.
+    pub fn new(path: PathBuf, threads: usize, lane: Lane) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads.max(1) {
             let (queue, path) = (queue.clone(), path.clone());
             std::thread::Builder::new()
-                .name(format!("ragpulse-reader-{n}"))
-                .spawn(move || reader(&path, &queue))
+                .name(format!("{}-{n}", lane.name()))
+                .spawn(move || reader(&path, &queue, lane.niceness()))
                 .map_err(|e| StoreError::Open(format!("cannot start a reader thread: {e}")))?;
         }
         Ok(Self {
@@ -47,8 +75,10 @@ impl Pool {
     }
 }
 
-fn reader(path: &Path, queue: &Mutex<mpsc::Receiver<Job>>) {
-    lower_priority();
+fn reader(path: &Path, queue: &Mutex<mpsc::Receiver<Job>>, niceness: i32) {
+    if niceness != 0 {
+        lower_priority(niceness);
+    }
     // Opened on first use, reopened after a failure (the file may come back).
     let mut conn: Option<Connection> = None;
     loop {
@@ -76,11 +106,11 @@ fn reader(path: &Path, queue: &Mutex<mpsc::Receiver<Job>>) {
 }
 
 #[cfg(target_os = "linux")]
-fn lower_priority() {
+fn lower_priority(niceness: i32) {
     // SAFETY: plain syscalls on the calling thread; no memory is shared.
     let result = unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, READER_NICENESS)
+        libc::setpriority(libc::PRIO_PROCESS, tid, niceness)
     };
     if result != 0 {
         tracing::debug!("could not lower the priority of a reader thread");
@@ -88,4 +118,4 @@ fn lower_priority() {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_priority() {}
+fn lower_priority(_niceness: i32) {}

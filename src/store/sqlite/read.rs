@@ -25,8 +25,9 @@ use crate::analytics::metrics::*;
 use crate::analytics::models::*;
 use crate::api::pricing::UnpricedModel;
 use crate::store::sqlite::rollup::cache::MergeCache;
+use crate::store::sqlite::rollup::plan::{self, Plan};
 use crate::store::sqlite::rollup::write::RollupState;
-use crate::store::sqlite::rollup::{self, Level, Metric, NO_ASSISTANT, plan::Plan};
+use crate::store::sqlite::rollup::{self, Level, Metric, NO_ASSISTANT};
 use crate::store::{ReadPath, StoreError, Window};
 use crate::time::{MICROS_PER_DAY, Timestamp};
 
@@ -129,7 +130,8 @@ fn fold_window<T: RollupState + Clone + Send + Sync + 'static>(
             Scope::Unknown => return Ok(()),
         },
     };
-    let plan = if path.path == ReadPath::Rollups && rollup::is_built(conn)? {
+    let rollups = path.path == ReadPath::Rollups && rollup::is_built(conn)?;
+    let plan = if rollups {
         Plan::new(
             w.from_exclusive,
             w.to_inclusive,
@@ -140,12 +142,36 @@ fn fold_window<T: RollupState + Clone + Send + Sync + 'static>(
         Plan::scan(w.from_exclusive, w.to_inclusive)
     };
     for &(from_exclusive, to_inclusive) in &plan.raw {
-        let part = Window {
-            from_exclusive,
-            to_inclusive,
-            assistant: w.assistant,
-        };
-        raw(state, &part)?;
+        if !rollups {
+            let part = Window {
+                from_exclusive,
+                to_inclusive,
+                assistant: w.assistant,
+            };
+            raw(state, &part)?;
+            continue;
+        }
+        for (hour, (from_exclusive, to_inclusive)) in plan::by_hour(from_exclusive, to_inclusive) {
+            if rollup::hour_holds_only(conn, metric, assistant, hour, from_exclusive, to_inclusive)?
+            {
+                // Not cached: a partial hour is usually the current one, which every commit changes.
+                rollup::fold(
+                    conn,
+                    metric,
+                    Level::Hour,
+                    hour..hour + 1,
+                    assistant,
+                    |other: T| state.merge_from(other),
+                )?;
+            } else {
+                let part = Window {
+                    from_exclusive,
+                    to_inclusive,
+                    assistant: w.assistant,
+                };
+                raw(state, &part)?;
+            }
+        }
     }
     if plan.days.is_empty() && plan.hours.is_empty() {
         return Ok(());

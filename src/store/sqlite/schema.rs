@@ -10,7 +10,7 @@ use crate::store::StoreError;
 pub const APPLICATION_ID: i64 = 0x5250_4C53;
 
 /// Migration N brings `user_version` from N to N + 1.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 const V1: &str = r#"
 CREATE TABLE assistants (
@@ -188,6 +188,20 @@ CREATE TABLE session_spans (
     assistant INTEGER,
     interactions INTEGER NOT NULL
 );
+"#;
+
+/// Appended hour states (see `rollup::write`): an hour's state is its
+/// `rollups` row merged with every delta of its (metric, bucket, assistant),
+/// so a commit writes the state of its own events, not the whole hour's.
+const V3: &str = r#"
+CREATE TABLE rollup_deltas (
+    id INTEGER PRIMARY KEY,
+    metric INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    assistant INTEGER NOT NULL,
+    state BLOB NOT NULL
+);
+CREATE INDEX rollup_deltas_by_slot ON rollup_deltas (metric, bucket, assistant);
 "#;
 
 /// Per-connection settings: WAL, fsync on every commit (a 2xx survives power loss).

@@ -404,3 +404,72 @@ fn a_day_settled_session_that_continues_the_next_day_counts_once() {
         store.close().await;
     });
 }
+
+/// The partial hour at a window's end is read from its hour rows exactly when
+/// nothing of the window's scope lies in that hour outside the window.
+#[test]
+fn a_partial_hour_is_read_from_its_rows_only_when_nothing_else_is_in_it() {
+    use crate::store::sqlite::rollup::{Metric, hour_holds_only};
+    use crate::time::MICROS_PER_HOUR;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = Timestamp::now().0;
+    let second = MICROS_PER_SECOND;
+    if (now - second).div_euclid(MICROS_PER_HOUR) != now.div_euclid(MICROS_PER_HOUR) {
+        return; // The hour began within the last second: the two events would straddle it.
+    }
+    let at = |assistant: u128| Gen::Interaction {
+        assistant,
+        session: 1,
+        user: None,
+        minutes_ago: 0,
+        ttft_ms: Some(100),
+        cache_hit: false,
+        tokens: (1, 1),
+        cost_micros: 0,
+        steps: 0,
+        docs: 0,
+        topic: None,
+        question: None,
+        rerank: None,
+    };
+    runtime.block_on(async {
+        let store = open(dir.path());
+        // Salted by position: assistant 1 at `now`, assistant 0 a second before.
+        ingest(&store, &[at(1), at(0)], now, &[]).await;
+        let hour = now.div_euclid(MICROS_PER_HOUR);
+        let before = hour * MICROS_PER_HOUR - 1;
+        let earlier = now - second;
+        let answers = store
+            .read(move |conn| {
+                let key: i64 = conn.query_row(
+                    "SELECT key FROM assistants WHERE id = ?1",
+                    [uuid(0, 1).as_bytes()],
+                    |r| r.get(0),
+                )?;
+                let holds = |metric, scope, from, to| {
+                    hour_holds_only(conn, metric, scope, hour, from, to).map_err(StoreError::from)
+                };
+                Ok([
+                    holds(Metric::Ttft, None, before, earlier)?,
+                    holds(Metric::Ttft, Some(key), before, earlier)?,
+                    holds(Metric::Ttft, None, before, now)?,
+                    holds(Metric::Ttft, None, earlier, now)?,
+                    holds(Metric::Ttft, Some(key), earlier - 1, now)?,
+                    holds(Metric::Sync, Some(0), before, earlier)?,
+                ])
+            })
+            .await
+            .expect("read");
+        // All scope up to `earlier`: assistant 1's event at `now` lies outside.
+        // Assistant 0 alone has nothing after `earlier`. The whole hour so far
+        // holds everything. From `earlier` (exclusive) on, assistant 0's event
+        // lies outside; one microsecond earlier it is inside. No syncs at all.
+        assert_eq!(answers, [false, true, true, false, true, true]);
+        store.close().await;
+    });
+}

@@ -138,6 +138,41 @@ pub fn forget(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// True when hour `hour` holds no event of the scope (one assistant, or all)
+/// outside `(from_exclusive, to_inclusive]`, a range inside it: its hour rows
+/// then hold exactly that range's events, and can stand in for the raw scan.
+/// This is what makes the current hour of a live window cost its rows instead
+/// of every event ingested since the hour began. Two index probes.
+pub fn hour_holds_only(
+    conn: &Connection,
+    metric: Metric,
+    assistant: Option<i64>,
+    hour: i64,
+    from_exclusive: i64,
+    to_inclusive: i64,
+) -> rusqlite::Result<bool> {
+    let start = hour * MICROS_PER_HOUR;
+    let last = start + MICROS_PER_HOUR - 1;
+    let sql = match (metric, assistant) {
+        (Metric::Sync, _) => {
+            "SELECT EXISTS (SELECT 1 FROM syncs WHERE started_at >= ?1 AND started_at <= ?2 AND ?3 IS NOT NULL)"
+        }
+        (_, Some(_)) => {
+            "SELECT EXISTS (SELECT 1 FROM interactions WHERE assistant = ?3 AND ts >= ?1 AND ts <= ?2)"
+        }
+        (_, None) => {
+            "SELECT EXISTS (SELECT 1 FROM interactions WHERE ts >= ?1 AND ts <= ?2 AND ?3 IS NULL)"
+        }
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    for (lo, hi) in [(start, from_exclusive), (to_inclusive + 1, last)] {
+        if lo <= hi && stmt.query_row(params![lo, hi, assistant], |r| r.get::<_, bool>(0))? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Folds the states of `metric` in buckets `[first, end)` of `level` (of one
 /// assistant, or all) into `f`.
 pub fn fold<T: DeserializeOwned>(
@@ -148,28 +183,58 @@ pub fn fold<T: DeserializeOwned>(
     assistant: Option<i64>,
     mut f: impl FnMut(T),
 ) -> rusqlite::Result<()> {
+    visit(conn, metric, level, buckets, assistant, |_, _, bytes| {
+        f(decode(bytes)?);
+        Ok(())
+    })
+}
+
+/// Visits the stored states of `metric` in buckets `[first, end)` of `level`
+/// (of one assistant, or all) as (bucket, assistant, encoded state): the
+/// rows and, for hours, their deltas. The state of a bucket is the merge of
+/// everything visited for it, in any order.
+pub fn visit(
+    conn: &Connection,
+    metric: Metric,
+    level: Level,
+    buckets: std::ops::Range<i64>,
+    assistant: Option<i64>,
+    mut f: impl FnMut(i64, i64, &[u8]) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
     if buckets.is_empty() {
         return Ok(());
     }
-    let sql = match assistant {
-        Some(_) => {
-            "SELECT state FROM rollups WHERE metric = ?1 AND level = ?2 AND bucket >= ?3 AND bucket < ?4 AND assistant = ?5"
-        }
-        None => {
-            "SELECT state FROM rollups WHERE metric = ?1 AND level = ?2 AND bucket >= ?3 AND bucket < ?4 AND ?5 IS NULL"
-        }
-    };
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params![
-        metric as i64,
-        level as i64,
-        buckets.start,
-        buckets.end,
-        assistant
-    ])?;
+    let rows = (
+        "SELECT bucket, assistant, state FROM rollups
+         WHERE metric = ?1 AND level = ?2 AND bucket >= ?3 AND bucket < ?4 AND (?5 IS NULL OR assistant = ?5)",
+        params![metric as i64, level as i64, buckets.start, buckets.end, assistant],
+    );
+    let mut stmt = conn.prepare_cached(rows.0)?;
+    each_state(stmt.query(rows.1)?, &mut f)?;
+    if level == Level::Hour {
+        let mut stmt = conn.prepare_cached(
+            "SELECT bucket, assistant, state FROM rollup_deltas
+             WHERE metric = ?1 AND bucket >= ?2 AND bucket < ?3 AND (?4 IS NULL OR assistant = ?4)",
+        )?;
+        each_state(
+            stmt.query(params![
+                metric as i64,
+                buckets.start,
+                buckets.end,
+                assistant
+            ])?,
+            &mut f,
+        )?;
+    }
+    Ok(())
+}
+
+fn each_state(
+    mut rows: rusqlite::Rows<'_>,
+    f: &mut impl FnMut(i64, i64, &[u8]) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
     while let Some(row) = rows.next()? {
-        let bytes = row.get_ref(0)?.as_blob()?;
-        f(decode(bytes)?);
+        f(row.get(0)?, row.get(1)?, row.get_ref(2)?.as_blob()?)?;
     }
     Ok(())
 }

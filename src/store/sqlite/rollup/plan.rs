@@ -76,6 +76,25 @@ impl Plan {
     }
 }
 
+/// Splits the raw range `(from_exclusive, to_inclusive]` at hour boundaries:
+/// `(hour, (from_exclusive, to_inclusive))` for each hour it touches.
+pub fn by_hour(from_exclusive: i64, to_inclusive: i64) -> Vec<(i64, (i64, i64))> {
+    let hour = Level::Hour.micros();
+    let mut pieces = Vec::new();
+    let mut start = from_exclusive;
+    while start < to_inclusive {
+        let bucket = Level::Hour.bucket(start.saturating_add(1));
+        let end = bucket
+            .saturating_add(1)
+            .saturating_mul(hour)
+            .saturating_sub(1)
+            .min(to_inclusive);
+        pieces.push((bucket, (start, end)));
+        start = end;
+    }
+    pieces
+}
+
 fn nonempty(from_exclusive: i64, to_inclusive: i64) -> Option<(i64, i64)> {
     (from_exclusive < to_inclusive).then_some((from_exclusive, to_inclusive))
 }
@@ -178,7 +197,40 @@ mod tests {
         raw + day + hours
     }
 
+    #[test]
+    fn raw_ranges_split_at_hour_boundaries() {
+        assert_eq!(
+            by_hour(10 * H + 5, 12 * H + 7),
+            vec![
+                (10, (10 * H + 5, 11 * H - 1)),
+                (11, (11 * H - 1, 12 * H - 1)),
+                (12, (12 * H - 1, 12 * H + 7)),
+            ]
+        );
+        // The excluded instant 11H − 1 ends hour 10, so only hour 11 is touched.
+        assert_eq!(
+            by_hour(11 * H - 1, 11 * H + 3),
+            vec![(11, (11 * H - 1, 11 * H + 3))]
+        );
+        assert!(by_hour(5, 5).is_empty());
+    }
+
     proptest! {
+        #[test]
+        fn hour_pieces_partition_the_range(from in -3 * D..3 * D, length in 0..3 * D) {
+            let to = from + length;
+            let pieces = by_hour(from, to);
+            let mut next = from;
+            for &(hour, (a, b)) in &pieces {
+                prop_assert_eq!(a, next);
+                prop_assert!(a < b);
+                prop_assert_eq!(Level::Hour.bucket(a + 1), hour);
+                prop_assert_eq!(Level::Hour.bucket(b), hour);
+                next = b;
+            }
+            prop_assert_eq!(next, to);
+        }
+
         #[test]
         fn every_instant_of_the_window_is_covered_exactly_once(
             from in -3 * D..30 * D,

@@ -50,7 +50,7 @@ pub fn rebuild(
     {
         let tx = conn.transaction()?;
         tx.execute_batch(
-            "DELETE FROM rollups; DELETE FROM session_spans; DELETE FROM rollup_dirty_days;",
+            "DELETE FROM rollups; DELETE FROM rollup_deltas; DELETE FROM session_spans; DELETE FROM rollup_dirty_days;",
         )?;
         tx.execute("DELETE FROM meta WHERE key = ?1", [BUILT_KEY])?;
         // Every day before today is sealed once its events have streamed in.
@@ -247,6 +247,10 @@ pub fn recompute_costs(conn: &Connection, since: i64) -> SqlResult<()> {
             Level::Day as i64,
             first_day
         ],
+    )?;
+    conn.execute(
+        "DELETE FROM rollup_deltas WHERE metric = ?1 AND bucket >= ?2",
+        params![Metric::Costs as i64, first_day.saturating_mul(24)],
     )?;
     let mut states: HashMap<(Level, i64, i64), CostsState> = HashMap::new();
     {

@@ -79,6 +79,25 @@ pub struct Interaction<'a> {
 /// (level, bucket, assistant) of one state.
 type Slot = (Level, i64, i64);
 
+/// How a metric's changed states reach the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// The slot's whole state is read, changed and written back. Sessions need
+    /// it: a later interaction can move a session out of an older bucket's
+    /// settled counters, which is not a merge.
+    Replace,
+    /// Each commit appends the state of its own events as a delta row, and
+    /// every [`COMPACT_AT`] deltas the slot's row absorbs them. A commit then
+    /// costs its own events, not the size of the hour so far: rewriting a busy
+    /// current hour on every commit made ingest slow down as the hour filled.
+    Append,
+}
+
+/// Delta rows a slot gathers before they are merged into its row: bounds both
+/// the rows a reader merges and how often the hour's row is rewritten. Unit
+/// tests compact every second commit, so their few commits meet both states.
+const COMPACT_AT: u32 = if cfg!(test) { 2 } else { 16 };
+
 struct Entry<T> {
     state: T,
     dirty: bool,
@@ -90,34 +109,35 @@ struct Entry<T> {
 /// The states of one metric that the writer holds.
 struct States<T> {
     metric: Metric,
+    writes: Writes,
     entries: HashMap<Slot, Entry<T>>,
+    /// Delta rows stored per slot ([`Writes::Append`]), counted on first use.
+    deltas: HashMap<Slot, u32>,
 }
 
 impl<T: RollupState> States<T> {
     fn new(metric: Metric) -> Self {
         Self {
             metric,
+            writes: match metric {
+                Metric::Sessions => Writes::Replace,
+                _ => Writes::Append,
+            },
             entries: HashMap::new(),
+            deltas: HashMap::new(),
         }
     }
 
-    /// The state of a slot, read from the database on first use.
+    /// The state of a slot: read from the database on first use, or (when
+    /// appending) empty, to collect this commit's events.
     fn get(&mut self, conn: &Connection, slot: Slot) -> SqlResult<&mut T> {
-        let metric = self.metric;
+        let (metric, writes) = (self.metric, self.writes);
         let entry = match self.entries.entry(slot) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                let stored: Option<Vec<u8>> = conn
-                    .prepare_cached(
-                        "SELECT state FROM rollups WHERE metric = ?1 AND level = ?2 AND bucket = ?3 AND assistant = ?4",
-                    )?
-                    .query_row(params![metric as i64, slot.0 as i64, slot.1, slot.2], |r| {
-                        r.get(0)
-                    })
-                    .optional()?;
-                let state = match stored {
-                    Some(bytes) => decode(&bytes)?,
-                    None => T::default(),
+                let state = match writes {
+                    Writes::Append => T::default(),
+                    Writes::Replace => load(conn, metric, slot)?.unwrap_or_default(),
                 };
                 e.insert(Entry {
                     state,
@@ -136,11 +156,32 @@ impl<T: RollupState> States<T> {
     fn flush(&mut self, conn: &Connection, current_hour: i64) -> SqlResult<bool> {
         let mut past = false;
         for (slot, entry) in &mut self.entries {
-            if entry.dirty {
-                put(conn, self.metric, *slot, &entry.state)?;
-                entry.dirty = false;
-                past |= slot.0 == Level::Day || slot.1 < current_hour;
+            if !entry.dirty {
+                continue;
             }
+            match self.writes {
+                Writes::Append if slot.0 == Level::Hour => {
+                    append(conn, self.metric, *slot, &entry.state)?;
+                    let count = match self.deltas.entry(*slot) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(count_deltas(conn, self.metric, *slot)?)
+                        }
+                    };
+                    *count += 1;
+                    if *count >= COMPACT_AT {
+                        compact::<T>(conn, self.metric, *slot)?;
+                        *count = 0;
+                    }
+                }
+                _ => put(conn, self.metric, *slot, &entry.state)?,
+            }
+            entry.dirty = false;
+            past |= slot.0 == Level::Day || slot.1 < current_hour;
+        }
+        if self.writes == Writes::Append {
+            // Stored: the next commit collects its own events afresh.
+            self.entries.clear();
         }
         Ok(past)
     }
@@ -148,11 +189,63 @@ impl<T: RollupState> States<T> {
     /// Keeps only the states the next commits are likely to touch: those of
     /// the hours around `hour` and those the last commit touched.
     fn retain_recent(&mut self, hour: i64) {
-        self.entries.retain(|slot, entry| {
-            std::mem::take(&mut entry.touched)
-                || (slot.0 == Level::Hour && (hour - 1..=hour + 1).contains(&slot.1))
-        });
+        let recent = |slot: &Slot| slot.0 == Level::Hour && (hour - 1..=hour + 1).contains(&slot.1);
+        self.entries
+            .retain(|slot, entry| std::mem::take(&mut entry.touched) || recent(slot));
+        self.deltas.retain(|slot, _| recent(slot));
     }
+}
+
+/// The stored row of a slot (without its deltas).
+fn load<T: DeserializeOwned>(
+    conn: &Connection,
+    metric: Metric,
+    slot: Slot,
+) -> SqlResult<Option<T>> {
+    let stored: Option<Vec<u8>> = conn
+        .prepare_cached(
+            "SELECT state FROM rollups WHERE metric = ?1 AND level = ?2 AND bucket = ?3 AND assistant = ?4",
+        )?
+        .query_row(params![metric as i64, slot.0 as i64, slot.1, slot.2], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    stored.map(|bytes| decode(&bytes)).transpose()
+}
+
+fn append<T: Serialize>(conn: &Connection, metric: Metric, slot: Slot, state: &T) -> SqlResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO rollup_deltas (metric, bucket, assistant, state) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![metric as i64, slot.1, slot.2, encode(state)?])?;
+    Ok(())
+}
+
+fn count_deltas(conn: &Connection, metric: Metric, slot: Slot) -> SqlResult<u32> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM rollup_deltas WHERE metric = ?1 AND bucket = ?2 AND assistant = ?3",
+    )?
+    .query_row(params![metric as i64, slot.1, slot.2], |r| r.get(0))
+}
+
+/// Merges a slot's deltas into its row and deletes them.
+fn compact<T: RollupState>(conn: &Connection, metric: Metric, slot: Slot) -> SqlResult<()> {
+    let mut state: T = load(conn, metric, slot)?.unwrap_or_default();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT state FROM rollup_deltas WHERE metric = ?1 AND bucket = ?2 AND assistant = ?3",
+        )?;
+        let mut rows = stmt.query(params![metric as i64, slot.1, slot.2])?;
+        while let Some(row) = rows.next()? {
+            state.merge_from(decode(row.get_ref(0)?.as_blob()?)?);
+        }
+    }
+    put(conn, metric, slot, &state)?;
+    conn.prepare_cached(
+        "DELETE FROM rollup_deltas WHERE metric = ?1 AND bucket = ?2 AND assistant = ?3",
+    )?
+    .execute(params![metric as i64, slot.1, slot.2])?;
+    Ok(())
 }
 
 pub(super) fn put<T: Serialize>(
@@ -286,7 +379,8 @@ impl Rollups {
             Some(day) => day,
             None => {
                 let first_hour: Option<i64> = conn.query_row(
-                    "SELECT min(bucket) FROM rollups WHERE level = ?1",
+                    "SELECT min(b) FROM (SELECT min(bucket) AS b FROM rollups WHERE level = ?1
+                     UNION ALL SELECT min(bucket) FROM rollup_deltas)",
                     [Level::Hour as i64],
                     |r| r.get(0),
                 )?;
@@ -596,24 +690,17 @@ fn seal_metric_with<T: RollupState>(
     mut finish: impl FnMut(&Connection, i64, i64, &mut T) -> SqlResult<()>,
 ) -> SqlResult<()> {
     let mut days: HashMap<(i64, i64), T> = HashMap::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT bucket, assistant, state FROM rollups
-             WHERE metric = ?1 AND level = ?2 AND bucket >= ?3 AND bucket < ?4",
-        )?;
-        let mut rows = stmt.query(params![
-            metric as i64,
-            Level::Hour as i64,
-            hours.start,
-            hours.end
-        ])?;
-        while let Some(row) = rows.next()? {
-            let hour: i64 = row.get(0)?;
-            let assistant: i64 = row.get(1)?;
-            let state: T = decode(row.get_ref(2)?.as_blob()?)?;
-            merge_into(&mut days, (hour.div_euclid(24), assistant), state);
-        }
-    }
+    super::visit(
+        conn,
+        metric,
+        Level::Hour,
+        hours,
+        None,
+        |hour, assistant, bytes| {
+            merge_into(&mut days, (hour.div_euclid(24), assistant), decode(bytes)?);
+            Ok(())
+        },
+    )?;
     for ((day, assistant), mut state) in days {
         finish(conn, day, assistant, &mut state)?;
         put(conn, metric, (Level::Day, day, assistant), &state)?;

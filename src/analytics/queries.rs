@@ -1,0 +1,136 @@
+//! The reads behind the analytics endpoints, one per metric, as closures over
+//! a read connection with the window already fixed: `/advanced` runs each on
+//! its own reader, a live snapshot runs all of them in one read transaction.
+
+use rusqlite::Connection;
+use uuid::Uuid;
+
+use super::UtilizationStatus;
+use super::models::*;
+use crate::store::sqlite::read::{self, ReadCtx, TrendingQuery};
+use crate::store::{StoreError, Window};
+use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, Timestamp};
+
+/// One metric's read, named as the metric's key in `/advanced`.
+pub struct Query<F> {
+    pub name: &'static str,
+    pub read: F,
+}
+
+/// What a query's closure is.
+pub trait Read<T>: FnOnce(&Connection, &ReadCtx) -> Result<T, StoreError> + Send + 'static {}
+impl<T, F: FnOnce(&Connection, &ReadCtx) -> Result<T, StoreError> + Send + 'static> Read<T> for F {}
+
+fn query<T, F: Read<T>>(name: &'static str, read: F) -> Query<F> {
+    Query { name, read }
+}
+
+fn hours(now: Timestamp, hours: i64, assistant: Option<Uuid>) -> Window {
+    Window::last(now.0, hours * MICROS_PER_HOUR, assistant)
+}
+
+fn days(now: Timestamp, days: i64, assistant: Option<Uuid>) -> Window {
+    Window::last(now.0, days * MICROS_PER_DAY, assistant)
+}
+
+pub fn ttft(h: i64, a: Option<Uuid>, now: Timestamp) -> Query<impl Read<Option<TtftPercentiles>>> {
+    let w = hours(now, h, a);
+    query("ttft_percentiles", move |c, p| read::ttft(c, &w, p, h))
+}
+
+pub fn steps(d: i64, a: Option<Uuid>, now: Timestamp) -> Query<impl Read<Vec<StepBreakdown>>> {
+    let w = days(now, d, a);
+    query("step_breakdown", move |c, p| read::steps(c, &w, p))
+}
+
+pub fn cache(h: i64, a: Option<Uuid>, now: Timestamp) -> Query<impl Read<Option<CacheMetrics>>> {
+    let w = hours(now, h, a);
+    query("cache_metrics", move |c, p| read::cache(c, &w, p, h))
+}
+
+pub fn sessions(
+    d: i64,
+    a: Option<Uuid>,
+    now: Timestamp,
+) -> Query<impl Read<Vec<SessionDistribution>>> {
+    let w = days(now, d, a);
+    query("session_distribution", move |c, p| read::sessions(c, &w, p))
+}
+
+/// Trending topics, each with its `recent` latest phrasings when asked.
+pub fn trending(
+    a: Option<Uuid>,
+    limit: i64,
+    d: Option<i64>,
+    now: Timestamp,
+    recent: Option<usize>,
+) -> Query<impl Read<Vec<TrendingTopic>>> {
+    query("trending_topics", move |c, p| {
+        let query = TrendingQuery {
+            assistant: a,
+            days: d,
+            now: now.0,
+            limit: limit as usize,
+            recent_phrasings: recent,
+        };
+        read::trending(c, &query, p)
+    })
+}
+
+pub fn diversity(
+    d: Option<i64>,
+    a: Option<Uuid>,
+    now: Timestamp,
+) -> Query<impl Read<Option<TopicDiversity>>> {
+    query("topic_diversity", move |c, p| {
+        read::diversity(c, a, d, now.0, p)
+    })
+}
+
+pub fn costs(h: i64, a: Option<Uuid>, now: Timestamp) -> Query<impl Read<Vec<AssistantCost>>> {
+    let w = hours(now, h, a);
+    query("assistant_costs", move |c, p| read::costs(c, &w, p))
+}
+
+pub fn utilization(
+    d: i64,
+    status: Option<UtilizationStatus>,
+    limit: i64,
+    a: Option<Uuid>,
+    now: Timestamp,
+) -> Query<impl Read<Vec<DocumentUtilization>>> {
+    let w = days(now, d, a);
+    query("document_utilization", move |c, p| {
+        read::utilization(c, &w, p, status, limit as usize)
+    })
+}
+
+pub fn users(
+    d: i64,
+    limit: i64,
+    a: Option<Uuid>,
+    now: Timestamp,
+) -> Query<impl Read<Vec<UserStat>>> {
+    let w = days(now, d, a);
+    query("user_stats", move |c, p| {
+        read::users(c, &w, p, limit as usize)
+    })
+}
+
+pub fn reranking(
+    h: i64,
+    a: Option<Uuid>,
+    now: Timestamp,
+) -> Query<impl Read<Option<RerankingImpact>>> {
+    let w = hours(now, h, a);
+    query("reranking_impact", move |c, p| read::reranking(c, &w, p))
+}
+
+pub fn sync(d: i64, now: Timestamp) -> Query<impl Read<Vec<ConnectorSyncRate>>> {
+    let w = days(now, d, None);
+    query("connector_sync_rates", move |c, p| read::sync(c, &w, p))
+}
+
+pub fn freshness(now: Timestamp) -> Query<impl Read<Vec<DocumentFreshness>>> {
+    query("document_freshness", move |c, _| read::freshness(c, now.0))
+}
