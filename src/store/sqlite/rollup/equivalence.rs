@@ -210,6 +210,32 @@ fn to_json(g: &Gen, now: i64, salt: i64) -> Value {
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// An interaction of `assistant` in session 1 with nothing optional but a TTFT.
+fn plain(assistant: u128, minutes_ago: i64, ttft_ms: Option<u32>) -> Gen {
+    Gen::Interaction {
+        assistant,
+        session: 1,
+        user: None,
+        minutes_ago,
+        ttft_ms,
+        cache_hit: false,
+        tokens: (1, 1),
+        cost_micros: 0,
+        steps: 0,
+        docs: 0,
+        topic: None,
+        question: None,
+        rerank: None,
+    }
+}
+
 fn open(dir: &std::path::Path) -> SqliteStore {
     let catalogue = Arc::new(Catalogue::load(None).expect("built-in catalogue"));
     SqliteStore::open(
@@ -314,10 +340,7 @@ async fn compare(store: &SqliteStore, now: i64, windows: &[WindowGen]) {
 }
 
 fn check(events: Vec<Gen>, late: Vec<Gen>, cuts: Vec<usize>, seal: bool, windows: Vec<WindowGen>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let now = Timestamp::now().0;
     runtime.block_on(async {
@@ -364,30 +387,13 @@ proptest! {
 /// row; a later interaction in another day must undo that.
 #[test]
 fn a_day_settled_session_that_continues_the_next_day_counts_once() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let now = Timestamp::now().0;
     let today = now.div_euclid(MICROS_PER_DAY);
     let minutes_before = |ts: i64| (now - ts) / (60 * MICROS_PER_SECOND);
     let yesterday_at = |hour: i64| (today - 1) * MICROS_PER_DAY + hour * 3_600 * MICROS_PER_SECOND;
-    let at = |minutes_ago: i64| Gen::Interaction {
-        assistant: 0,
-        session: 1,
-        user: None,
-        minutes_ago,
-        ttft_ms: None,
-        cache_hit: false,
-        tokens: (1, 1),
-        cost_micros: 0,
-        steps: 0,
-        docs: 0,
-        topic: None,
-        question: None,
-        rerank: None,
-    };
+    let at = |minutes_ago: i64| plain(0, minutes_ago, None);
     let earlier = [
         at(minutes_before(yesterday_at(10))),
         at(minutes_before(yesterday_at(11))),
@@ -412,31 +418,14 @@ fn a_partial_hour_is_read_from_its_rows_only_when_nothing_else_is_in_it() {
     use crate::store::sqlite::rollup::{Metric, hour_holds_only};
     use crate::time::MICROS_PER_HOUR;
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let now = Timestamp::now().0;
     let second = MICROS_PER_SECOND;
     if (now - second).div_euclid(MICROS_PER_HOUR) != now.div_euclid(MICROS_PER_HOUR) {
         return; // The hour began within the last second: the two events would straddle it.
     }
-    let at = |assistant: u128| Gen::Interaction {
-        assistant,
-        session: 1,
-        user: None,
-        minutes_ago: 0,
-        ttft_ms: Some(100),
-        cache_hit: false,
-        tokens: (1, 1),
-        cost_micros: 0,
-        steps: 0,
-        docs: 0,
-        topic: None,
-        question: None,
-        rerank: None,
-    };
+    let at = |assistant: u128| plain(assistant, 0, Some(100));
     runtime.block_on(async {
         let store = open(dir.path());
         // Salted by position: assistant 1 at `now`, assistant 0 a second before.
