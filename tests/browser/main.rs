@@ -532,8 +532,14 @@ async fn the_page_asks_for_the_token_and_shows_empty_and_degraded_states() {
     let database = app.data_dir.path().join("data").join("ragpulse.db");
     let conn = rusqlite::Connection::open(&database).expect("cannot open the server's database");
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    conn.execute_batch("DROP TABLE steps")
-        .expect("cannot drop the steps table");
+    // The current hour is read from its rollups: break the step rollups
+    // (metric 4) as well as the raw table.
+    conn.execute_batch(
+        "DROP TABLE steps;
+         UPDATE rollups SET state = x'ff' WHERE metric = 4;
+         UPDATE rollup_deltas SET state = x'ff' WHERE metric = 4;",
+    )
+    .expect("cannot break the steps");
     drop(conn);
 
     // Act
