@@ -1,9 +1,15 @@
 //! Faults of the data directory (issue #7), on the real binary: a full disk
-//! (a small tmpfs), a read-only file system (a loop-mounted ext4 that the
-//! kernel turns read-only on an error), the database locked by another
+//! (a small tmpfs), a read-only file system, the database locked by another
 //! process, and a damaged database file at start. Ingest answers 503 with a
 //! message naming the cause and stores nothing, reads keep working, `/readyz`
 //! turns red, and the server recovers by itself once the fault is gone.
+//!
+//! The read-only file system comes twice. A loop-mounted ext4 that the kernel
+//! turns read-only on an error (errors=remount-ro) is the real fault, but ext4
+//! stays read-only until it is unmounted, so that test ends with a restart.
+//! Healing in place is shown on a FUSE mirror that the test switches
+//! read-only and writable again while the server keeps its database files
+//! open (`switchable_fs` says why no in-kernel file system can do that here).
 //!
 //! The mount tests need root (CI runs as root): without it they skip with a
 //! message, except under `CI=true`, where that is a failure.
@@ -18,6 +24,7 @@ use uuid::Uuid;
 
 use crate::helpers::{ADMIN_TOKEN, Clock, INGEST_TOKEN, interaction, new_id, with};
 use crate::process::{Process, data_dir, start};
+use crate::switchable_fs;
 
 /// A file system mounted for one test, unmounted (lazily) when dropped.
 struct Mounted {
@@ -31,7 +38,7 @@ impl Drop for Mounted {
 }
 
 /// Skips (returns `None` after saying why), or fails under `CI=true`.
-fn skip(why: &str) -> Option<Mounted> {
+fn skip<T>(why: &str) -> Option<T> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("CI=true, but this fault test cannot run: {why}");
     }
@@ -93,6 +100,23 @@ fn mount_ext4(image: &Path, point: &Path) -> Option<Mounted> {
             point: point.to_path_buf(),
         }),
         Err(e) => skip(&format!("cannot loop-mount an ext4 image: {e}")),
+    }
+}
+
+/// A mirror of `backing` on `point` that the test can switch read-only and
+/// writable again while the server's files stay open (a FUSE file system: see
+/// `switchable_fs` for why no in-kernel one can do this here).
+fn mount_switchable(backing: &Path, point: &Path) -> Option<switchable_fs::Mounted> {
+    if !is_root() {
+        return skip("mounting a FUSE file system needs root");
+    }
+    std::fs::create_dir_all(backing).unwrap();
+    std::fs::create_dir_all(point).unwrap();
+    match switchable_fs::mount(backing, point) {
+        Ok(mounted) => Some(mounted),
+        Err(e) => skip(&format!(
+            "cannot mount a FUSE file system (is /dev/fuse there?): {e}"
+        )),
     }
 }
 
@@ -401,6 +425,88 @@ async fn a_file_system_turned_read_only_answers_503_keeps_reads_and_loses_nothin
         json!({"accepted": 10, "duplicates": 0, "rejected": []})
     );
     assert_eq!(after, json!(50), "an acknowledged event was lost");
+}
+
+#[tokio::test]
+async fn a_read_only_file_system_that_becomes_writable_again_heals_by_itself() {
+    // Arrange
+    let root = tempfile::tempdir().unwrap();
+    let (backing, point) = (root.path().join("backing"), root.path().join("mnt"));
+    let Some(mounted) = mount_switchable(&backing, &point) else {
+        return;
+    };
+    let dir = point.join("data");
+    let server = start(&dir, Some((ADMIN_TOKEN, INGEST_TOKEN)))
+        .unwrap_or_else(|e| panic!("the server did not start: {e:?}"));
+    let clock = Clock::new();
+    let bot = new_id();
+    let before = interactions(&clock, bot, 40, 10);
+    let during = interactions(&clock, bot, 10, 10);
+    assert_eq!(ingest(&server, &before).await.0, StatusCode::OK);
+    assert_eq!(readyz(&server).await.0, StatusCode::OK);
+
+    // Act: the file system turns read-only under the running server, whose
+    // database files stay open for writing...
+    mounted.switch.set_read_only(true);
+    let refused = ingest(&server, &during).await;
+    let not_ready = readyz(&server).await;
+    let read = stored_interactions(&server).await;
+    // ...and writable again, with no restart: the server must notice by itself.
+    mounted.switch.set_read_only(false);
+    let ready_again = wait_ready(&server, StatusCode::OK, Duration::from_secs(15)).await;
+    let retried = ingest(&server, &during).await;
+    let after = stored_interactions(&server).await;
+    let (status, _, stderr) = server.terminate(Duration::from_secs(30));
+    // What was acknowledged is on disk: a new server reads all of it back.
+    let restarted = start(&dir, Some((ADMIN_TOKEN, INGEST_TOKEN)))
+        .unwrap_or_else(|e| panic!("the server did not restart: {e:?}"));
+    let after_restart = stored_interactions(&restarted).await;
+    let _ = restarted.terminate(Duration::from_secs(30));
+    drop(mounted);
+    let integrity: String = rusqlite::Connection::open(backing.join("data/ragpulse.db"))
+        .and_then(|db| db.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+        .unwrap();
+
+    // Assert
+    assert_refused(
+        &refused,
+        &["read-only file system"],
+        "ingest on a read-only file system",
+    );
+    assert_eq!(
+        not_ready.0,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        not_ready.1
+    );
+    assert!(
+        not_ready.1["detail"]
+            .as_str()
+            .unwrap()
+            .contains("read-only"),
+        "{}",
+        not_ready.1
+    );
+    assert_eq!(
+        read,
+        json!(40),
+        "reads must keep working on a read-only file system"
+    );
+    assert_eq!(ready_again, json!({"status": "ready"}));
+    assert_eq!(retried.0, StatusCode::OK, "{}", retried.2);
+    // The refused batch left nothing behind: its retry is all new.
+    assert_eq!(
+        retried.2,
+        json!({"accepted": 10, "duplicates": 0, "rejected": []})
+    );
+    assert_eq!(after, json!(50));
+    assert!(
+        status.success(),
+        "the server did not stop cleanly: {status}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(after_restart, json!(50), "an acknowledged event was lost");
+    assert_eq!(integrity, "ok");
 }
 
 fn mount_ext4_existing(image: &Path, point: &Path) -> Mounted {

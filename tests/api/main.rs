@@ -5,6 +5,7 @@
 
 mod helpers;
 mod process;
+mod switchable_fs;
 
 mod advanced;
 mod auth;
