@@ -1,0 +1,486 @@
+//! Applying events inside the writer's open transaction: registries get
+//! surrogate keys, interactions their price, topic, child rows and rollups.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use uuid::Uuid;
+
+use super::topics::TopicChoice;
+use super::{COST_CATALOGUE, COST_CLIENT, COST_UNPRICED, Caches, Names, Registry};
+use crate::analytics::metrics::steps::StepSample;
+use crate::ingest::event::*;
+use crate::pricing::Catalogue;
+use crate::store::sqlite::rollup::write::{Interaction, Rollups};
+
+/// What became of one event.
+pub(super) enum Applied {
+    Stored,
+    Duplicate,
+    /// Refused for a reason only the store can see (an embedding dimension mismatch).
+    Rejected(String),
+}
+
+impl Applied {
+    pub(super) fn from_inserted(inserted: bool) -> Self {
+        if inserted {
+            Applied::Stored
+        } else {
+            Applied::Duplicate
+        }
+    }
+}
+
+/// The cost of an interaction and where it came from.
+pub(super) struct Priced {
+    cost: i64,
+    source: i64,
+    price_id: Option<String>,
+    /// The model it was priced by: its own, else its assistant's.
+    model: Option<String>,
+    unpriced: bool,
+}
+
+/// Applies events inside one open transaction.
+pub(super) struct Apply<'t> {
+    pub(super) tx: &'t Transaction<'t>,
+    pub(super) caches: &'t mut Caches,
+    /// `None` when the store keeps no rollups.
+    pub(super) rollups: Option<&'t mut Rollups>,
+    pub(super) catalogue: &'t Catalogue,
+    /// Cosine similarity from which a question joins an embedding topic.
+    pub(super) topic_threshold: f32,
+    /// Models of unpriced interactions written in this transaction.
+    pub(super) unpriced: Vec<String>,
+    /// Topic counters of this transaction: (interactions, latest ts), written once at the end.
+    pub(super) topic_counts: HashMap<i64, (i64, i64)>,
+    /// Phrasing counters of this transaction: (interactions, earliest ts, latest ts).
+    pub(super) phrasing_counts: HashMap<i64, (i64, i64, i64)>,
+}
+
+pub(super) type SqlResult<T> = Result<T, rusqlite::Error>;
+
+impl Apply<'_> {
+    /// True when stored or upserted, false for a duplicate.
+    pub(super) fn event(&mut self, event: &Event) -> SqlResult<Applied> {
+        let stored = |_| Applied::Stored;
+        match event {
+            Event::Interaction(e) => self.interaction(e),
+            Event::ConnectorSync(e) => self.sync(e).map(Applied::from_inserted),
+            Event::Assistant(e) => self.assistant(e).map(stored),
+            Event::User(e) => self.user(e).map(stored),
+            Event::Connector(e) => self.connector(e).map(stored),
+            Event::Document(e) => self.document(e).map(stored),
+        }
+    }
+
+    /// The surrogate key of an entity id, registering a placeholder row when unseen.
+    pub(super) fn key(&mut self, registry: Registry, id: Uuid) -> SqlResult<i64> {
+        if let Some(&key) = registry.cache(self.caches).get(&id) {
+            return Ok(key);
+        }
+        let table = registry.table();
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached(&format!("SELECT key FROM {table} WHERE id = ?1"))?
+            .query_row([id.as_bytes()], |r| r.get(0))
+            .optional()?;
+        let key = match found {
+            Some(key) => key,
+            None => {
+                self.tx
+                    .prepare_cached(&format!("INSERT INTO {table} (id) VALUES (?1)"))?
+                    .execute([id.as_bytes()])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        registry.cache(self.caches).insert(id, key);
+        Ok(key)
+    }
+
+    pub(super) fn named_key(&mut self, names: Names, text: &str) -> SqlResult<i64> {
+        if let Some(&key) = names.cache(self.caches).get(text) {
+            return Ok(key);
+        }
+        let (table, column) = names.table();
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached(&format!("SELECT key FROM {table} WHERE {column} = ?1"))?
+            .query_row([text], |r| r.get(0))
+            .optional()?;
+        let key = match found {
+            Some(key) => key,
+            None => {
+                self.tx
+                    .prepare_cached(&format!("INSERT INTO {table} ({column}) VALUES (?1)"))?
+                    .execute([text])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        names.cache(self.caches).insert(text.to_string(), key);
+        Ok(key)
+    }
+
+    /// Marks the entity registered and writes the fields the event carries.
+    pub(super) fn upsert(
+        &mut self,
+        registry: Registry,
+        id: Uuid,
+        fields: &[(&str, Option<rusqlite::types::Value>)],
+    ) -> SqlResult<i64> {
+        let key = self.key(registry, id)?;
+        let mut sql = format!("UPDATE {} SET registered = 1", registry.table());
+        let mut values: Vec<rusqlite::types::Value> = vec![key.into()];
+        for (column, value) in fields {
+            if let Some(value) = value {
+                values.push(value.clone());
+                sql.push_str(&format!(", {column} = ?{}", values.len()));
+            }
+        }
+        sql.push_str(" WHERE key = ?1");
+        self.tx
+            .prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(values))?;
+        Ok(key)
+    }
+
+    pub(super) fn assistant(&mut self, e: &AssistantEvent) -> SqlResult<()> {
+        let key = self.upsert(
+            Registry::Assistants,
+            e.id,
+            &[
+                ("name", text_patch(&e.name)),
+                ("model", text_patch(&e.model)),
+            ],
+        )?;
+        self.caches.assistant_models.remove(&key);
+        Ok(())
+    }
+
+    pub(super) fn user(&mut self, e: &UserEvent) -> SqlResult<()> {
+        self.upsert(
+            Registry::Users,
+            e.id,
+            &[
+                ("email", text_patch(&e.email)),
+                ("full_name", text_patch(&e.full_name)),
+            ],
+        )
+        .map(drop)
+    }
+
+    pub(super) fn connector(&mut self, e: &ConnectorEvent) -> SqlResult<()> {
+        self.upsert(Registry::Connectors, e.id, &[("name", text_patch(&e.name))])
+            .map(drop)
+    }
+
+    pub(super) fn document(&mut self, e: &DocumentEvent) -> SqlResult<()> {
+        let connector = match &e.connector_id {
+            Patch::Keep => None,
+            Patch::Clear => Some(rusqlite::types::Value::Null),
+            Patch::Set(id) => Some(self.key(Registry::Connectors, *id)?.into()),
+        };
+        let updated_at = e
+            .updated_at
+            .as_update()
+            .map(|v| v.map_or(rusqlite::types::Value::Null, |t| (*t).into()));
+        let deleted = e
+            .deleted
+            .as_update()
+            .map(|v| rusqlite::types::Value::from(i64::from(v.copied().unwrap_or(false))));
+        self.upsert(
+            Registry::Documents,
+            e.id,
+            &[
+                ("connector", connector),
+                ("file_name", text_patch(&e.file_name)),
+                ("updated_at", updated_at),
+                ("deleted", deleted),
+            ],
+        )
+        .map(drop)
+    }
+
+    pub(super) fn sync(&mut self, e: &SyncEvent) -> SqlResult<bool> {
+        let connector = self.key(Registry::Connectors, e.connector_id)?;
+        let status = match e.status {
+            SyncStatus::Success => 0,
+            SyncStatus::Partial => 1,
+            SyncStatus::Failure => 2,
+        };
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO syncs (id, connector, status, started_at, duration_us, documents_synced, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                e.id.as_bytes(),
+                connector,
+                status,
+                e.started_at,
+                e.duration_us,
+                e.documents_synced,
+                e.error
+            ])?;
+        if inserted == 1
+            && let Some(rollups) = self.rollups.as_mut()
+        {
+            let status = match e.status {
+                SyncStatus::Success => crate::analytics::metrics::sync::SyncStatus::Success,
+                SyncStatus::Partial => crate::analytics::metrics::sync::SyncStatus::Partial,
+                SyncStatus::Failure => crate::analytics::metrics::sync::SyncStatus::Failure,
+            };
+            rollups.sync(self.tx, connector, status, e.duration_us, e.started_at)?;
+        }
+        Ok(inserted == 1)
+    }
+
+    pub(super) fn assistant_model(&mut self, assistant: i64) -> SqlResult<Option<String>> {
+        if let Some(model) = self.caches.assistant_models.get(&assistant) {
+            return Ok(model.clone());
+        }
+        let model: Option<String> = self
+            .tx
+            .prepare_cached("SELECT model FROM assistants WHERE key = ?1")?
+            .query_row([assistant], |r| r.get(0))
+            .optional()?
+            .flatten();
+        self.caches
+            .assistant_models
+            .insert(assistant, model.clone());
+        Ok(model)
+    }
+
+    pub(super) fn price(&mut self, e: &InteractionEvent, assistant: i64) -> SqlResult<Priced> {
+        let model = match &e.model {
+            Some(model) => Some(model.clone()),
+            None => self.assistant_model(assistant)?,
+        };
+        if let Some(cost) = e.cost_nusd {
+            return Ok(Priced {
+                cost,
+                source: COST_CLIENT,
+                price_id: None,
+                model,
+                unpriced: false,
+            });
+        }
+        let entry = model
+            .as_deref()
+            .and_then(|m| self.catalogue.lookup(m, e.timestamp));
+        Ok(match entry {
+            Some(entry) => Priced {
+                cost: entry.cost_nusd(e.input_tokens, e.cached_input_tokens, e.output_tokens),
+                source: COST_CATALOGUE,
+                price_id: Some(entry.id.clone()),
+                model,
+                unpriced: false,
+            },
+            None => Priced {
+                cost: 0,
+                source: COST_UNPRICED,
+                price_id: None,
+                model,
+                unpriced: true,
+            },
+        })
+    }
+
+    pub(super) fn interaction(&mut self, e: &InteractionEvent) -> SqlResult<Applied> {
+        // An embedding moves a centroid: a duplicate must be caught before that.
+        if e.topic_key.is_none() && e.question_embedding.is_some() && self.stored(e.id)? {
+            return Ok(Applied::Duplicate);
+        }
+        let assistant = self.key(Registry::Assistants, e.assistant_id)?;
+        let session = self.named_key(Names::Sessions, &e.session_id)?;
+        let user = e
+            .user_id
+            .map(|id| self.key(Registry::Users, id))
+            .transpose()?;
+        let topic = match self.topic(assistant, e)? {
+            TopicChoice::None => None,
+            TopicChoice::Topic(topic) => Some(topic),
+            TopicChoice::Rejected(message) => return Ok(Applied::Rejected(message)),
+        };
+        let phrasing = match (topic, &e.question) {
+            (Some(topic), Some(question)) => Some(self.phrasing(topic, question)?),
+            _ => None,
+        };
+        let priced = self.price(e, assistant)?;
+        let rerank = e.rerank.as_ref();
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO interactions (
+                    id, ts, assistant, session, user, topic, phrasing, model, provider,
+                    ttft_us, total_us, cache_hit, input_tokens, output_tokens, cached_input_tokens,
+                    cost_nusd, cost_source, price_id, priced_model,
+                    rerank_before, rerank_after, rerank_improvement_n, rerank_position_n)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+            )?
+            .execute(params![
+                e.id.as_bytes(),
+                e.timestamp,
+                assistant,
+                session,
+                user,
+                topic,
+                phrasing,
+                e.model,
+                e.provider,
+                e.ttft_us,
+                e.total_duration_us,
+                e.cache_hit,
+                e.input_tokens,
+                e.output_tokens,
+                e.cached_input_tokens,
+                priced.cost,
+                priced.source,
+                priced.price_id,
+                priced.model,
+                rerank.and_then(|r| r.score_before),
+                rerank.and_then(|r| r.score_after),
+                rerank.and_then(|r| r.improvement_n),
+                rerank.and_then(|r| r.position_n),
+            ])?;
+        if inserted == 0 {
+            return Ok(Applied::Duplicate);
+        }
+        let key = self.tx.last_insert_rowid();
+        let documents = self.children(key, assistant, e)?;
+        if let Some(rollups) = self.rollups.as_mut() {
+            let steps: Vec<StepSample<'_>> = e
+                .steps
+                .iter()
+                .map(|step| StepSample {
+                    name: &step.name,
+                    duration_us: step.duration_us,
+                    first_index: step.first_index,
+                    tokens: step.tokens,
+                })
+                .collect();
+            let facts = Interaction {
+                ts: e.timestamp,
+                assistant,
+                session,
+                user,
+                topic,
+                phrasing,
+                ttft_us: e.ttft_us,
+                cache_hit: e.cache_hit,
+                input_tokens: e.input_tokens,
+                output_tokens: e.output_tokens,
+                cost_nusd: priced.cost,
+                rerank: rerank.and_then(|r| r.improvement_n.map(|i| (i, r.position_n))),
+                steps: &steps,
+                documents: &documents,
+            };
+            rollups.interaction(self.tx, &facts)?;
+        }
+        self.count_topic(topic, phrasing, e.timestamp)?;
+        if priced.unpriced {
+            let model = priced.model.as_deref().unwrap_or("(none)");
+            self.record_unpriced(model, e.timestamp)?;
+        }
+        Ok(Applied::Stored)
+    }
+
+    pub(super) fn stored(&mut self, id: Uuid) -> SqlResult<bool> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM interactions WHERE id = ?1")?
+            .query_row([id.as_bytes()], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Steps and retrieved documents, with the interaction's time and assistant
+    /// copied in so window scans need no join. Returns the documents' keys.
+    pub(super) fn children(
+        &mut self,
+        interaction: i64,
+        assistant: i64,
+        e: &InteractionEvent,
+    ) -> SqlResult<Vec<i64>> {
+        use rusqlite::types::Value;
+        // One multi-row INSERT per child table and interaction: the per-statement
+        // cost (bind, step, reset) is paid once instead of once per row.
+        let mut values: Vec<Value> = Vec::with_capacity(e.steps.len() * 9);
+        for step in &e.steps {
+            let name = self.named_key(Names::StepNames, &step.name)?;
+            values.extend([
+                Value::Integer(e.timestamp),
+                Value::Integer(interaction),
+                Value::Integer(name),
+                Value::Integer(assistant),
+                Value::Integer(i64::from(step.first_index)),
+                Value::Integer(i64::from(step.occurrences)),
+                Value::Integer(step.duration_us),
+                step.tokens.map_or(Value::Null, |t| Value::Integer(t.0)),
+                step.tokens.map_or(Value::Null, |t| Value::Integer(t.1)),
+            ]);
+        }
+        self.insert_rows(
+            "steps (ts, interaction, name, assistant, first_index, occurrences, duration_us, input_tokens, output_tokens)",
+            9,
+            values,
+        )?;
+        let mut values: Vec<Value> = Vec::with_capacity(e.retrieved_document_ids.len() * 4);
+        let mut documents = Vec::with_capacity(e.retrieved_document_ids.len());
+        for document in &e.retrieved_document_ids {
+            let document = self.key(Registry::Documents, *document)?;
+            documents.push(document);
+            values.extend([
+                Value::Integer(e.timestamp),
+                Value::Integer(interaction),
+                Value::Integer(document),
+                Value::Integer(assistant),
+            ]);
+        }
+        self.insert_rows(
+            "retrievals (ts, interaction, document, assistant)",
+            4,
+            values,
+        )?;
+        Ok(documents)
+    }
+
+    /// `INSERT INTO <target> VALUES (...), (...)` with `values.len() / width` rows.
+    pub(super) fn insert_rows(
+        &mut self,
+        target: &str,
+        width: usize,
+        values: Vec<rusqlite::types::Value>,
+    ) -> SqlResult<()> {
+        let rows = values.len() / width;
+        if rows == 0 {
+            return Ok(());
+        }
+        let row = format!("({})", vec!["?"; width].join(", "));
+        let sql = format!("INSERT INTO {target} VALUES {}", vec![row; rows].join(", "));
+        self.tx
+            .prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(values))?;
+        Ok(())
+    }
+
+    pub(super) fn record_unpriced(&mut self, model: &str, ts: i64) -> SqlResult<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO unpriced_models (model, count, first_seen, last_seen) VALUES (?1, 1, ?2, ?2)
+                 ON CONFLICT (model) DO UPDATE SET count = count + 1,
+                    first_seen = min(first_seen, excluded.first_seen),
+                    last_seen = max(last_seen, excluded.last_seen)",
+            )?
+            .execute(params![model, ts])?;
+        self.unpriced.push(model.to_string());
+        Ok(())
+    }
+}
+
+fn text_patch(patch: &Patch<String>) -> Option<rusqlite::types::Value> {
+    patch
+        .as_update()
+        .map(|v| v.map_or(rusqlite::types::Value::Null, |s| s.clone().into()))
+}
