@@ -391,30 +391,7 @@ async fn a_file_system_turned_read_only_answers_503_keeps_reads_and_loses_nothin
     drop(remounted);
 
     // Assert
-    assert_refused(
-        &refused,
-        &["read-only file system"],
-        "ingest on a read-only file system",
-    );
-    assert_eq!(
-        not_ready.0,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        not_ready.1
-    );
-    assert!(
-        not_ready.1["detail"]
-            .as_str()
-            .unwrap()
-            .contains("read-only"),
-        "{}",
-        not_ready.1
-    );
-    assert_eq!(
-        read,
-        json!(40),
-        "reads must keep working on a read-only file system"
-    );
+    assert_read_only_answers(&refused, &not_ready, &read);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(
         status.code().is_some(),
@@ -468,8 +445,33 @@ async fn a_read_only_file_system_that_becomes_writable_again_heals_by_itself() {
         .unwrap();
 
     // Assert
+    assert_read_only_answers(&refused, &not_ready, &read);
+    assert_eq!(ready_again, json!({"status": "ready"}));
+    assert_eq!(retried.0, StatusCode::OK, "{}", retried.2);
+    // The refused batch left nothing behind: its retry is all new.
+    assert_eq!(
+        retried.2,
+        json!({"accepted": 10, "duplicates": 0, "rejected": []})
+    );
+    assert_eq!(after, json!(50));
+    assert!(
+        status.success(),
+        "the server did not stop cleanly: {status}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(after_restart, json!(50), "an acknowledged event was lost");
+    assert_eq!(integrity, "ok");
+}
+
+/// On a read-only file system: ingest refused with 503 naming it, `/readyz`
+/// red saying so, and the 40 interactions stored before still readable.
+fn assert_read_only_answers(
+    refused: &(StatusCode, Option<String>, Value),
+    not_ready: &(StatusCode, Value),
+    read: &Value,
+) {
     assert_refused(
-        &refused,
+        refused,
         &["read-only file system"],
         "ingest on a read-only file system",
     );
@@ -489,24 +491,9 @@ async fn a_read_only_file_system_that_becomes_writable_again_heals_by_itself() {
     );
     assert_eq!(
         read,
-        json!(40),
+        &json!(40),
         "reads must keep working on a read-only file system"
     );
-    assert_eq!(ready_again, json!({"status": "ready"}));
-    assert_eq!(retried.0, StatusCode::OK, "{}", retried.2);
-    // The refused batch left nothing behind: its retry is all new.
-    assert_eq!(
-        retried.2,
-        json!({"accepted": 10, "duplicates": 0, "rejected": []})
-    );
-    assert_eq!(after, json!(50));
-    assert!(
-        status.success(),
-        "the server did not stop cleanly: {status}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(after_restart, json!(50), "an acknowledged event was lost");
-    assert_eq!(integrity, "ok");
 }
 
 fn mount_ext4_existing(image: &Path, point: &Path) -> Mounted {
