@@ -701,30 +701,36 @@ impl DocumentDirectory for Directory<'_> {
         self.keys("SELECT key FROM documents WHERE registered = 1 AND deleted = 0")
     }
 
+    /// The last retrieval of each document up to the window's end. The
+    /// writer keeps the latest of all time per (document, assistant); when
+    /// that lies after the window's end (a retrieval stored since, or dated
+    /// ahead), the retrievals before it are searched backwards from the end.
     fn last_retrieved(&self, keys: &[i64]) -> Result<Vec<Option<i64>>> {
         let assistant = match scope(self.conn, self.window.assistant)? {
             Scope::All => None,
             Scope::Assistant(key) => Some(key),
             Scope::Unknown => return Ok(vec![None; keys.len()]),
         };
-        let now = self.window.to_inclusive;
+        let end = self.window.to_inclusive;
         keys.iter()
             .map(|&doc| {
-                let found: Option<i64> = match assistant {
-                    None => self
-                        .conn
-                        .prepare_cached("SELECT max(ts) FROM retrievals WHERE document = ?1 AND ts <= ?2")?
-                        .query_row(params![doc, now], |r| r.get(0))?,
-                    Some(a) => self
+                let latest: Option<i64> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT max(ts) FROM last_retrievals WHERE document = ?1 AND (?2 IS NULL OR assistant = ?2)",
+                    )?
+                    .query_row(params![doc, assistant], |r| r.get(0))?;
+                match latest {
+                    Some(ts) if ts > end => Ok(self
                         .conn
                         .prepare_cached(
-                            "SELECT ts FROM retrievals WHERE document = ?1 AND ts <= ?2 AND assistant = ?3
+                            "SELECT ts FROM retrievals WHERE ts <= ?2 AND document = ?1 AND (?3 IS NULL OR assistant = ?3)
                              ORDER BY ts DESC LIMIT 1",
                         )?
-                        .query_row(params![doc, now, a], |r| r.get(0))
-                        .optional()?,
-                };
-                Ok(found)
+                        .query_row(params![doc, end, assistant], |r| r.get(0))
+                        .optional()?),
+                    latest => Ok(latest),
+                }
             })
             .collect()
     }

@@ -10,7 +10,7 @@ use crate::store::StoreError;
 pub const APPLICATION_ID: i64 = 0x5250_4C53;
 
 /// Migration N brings `user_version` from N to N + 1.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 const V1: &str = r#"
 CREATE TABLE assistants (
@@ -204,6 +204,22 @@ CREATE TABLE rollup_deltas (
 CREATE INDEX rollup_deltas_by_slot ON rollup_deltas (metric, bucket, assistant);
 "#;
 
+/// The last retrieval of each document per assistant, kept by the writer
+/// (one upsert per document and assistant per transaction) instead of the
+/// `retrievals (document, ts)` index, which cost a third of the ingest rate
+/// (measured: 26–30k against 39k interactions/s without it).
+const V4: &str = r#"
+CREATE TABLE last_retrievals (
+    document INTEGER NOT NULL,
+    assistant INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (document, assistant)
+) WITHOUT ROWID;
+INSERT INTO last_retrievals (document, assistant, ts)
+    SELECT document, assistant, max(ts) FROM retrievals GROUP BY document, assistant;
+DROP INDEX retrievals_by_document;
+"#;
+
 /// Per-connection settings: WAL, fsync on every commit (a 2xx survives power loss).
 pub fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -257,4 +273,49 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store written before `last_retrievals` existed gets it filled from
+    /// its retrievals, and loses the index it replaces.
+    #[test]
+    fn the_last_retrievals_are_filled_from_an_older_store() {
+        let mut conn = Connection::open_in_memory().expect("memory database");
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).expect("older schema");
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .expect("application id");
+        conn.pragma_update(None, "user_version", 3)
+            .expect("version");
+        // (ts, interaction, document, assistant)
+        conn.execute_batch(
+            "INSERT INTO retrievals VALUES (10, 1, 7, 1), (30, 2, 7, 1), (20, 3, 7, 2), (5, 4, 8, 1);",
+        )
+        .expect("retrievals");
+
+        migrate(&mut conn).expect("migration");
+
+        let rows: Vec<(i64, i64, i64)> = conn
+            .prepare(
+                "SELECT document, assistant, ts FROM last_retrievals ORDER BY document, assistant",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .expect("last retrievals");
+        assert_eq!(rows, vec![(7, 1, 30), (7, 2, 20), (8, 1, 5)]);
+        let index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'retrievals_by_document'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema");
+        assert_eq!(index, 0);
+    }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -336,7 +336,52 @@ async fn compare(store: &SqliteStore, now: i64, windows: &[WindowGen]) {
         for (a, b) in fast.iter().zip(&slow) {
             assert_eq!(a, b, "window {w:?}");
         }
+        let (got, want) = store
+            .read(move |conn| last_retrievals(conn, &w))
+            .await
+            .expect("read");
+        assert_eq!(got, want, "last retrievals, window {w:?}");
     }
+}
+
+/// Per document key, in key order.
+type LastRetrievals = Vec<Option<i64>>;
+
+/// Every document's last retrieval up to the window's end in its scope: from
+/// the directory (the writer's table, searching back when needed) and from its
+/// definition over the raw retrievals.
+fn last_retrievals(
+    conn: &Connection,
+    w: &Window,
+) -> Result<(LastRetrievals, LastRetrievals), StoreError> {
+    use crate::analytics::metrics::DocumentDirectory;
+    let keys: Vec<i64> = conn
+        .prepare("SELECT key FROM documents ORDER BY key")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let got = read::Directory::new(conn, w).last_retrieved(&keys)?;
+    let assistant: Option<i64> = match w.assistant {
+        None => None,
+        Some(id) => conn
+            .query_row(
+                "SELECT key FROM assistants WHERE id = ?1",
+                [id.as_bytes()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .or(Some(-1)),
+    };
+    let want = keys
+        .iter()
+        .map(|&doc| {
+            conn.query_row(
+                "SELECT max(ts) FROM retrievals WHERE document = ?1 AND ts <= ?2 AND (?3 IS NULL OR assistant = ?3)",
+                rusqlite::params![doc, w.to_inclusive, assistant],
+                |r| r.get(0),
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((got, want))
 }
 
 fn check(events: Vec<Gen>, late: Vec<Gen>, cuts: Vec<usize>, seal: bool, windows: Vec<WindowGen>) {

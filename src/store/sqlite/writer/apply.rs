@@ -56,6 +56,8 @@ pub(super) struct Apply<'t> {
     pub(super) topic_counts: HashMap<i64, (i64, i64)>,
     /// Phrasing counters of this transaction: (interactions, earliest ts, latest ts).
     pub(super) phrasing_counts: HashMap<i64, (i64, i64, i64)>,
+    /// Latest retrieval of this transaction per (document, assistant), written once at the end.
+    pub(super) last_retrievals: HashMap<(i64, i64), i64>,
 }
 
 pub(super) type SqlResult<T> = Result<T, rusqlite::Error>;
@@ -431,6 +433,11 @@ impl Apply<'_> {
         for document in &e.retrieved_document_ids {
             let document = self.key(Registry::Documents, *document)?;
             documents.push(document);
+            let last = self
+                .last_retrievals
+                .entry((document, assistant))
+                .or_insert(e.timestamp);
+            *last = (*last).max(e.timestamp);
             values.extend([
                 Value::Integer(e.timestamp),
                 Value::Integer(interaction),
@@ -444,6 +451,19 @@ impl Apply<'_> {
             values,
         )?;
         Ok(documents)
+    }
+
+    /// Writes this transaction's last retrieval per (document, assistant),
+    /// keeping a later one already stored.
+    pub(super) fn flush_last_retrievals(&mut self) -> SqlResult<()> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO last_retrievals (document, assistant, ts) VALUES (?1, ?2, ?3)
+             ON CONFLICT (document, assistant) DO UPDATE SET ts = max(ts, excluded.ts)",
+        )?;
+        for ((document, assistant), ts) in self.last_retrievals.drain() {
+            stmt.execute(params![document, assistant, ts])?;
+        }
+        Ok(())
     }
 
     /// `INSERT INTO <target> VALUES (...), (...)` with `values.len() / width` rows.

@@ -332,6 +332,7 @@ impl Writer {
             unpriced: Vec::new(),
             topic_counts: HashMap::new(),
             phrasing_counts: HashMap::new(),
+            last_retrievals: HashMap::new(),
         };
         let mut outcomes = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -346,6 +347,7 @@ impl Writer {
             outcomes.push(outcome);
         }
         apply.flush_topic_counts()?;
+        apply.flush_last_retrievals()?;
         let unpriced = std::mem::take(&mut apply.unpriced);
         if let Some(rollups) = apply.rollups.as_mut() {
             rollups.flush(&tx)?;
