@@ -44,36 +44,46 @@ impl TtftState {
             return None;
         }
         let values = &mut self.values_us;
+        // Each selection leaves everything from its rank on at least as large
+        // as everything before, so the next (higher) rank is selected within
+        // that upper part only: n + n/2 + n/20 steps instead of 3n.
+        let (p50, k50) = percentile_cont_unsorted(values, 0, 0.5);
+        let (p95, k95) = percentile_cont_unsorted(values, k50, 0.95);
+        let (p99, _) = percentile_cont_unsorted(values, k95, 0.99);
         Some(TtftPercentiles {
-            p50: percentile_cont_unsorted(values, 0.5),
-            p95: percentile_cont_unsorted(values, 0.95),
-            p99: percentile_cont_unsorted(values, 0.99),
+            p50,
+            p95,
+            p99,
             period_hours,
         })
     }
 }
 
 /// [`percentile_cont`] of the values (µs, any order; they are reordered), in
-/// seconds. Equal to sorting, converting and calling [`percentile_cont`]:
-/// dividing by 1e6 is monotone, so the k-th value converted is the k-th
-/// converted value.
-fn percentile_cont_unsorted(values_us: &mut [i64], q: f64) -> f64 {
+/// seconds, and the rank k it selected. Equal to sorting, converting and
+/// calling [`percentile_cont`]: dividing by 1e6 is monotone, so the k-th value
+/// converted is the k-th converted value. `from` is a rank already selected
+/// at or below the one `q` needs: everything from it on is at least as large
+/// as everything before, so only that part is searched.
+fn percentile_cont_unsorted(values_us: &mut [i64], from: usize, q: f64) -> (f64, usize) {
     let Some(last) = values_us.len().checked_sub(1) else {
-        return 0.0;
+        return (0.0, 0);
     };
     let h = q.clamp(0.0, 1.0) * last as f64;
-    let k = (h.floor() as usize).min(last);
-    let (_, &mut low, above) = values_us.select_nth_unstable(k);
-    // After selection everything above index k is ≥ the k-th value, so the
+    let k = (h.floor() as usize).min(last).max(from.min(last));
+    let upper = &mut values_us[from.min(last)..];
+    let (_, &mut low, above) = upper.select_nth_unstable(k - from.min(last));
+    // After selection everything above rank k is ≥ the k-th value, so the
     // (k+1)-th smallest is their minimum.
     let low = low as f64 / 1e6;
-    match above.iter().min() {
+    let value = match above.iter().min() {
         Some(&high) => {
             let high = high as f64 / 1e6;
             low + (h - k as f64) * (high - low)
         }
         None => low,
-    }
+    };
+    (value, k)
 }
 
 /// PostgreSQL's `percentile_cont(q)` over ascending `sorted_seconds`:

@@ -124,7 +124,10 @@ impl SqliteStore {
         );
         let thread = std::thread::Builder::new()
             .name("ragpulse-writer".to_string())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || {
+                pool::lower_priority(pool::WRITER_NICENESS);
+                writer.run(receiver)
+            })
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         let checkpointer = Checkpointer::start(&path)?;
         let max = options.max_queued_events.clamp(1, Semaphore::MAX_PERMITS);
@@ -402,6 +405,7 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("ragpulse-checkpoint".to_string())
             .spawn(move || {
+                pool::lower_priority(pool::WRITER_NICENESS);
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(CHECKPOINT_EVERY)
                 {

@@ -12,25 +12,32 @@ use rusqlite::Connection;
 
 use crate::store::StoreError;
 
+/// How much lower than the request threads the writer and its checkpointer
+/// run. Snapshot computations for the live feed (at the request threads'
+/// priority) then get a core when they need one, even while ingest keeps the
+/// writer busy; the writer still has every cycle nobody else wants, and it
+/// stays well above dashboard reads (see [`Lane`]).
+pub const WRITER_NICENESS: i32 = 5;
+
 /// Which readers run a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
     /// HTTP analytics: any number of requests, any window, so their threads
-    /// run at niceness 10; under contention Linux gives the writer about ten
-    /// times their share of a core.
+    /// run 10 below the writer; under contention Linux gives the writer about
+    /// ten times their share of a core.
     Dashboard,
     /// Live snapshots: one computation at a time (scopes take turns), each a
-    /// few milliseconds of rollups, so their bounded CPU can run at the
-    /// writer's priority. At niceness 10 a 25 ms computation took 100 ms and
-    /// more on a machine kept busy by ingest, which is what a live feed's
-    /// delivery latency cannot afford.
+    /// few milliseconds of rollups, so their bounded CPU runs at the request
+    /// threads' priority, above the writer. Below it, a 25 ms computation took
+    /// 100 ms and more on a machine kept busy by ingest, which is what a live
+    /// feed's delivery latency cannot afford.
     Live,
 }
 
 impl Lane {
     fn niceness(self) -> i32 {
         match self {
-            Lane::Dashboard => 10,
+            Lane::Dashboard => WRITER_NICENESS + 10,
             Lane::Live => 0,
         }
     }
@@ -105,17 +112,25 @@ fn reader(path: &Path, queue: &Mutex<mpsc::Receiver<Job>>, niceness: i32) {
     }
 }
 
+/// Lowers the calling thread's priority by `by` niceness steps (relative, so a
+/// server started with `nice` keeps its place; lowering needs no privilege).
 #[cfg(target_os = "linux")]
-fn lower_priority(niceness: i32) {
+pub fn lower_priority(by: i32) {
     // SAFETY: plain syscalls on the calling thread; no memory is shared.
     let result = unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, niceness)
+        *libc::__errno_location() = 0;
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if current == -1 && *libc::__errno_location() != 0 {
+            -1
+        } else {
+            libc::setpriority(libc::PRIO_PROCESS, tid, current + by)
+        }
     };
     if result != 0 {
-        tracing::debug!("could not lower the priority of a reader thread");
+        tracing::debug!("could not lower the priority of a store thread");
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_priority(_niceness: i32) {}
+pub fn lower_priority(_by: i32) {}
