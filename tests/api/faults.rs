@@ -136,6 +136,23 @@ fn interactions(clock: &Clock, bot: Uuid, n: usize, question_bytes: usize) -> Ve
         .collect()
 }
 
+/// The real server on `dir` with `before` = (interactions, question bytes)
+/// of one assistant stored, and the interactions of the same assistant to
+/// send `during` the fault.
+async fn started_with_stored(
+    dir: &Path,
+    before: (usize, usize),
+    during: (usize, usize),
+) -> (Process, Vec<Value>) {
+    let server = start(dir, Some((ADMIN_TOKEN, INGEST_TOKEN)))
+        .unwrap_or_else(|e| panic!("the server did not start: {e:?}"));
+    let clock = Clock::new();
+    let bot = new_id();
+    let stored = interactions(&clock, bot, before.0, before.1);
+    assert_eq!(ingest(&server, &stored).await.0, StatusCode::OK);
+    (server, interactions(&clock, bot, during.0, during.1))
+}
+
 /// An ingest request: status, `Retry-After`, body.
 async fn ingest(server: &Process, events: &[Value]) -> (StatusCode, Option<String>, Value) {
     let response = reqwest::Client::new()
@@ -222,13 +239,7 @@ async fn a_full_disk_answers_503_keeps_reads_and_readyz_red_until_space_returns(
         return;
     };
     let dir = point.join("data");
-    let server = start(&dir, Some((ADMIN_TOKEN, INGEST_TOKEN)))
-        .unwrap_or_else(|e| panic!("the server did not start: {e:?}"));
-    let clock = Clock::new();
-    let bot = new_id();
-    let before = interactions(&clock, bot, 50, 10);
-    let during = interactions(&clock, bot, 2_000, 2_000);
-    assert_eq!(ingest(&server, &before).await.0, StatusCode::OK);
+    let (server, during) = started_with_stored(&dir, (50, 10), (2_000, 2_000)).await;
     assert_eq!(readyz(&server).await.0, StatusCode::OK);
 
     // Act: fill the disk.
@@ -281,13 +292,7 @@ async fn a_lock_held_by_another_process_answers_503_keeps_reads_and_readyz_red_u
     // Arrange
     let root = tempfile::tempdir().unwrap();
     let dir = data_dir(&root);
-    let server = start(&dir, Some((ADMIN_TOKEN, INGEST_TOKEN)))
-        .unwrap_or_else(|e| panic!("the server did not start: {e:?}"));
-    let clock = Clock::new();
-    let bot = new_id();
-    let before = interactions(&clock, bot, 30, 10);
-    let during = interactions(&clock, bot, 20, 10);
-    assert_eq!(ingest(&server, &before).await.0, StatusCode::OK);
+    let (server, during) = started_with_stored(&dir, (30, 10), (20, 10)).await;
 
     // Act: this test process is the other process; it takes the write lock.
     let other = rusqlite::Connection::open(dir.join("ragpulse.db")).unwrap();
@@ -359,13 +364,7 @@ async fn a_file_system_turned_read_only_answers_503_keeps_reads_and_loses_nothin
         return;
     };
     let dir = point.join("data");
-    let server = start(&dir, Some((ADMIN_TOKEN, INGEST_TOKEN)))
-        .unwrap_or_else(|e| panic!("the server did not start: {e:?}"));
-    let clock = Clock::new();
-    let bot = new_id();
-    let before = interactions(&clock, bot, 40, 10);
-    let during = interactions(&clock, bot, 10, 10);
-    assert_eq!(ingest(&server, &before).await.0, StatusCode::OK);
+    let (server, during) = started_with_stored(&dir, (40, 10), (10, 10)).await;
 
     // Act
     std::fs::write(
@@ -413,13 +412,7 @@ async fn a_read_only_file_system_that_becomes_writable_again_heals_by_itself() {
         return;
     };
     let dir = point.join("data");
-    let server = start(&dir, Some((ADMIN_TOKEN, INGEST_TOKEN)))
-        .unwrap_or_else(|e| panic!("the server did not start: {e:?}"));
-    let clock = Clock::new();
-    let bot = new_id();
-    let before = interactions(&clock, bot, 40, 10);
-    let during = interactions(&clock, bot, 10, 10);
-    assert_eq!(ingest(&server, &before).await.0, StatusCode::OK);
+    let (server, during) = started_with_stored(&dir, (40, 10), (10, 10)).await;
     assert_eq!(readyz(&server).await.0, StatusCode::OK);
 
     // Act: the file system turns read-only under the running server, whose
