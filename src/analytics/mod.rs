@@ -130,13 +130,10 @@ impl Analytics {
         let ctx = self.ctx.clone();
         let read = q.read;
         let work = self.store.read_in(self.lane, move |conn| {
-            conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
-            let result = conn
-                .unchecked_transaction()
-                .map_err(StoreError::from)
-                .and_then(|tx| read(&tx, &ctx));
-            conn.progress_handler(0, None::<fn() -> bool>);
-            result
+            until(conn, deadline, || {
+                let tx = conn.unchecked_transaction()?;
+                read(&tx, &ctx)
+            })
         });
         let result = match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result.map_err(|e| MetricError::of(q.name, e)),
@@ -403,6 +400,19 @@ impl MetricError {
     }
 }
 
+/// Runs `read` with the SQL of `conn` interrupted once `deadline` passes, so a
+/// timed-out metric stops working instead of finishing unseen.
+fn until<T>(
+    conn: &Connection,
+    deadline: Instant,
+    read: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
+    let result = read();
+    conn.progress_handler(0, None::<fn() -> bool>);
+    result
+}
+
 /// Counts a metric's time and failure in `/metrics` and logs the failure.
 fn record<T>(
     telemetry: &Telemetry,
@@ -436,10 +446,8 @@ impl Sequential<'_> {
     fn run<T>(&self, q: Query<impl Read<T>>) -> Result<T, MetricError> {
         let started = Instant::now();
         let deadline = started + self.timeout;
-        self.conn
-            .progress_handler(10_000, Some(move || Instant::now() > deadline));
-        let result = (q.read)(self.conn, self.ctx).map_err(|e| MetricError::of(q.name, e));
-        self.conn.progress_handler(0, None::<fn() -> bool>);
+        let result = until(self.conn, deadline, || (q.read)(self.conn, self.ctx))
+            .map_err(|e| MetricError::of(q.name, e));
         record(self.telemetry, q.name, started, &result);
         result
     }
