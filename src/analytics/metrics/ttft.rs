@@ -59,9 +59,10 @@ impl TtftState {
     }
 }
 
-/// [`percentile_cont`] of the values (µs, any order; they are reordered), in
-/// seconds, and the rank k it selected. Equal to sorting, converting and
-/// calling [`percentile_cont`]: dividing by 1e6 is monotone, so the k-th value
+/// PostgreSQL's `percentile_cont(q)` of the values (µs, any order; they are
+/// reordered), in seconds, and the rank k it selected: with h = q·(n−1) and
+/// k = ⌊h⌋, x[k] + (h − k)·(x[k+1] − x[k]), or x[k] when k = n−1, x sorted;
+/// `q` is clamped to [0, 1]. Dividing by 1e6 is monotone, so the k-th value
 /// converted is the k-th converted value. `from` is a rank already selected
 /// at or below the one `q` needs: everything from it on is at least as large
 /// as everything before, so only that part is searched.
@@ -86,28 +87,28 @@ fn percentile_cont_unsorted(values_us: &mut [i64], from: usize, q: f64) -> (f64,
     (value, k)
 }
 
-/// PostgreSQL's `percentile_cont(q)` over ascending `sorted_seconds`:
-/// h = q·(n−1), k = ⌊h⌋, x[k] + (h − k)·(x[k+1] − x[k]), or x[k] when k = n−1.
-/// `q` is clamped to [0, 1]; an empty slice gives 0.0 (callers report "no data"
-/// before asking).
-pub fn percentile_cont(sorted_seconds: &[f64], q: f64) -> f64 {
-    let Some(last) = sorted_seconds.len().checked_sub(1) else {
-        return 0.0;
-    };
-    let h = q.clamp(0.0, 1.0) * last as f64;
-    // h ≤ last, so k ≤ last; the `min` only documents it for the indexing.
-    let k = (h.floor() as usize).min(last);
-    let low = sorted_seconds[k];
-    match sorted_seconds.get(k + 1) {
-        Some(&high) => low + (h - k as f64) * (high - low),
-        None => low,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The reference: PostgreSQL's `percentile_cont(q)` over ascending `sorted_seconds`:
+    /// h = q·(n−1), k = ⌊h⌋, x[k] + (h − k)·(x[k+1] − x[k]), or x[k] when k = n−1.
+    /// `q` is clamped to [0, 1]; an empty slice gives 0.0 (callers report "no data"
+    /// before asking).
+    fn percentile_cont(sorted_seconds: &[f64], q: f64) -> f64 {
+        let Some(last) = sorted_seconds.len().checked_sub(1) else {
+            return 0.0;
+        };
+        let h = q.clamp(0.0, 1.0) * last as f64;
+        // h ≤ last, so k ≤ last; the `min` only documents it for the indexing.
+        let k = (h.floor() as usize).min(last);
+        let low = sorted_seconds[k];
+        match sorted_seconds.get(k + 1) {
+            Some(&high) => low + (h - k as f64) * (high - low),
+            None => low,
+        }
+    }
 
     fn state(values_us: &[i64]) -> TtftState {
         let mut s = TtftState::new();
