@@ -121,6 +121,9 @@ pub struct BenchArgs {
     /// Timed calls of /advanced per variant
     #[arg(long, default_value_t = 50)]
     pub calls: usize,
+    /// Timed calls of /advanced per variant on the raw scan path (0 skips it)
+    #[arg(long, default_value_t = 20)]
+    pub scan_calls: usize,
     /// Data directory to build (a temporary one when absent; kept when given)
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

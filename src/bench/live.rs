@@ -57,6 +57,7 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
         batch: BATCH,
         clients: args.ingest_clients.max(1),
         calls: 0,
+        scan_calls: 0,
         data_dir: None,
         seed: SEED,
         scenario: None,

@@ -77,18 +77,22 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
         .first()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let default_ms = time_calls(&client, &server.url, "", args.calls).await?;
-    let scoped_ms = time_calls(
-        &client,
-        &server.url,
-        &format!("?assistant_id={first}"),
-        args.calls,
-    )
-    .await?;
-    let breakdown = metric_breakdown(&client, &server.url).await?;
+    let rollups = time_variants(&client, &server.url, &first, args.calls).await?;
     let rss = server.peak_rss_kib();
-    let size = dir_size(&data_dir);
     server.stop();
+    let scan = if args.scan_calls > 0 {
+        println!("timing /advanced on the raw scan path...");
+        let mut server = Server::start_with(
+            &data_dir,
+            &["--metric-timeout", "3600", "--read-path", "scan"],
+        )?;
+        let timed = time_variants(&client, &server.url, &first, args.scan_calls).await?;
+        server.stop();
+        Some(timed)
+    } else {
+        None
+    };
+    let size = dir_size(&data_dir);
     println!();
     println!("| figure | value |");
     println!("|---|---|");
@@ -103,18 +107,10 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
         args.batch,
         args.clients
     );
-    println!(
-        "| /advanced defaults | p50 {:.1} ms, p95 {:.1} ms ({} calls) |",
-        pct(&default_ms, 0.5),
-        pct(&default_ms, 0.95),
-        args.calls
-    );
-    println!(
-        "| /advanced assistant_id | p50 {:.1} ms, p95 {:.1} ms ({} calls) |",
-        pct(&scoped_ms, 0.5),
-        pct(&scoped_ms, 0.95),
-        args.calls
-    );
+    rollups.print("rollups");
+    if let Some(scan) = &scan {
+        scan.print("raw scan");
+    }
     println!(
         "| server peak RSS | {} |",
         rss.map_or("unknown".to_string(), |k| format!(
@@ -123,26 +119,67 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
         ))
     );
     println!("| data directory | {:.0} MiB |", size as f64 / 1048576.0);
-    println!();
-    println!(
-        "where /advanced spends its time (mean per metric over every call above, from /metrics):"
-    );
-    for (metric, mean_ms) in breakdown {
-        println!("  {metric:<24} {mean_ms:>8.1} ms");
+    rollups.print_breakdown("rollups");
+    if let Some(scan) = &scan {
+        scan.print_breakdown("raw scan");
     }
     println!();
     println!(
-        "reproduce: cargo run --release -- bench --interactions {} --days {} --assistants {} --batch {} --clients {} --calls {} --seed {}",
+        "reproduce: cargo run --release -- bench --interactions {} --days {} --assistants {} --batch {} --clients {} --calls {} --scan-calls {} --seed {}",
         args.interactions,
         args.days,
         args.assistants,
         args.batch,
         args.clients,
         args.calls,
+        args.scan_calls,
         args.seed
     );
     drop(temp);
     Ok(())
+}
+
+/// `/advanced` timed with defaults and with an `assistant_id` on one server.
+struct Timed {
+    defaults: Vec<f64>,
+    scoped: Vec<f64>,
+    breakdown: Vec<(String, f64)>,
+}
+
+impl Timed {
+    #[allow(clippy::print_stdout)]
+    fn print(&self, path: &str) {
+        for (variant, ms) in [("defaults", &self.defaults), ("assistant_id", &self.scoped)] {
+            println!(
+                "| /advanced {variant}, {path} | p50 {:.1} ms, p95 {:.1} ms ({} calls) |",
+                pct(ms, 0.5),
+                pct(ms, 0.95),
+                ms.len()
+            );
+        }
+    }
+
+    #[allow(clippy::print_stdout)]
+    fn print_breakdown(&self, path: &str) {
+        println!();
+        println!("where /advanced spends its time, {path} (mean per metric over every call, from /metrics):");
+        for (metric, mean_ms) in &self.breakdown {
+            println!("  {metric:<24} {mean_ms:>8.1} ms");
+        }
+    }
+}
+
+async fn time_variants(
+    client: &reqwest::Client,
+    url: &str,
+    assistant: &str,
+    calls: usize,
+) -> anyhow::Result<Timed> {
+    Ok(Timed {
+        defaults: time_calls(client, url, "", calls).await?,
+        scoped: time_calls(client, url, &format!("?assistant_id={assistant}"), calls).await?,
+        breakdown: metric_breakdown(client, url).await?,
+    })
 }
 
 struct Dataset {
