@@ -283,14 +283,14 @@ async fn a_failing_metric_is_reported_in_degraded_while_the_others_are_returned(
         json!({"ttft_s": 0.5, "cache_hit": true, "steps": [{"name": "retrieval", "duration_s": 0.1}]})
     )]))
     .await;
-    // Break the store under the running server: the steps table disappears
+    // Break the store under the running server: the packed steps cannot be decoded
     // and the step rollups (metric 4) cannot be decoded any more.
     let database = app.data_dir.path().join("data").join("ragpulse.db");
     let conn = rusqlite::Connection::open(&database).expect("cannot open the server's database");
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .unwrap();
     conn.execute_batch(
-        "DROP TABLE steps;
+        "UPDATE interaction_details SET steps = x'ff' WHERE steps IS NOT NULL;
          UPDATE rollups SET state = x'ff' WHERE metric = 4;
          UPDATE rollup_deltas SET state = x'ff' WHERE metric = 4;",
     )

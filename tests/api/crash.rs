@@ -238,18 +238,21 @@ fn read_store(dir: &Path) -> Stored {
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     // One read transaction: a consistent snapshot across the queries.
     conn.execute_batch("BEGIN").unwrap();
-    let per_key = |sql: &str| -> HashMap<i64, usize> {
-        let mut statement = conn.prepare(sql).unwrap();
-        statement
-            .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as usize))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
-    let steps = per_key("SELECT interaction, count(*) FROM steps GROUP BY interaction");
-    let retrievals = per_key("SELECT interaction, count(*) FROM retrievals GROUP BY interaction");
+    // Steps and retrieved documents per interaction key, from their packed row.
+    let mut steps: HashMap<i64, usize> = HashMap::new();
+    let mut retrievals: HashMap<i64, usize> = HashMap::new();
+    {
+        use ragpulse::store::sqlite::details::{PackedStep, column};
+        let mut statement = conn
+            .prepare("SELECT interaction, steps, documents FROM interaction_details")
+            .unwrap();
+        let mut rows = statement.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let key: i64 = r.get(0).unwrap();
+            steps.insert(key, column::<PackedStep>(r, 1).unwrap().len());
+            retrievals.insert(key, column::<i64>(r, 2).unwrap().len());
+        }
+    }
     let mut interactions = HashMap::new();
     let mut interaction_rows = 0;
     {

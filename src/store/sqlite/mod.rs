@@ -3,6 +3,7 @@
 //! used from blocking tasks (see `read`).
 
 pub mod assistants;
+pub mod details;
 mod pool;
 pub mod read;
 pub mod reprice;

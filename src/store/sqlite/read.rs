@@ -24,6 +24,7 @@ use crate::analytics::metrics::utilization::{Status, UtilizationState};
 use crate::analytics::metrics::*;
 use crate::analytics::models::*;
 use crate::api::pricing::UnpricedModel;
+use crate::store::sqlite::details::{self, PackedStep};
 use crate::store::sqlite::rollup::cache::MergeCache;
 use crate::store::sqlite::rollup::plan::{self, Plan};
 use crate::store::sqlite::rollup::write::RollupState;
@@ -250,9 +251,6 @@ pub fn cache(
     Ok(state.finish(hours))
 }
 
-/// (step name key, duration µs, first index, tokens) of one step row.
-type StepRow = (i64, i64, u32, Option<(i64, i64)>);
-
 pub fn steps(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<Vec<StepBreakdown>> {
     let names = step_names(conn)?;
     let mut state = StepsState::new();
@@ -262,55 +260,33 @@ pub fn steps(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<Vec<StepBr
     Ok(state.finish())
 }
 
-/// Folds the raw step rows of `w`, one interaction at a time.
+/// Folds the packed steps of `w`, one interaction at a time.
 fn scan_steps(
     conn: &Connection,
     w: &Window,
     names: &HashMap<i64, String>,
     state: &mut StepsState,
 ) -> Result<()> {
-    let mut current: Option<i64> = None;
-    let mut samples: Vec<StepRow> = Vec::new();
-    let flush = |state: &mut StepsState, samples: &mut Vec<StepRow>| {
-        let batch: Vec<StepSample<'_>> = samples
-            .iter()
-            .map(|&(name, duration_us, first_index, tokens)| StepSample {
-                name: names.get(&name).map_or("", String::as_str),
-                duration_us,
-                first_index,
-                tokens,
-            })
-            .collect();
-        state.add_interaction(&batch);
-        samples.clear();
-    };
-    // Rows of one interaction must be adjacent: the clustered key already orders them.
-    scan_ordered(
+    let mut samples: Vec<StepSample<'_>> = Vec::new();
+    scan(
         conn,
         w,
-        "SELECT interaction, name, first_index, duration_us, input_tokens, output_tokens
-         FROM steps WHERE 1",
-        "ORDER BY ts, interaction",
+        "SELECT steps FROM interaction_details WHERE steps IS NOT NULL",
         |r| {
-            let interaction: i64 = r.get(0)?;
-            if current != Some(interaction) {
-                if current.is_some() {
-                    flush(state, &mut samples);
-                }
-                current = Some(interaction);
-            }
-            let input: Option<i64> = r.get(4)?;
-            let output: Option<i64> = r.get(5)?;
-            let tokens = (input.is_some() || output.is_some())
-                .then(|| (input.unwrap_or(0), output.unwrap_or(0)));
-            samples.push((r.get(1)?, r.get(3)?, r.get(2)?, tokens));
+            let blob = details::blob(r, 0)?;
+            samples.clear();
+            details::decode(blob, |step: PackedStep| {
+                samples.push(StepSample {
+                    name: names.get(&step.name).map_or("", String::as_str),
+                    duration_us: step.duration_us,
+                    first_index: step.first_index,
+                    tokens: step.tokens,
+                });
+            })?;
+            state.add_interaction(&samples);
             Ok(())
         },
-    )?;
-    if !samples.is_empty() {
-        flush(state, &mut samples);
-    }
-    Ok(())
+    )
 }
 
 fn step_names(conn: &Connection) -> Result<HashMap<i64, String>> {
@@ -413,11 +389,13 @@ pub fn utilization(
         Metric::Utilization,
         &mut state,
         |state, part| {
-            // (ts, interaction, document) is the table's key: each pair comes once.
-            scan(conn, part, "SELECT document FROM retrievals WHERE 1", |r| {
-                state.add_retrieval(r.get(0)?);
-                Ok(())
-            })
+            // Ingest keeps an interaction's documents distinct: each pair comes once.
+            scan(
+                conn,
+                part,
+                "SELECT documents FROM interaction_details WHERE documents IS NOT NULL",
+                |r| details::decode(details::blob(r, 0)?, |d| state.add_retrieval(d)),
+            )
         },
     )?;
     state.finish(status, limit, &Directory::new(conn, w))
@@ -704,7 +682,8 @@ impl DocumentDirectory for Directory<'_> {
     /// The last retrieval of each document up to the window's end. The
     /// writer keeps the latest of all time per (document, assistant); when
     /// that lies after the window's end (a retrieval stored since, or dated
-    /// ahead), the retrievals before it are searched backwards from the end.
+    /// ahead), the interactions before the end are searched backwards, once
+    /// for all such documents.
     fn last_retrieved(&self, keys: &[i64]) -> Result<Vec<Option<i64>>> {
         let assistant = match scope(self.conn, self.window.assistant)? {
             Scope::All => None,
@@ -712,28 +691,56 @@ impl DocumentDirectory for Directory<'_> {
             Scope::Unknown => return Ok(vec![None; keys.len()]),
         };
         let end = self.window.to_inclusive;
-        keys.iter()
-            .map(|&doc| {
-                let latest: Option<i64> = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT max(ts) FROM last_retrievals WHERE document = ?1 AND (?2 IS NULL OR assistant = ?2)",
-                    )?
-                    .query_row(params![doc, assistant], |r| r.get(0))?;
-                match latest {
-                    Some(ts) if ts > end => Ok(self
-                        .conn
-                        .prepare_cached(
-                            "SELECT ts FROM retrievals WHERE ts <= ?2 AND document = ?1 AND (?3 IS NULL OR assistant = ?3)
-                             ORDER BY ts DESC LIMIT 1",
-                        )?
-                        .query_row(params![doc, end, assistant], |r| r.get(0))
-                        .optional()?),
-                    latest => Ok(latest),
-                }
-            })
-            .collect()
+        let mut latest = Vec::with_capacity(keys.len());
+        let mut later: HashMap<i64, Option<i64>> = HashMap::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT max(ts) FROM last_retrievals WHERE document = ?1 AND (?2 IS NULL OR assistant = ?2)",
+        )?;
+        for &doc in keys {
+            let ts: Option<i64> = stmt.query_row(params![doc, assistant], |r| r.get(0))?;
+            if ts.is_some_and(|ts| ts > end) {
+                later.insert(doc, None);
+            }
+            latest.push(ts);
+        }
+        if !later.is_empty() {
+            search_backwards(self.conn, end, assistant, &mut later)?;
+        }
+        Ok(keys
+            .iter()
+            .zip(latest)
+            .map(|(doc, ts)| later.get(doc).copied().unwrap_or(ts))
+            .collect())
     }
+}
+
+/// Fills `wanted` with each document's last retrieval at or before `end`,
+/// reading interactions from `end` backwards until every one is found.
+fn search_backwards(
+    conn: &Connection,
+    end: i64,
+    assistant: Option<i64>,
+    wanted: &mut HashMap<i64, Option<i64>>,
+) -> Result<()> {
+    let mut missing = wanted.len();
+    let mut stmt = conn.prepare_cached(
+        "SELECT ts, documents FROM interaction_details
+         WHERE ts <= ?1 AND documents IS NOT NULL AND (?2 IS NULL OR assistant = ?2)
+         ORDER BY ts DESC",
+    )?;
+    let mut rows = stmt.query(params![end, assistant])?;
+    while missing > 0
+        && let Some(r) = rows.next()?
+    {
+        let ts: i64 = r.get(0)?;
+        details::decode(details::blob(r, 1)?, |doc: i64| {
+            if let Some(slot @ None) = wanted.get_mut(&doc) {
+                *slot = Some(ts);
+                missing -= 1;
+            }
+        })?;
+    }
+    Ok(())
 }
 
 impl UserDirectory for Directory<'_> {

@@ -2,15 +2,34 @@
 //! ragpulse file and `PRAGMA user_version` its schema version, so a foreign or
 //! newer file is refused at start instead of being silently reset.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
 use crate::store::StoreError;
 
 /// "RPLS": identifies a ragpulse database.
 pub const APPLICATION_ID: i64 = 0x5250_4C53;
 
+/// One schema step: SQL alone, or SQL then code that moves data.
+struct Migration {
+    sql: &'static str,
+    then: Option<fn(&Transaction<'_>) -> rusqlite::Result<()>>,
+}
+
+const fn sql(sql: &'static str) -> Migration {
+    Migration { sql, then: None }
+}
+
 /// Migration N brings `user_version` from N to N + 1.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[Migration] = &[
+    sql(V1),
+    sql(V2),
+    sql(V3),
+    sql(V4),
+    Migration {
+        sql: V5,
+        then: Some(pack_details),
+    },
+];
 
 const V1: &str = r#"
 CREATE TABLE assistants (
@@ -220,6 +239,110 @@ INSERT INTO last_retrievals (document, assistant, ts)
 DROP INDEX retrievals_by_document;
 "#;
 
+/// Steps and retrieved documents packed one row per interaction (see
+/// `details`): the writer inserted about eight child rows per interaction
+/// before, its largest cost. `pack_details` moves the old rows, then the
+/// old tables go.
+const V5: &str = r#"
+CREATE TABLE interaction_details (
+    ts INTEGER NOT NULL,
+    interaction INTEGER NOT NULL,
+    assistant INTEGER NOT NULL,
+    steps BLOB,
+    documents BLOB,
+    PRIMARY KEY (ts, interaction)
+) WITHOUT ROWID;
+"#;
+
+/// Packs the `steps` and `retrievals` rows of a store older than v5 into
+/// `interaction_details`. Both tables are clustered by (ts, interaction), so
+/// one ordered pass over each, merged, meets every interaction's rows
+/// together, in memory one interaction at a time.
+fn pack_details(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    use super::details::{PackedStep, encode};
+
+    let mut steps = tx.prepare(
+        "SELECT ts, interaction, assistant, name, first_index, occurrences, duration_us,
+                input_tokens, output_tokens
+         FROM steps ORDER BY ts, interaction, first_index",
+    )?;
+    let mut steps = steps
+        .query_map([], |r| {
+            let input: Option<i64> = r.get(7)?;
+            let output: Option<i64> = r.get(8)?;
+            let step = PackedStep {
+                name: r.get(3)?,
+                first_index: r.get(4)?,
+                occurrences: r.get(5)?,
+                duration_us: r.get(6)?,
+                tokens: (input.is_some() || output.is_some())
+                    .then(|| (input.unwrap_or(0), output.unwrap_or(0))),
+            };
+            Ok(((r.get(0)?, r.get(1)?), r.get(2)?, step))
+        })?
+        .peekable();
+    let mut documents = tx.prepare(
+        "SELECT ts, interaction, assistant, document FROM retrievals ORDER BY ts, interaction",
+    )?;
+    let mut documents = documents
+        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?, r.get(3)?)))?
+        .peekable();
+    let mut insert = tx.prepare(
+        "INSERT INTO interaction_details (ts, interaction, assistant, steps, documents)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    loop {
+        let key = match (peek_key(&mut steps)?, peek_key(&mut documents)?) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(key), None) | (None, Some(key)) => key,
+            (None, None) => break,
+        };
+        let (assistant, packed_steps) = take_group(&mut steps, key)?;
+        let (other, packed_documents) = take_group(&mut documents, key)?;
+        insert.execute(rusqlite::params![
+            key.0,
+            key.1,
+            assistant.or(other),
+            encode::<PackedStep>(&packed_steps)?,
+            encode::<i64>(&packed_documents)?
+        ])?;
+    }
+    drop((steps, documents, insert));
+    tx.execute_batch("DROP TABLE steps; DROP TABLE retrievals;")
+}
+
+type DetailKey = (i64, i64);
+
+/// The key of the next row, or the error it holds.
+fn peek_key<T>(
+    rows: &mut std::iter::Peekable<impl Iterator<Item = rusqlite::Result<(DetailKey, i64, T)>>>,
+) -> rusqlite::Result<Option<DetailKey>> {
+    match rows.peek() {
+        None => Ok(None),
+        Some(Ok((key, _, _))) => Ok(Some(*key)),
+        Some(Err(_)) => match rows.next() {
+            Some(Err(error)) => Err(error),
+            _ => Ok(None),
+        },
+    }
+}
+
+/// The rows of `key` at the front of `rows`: their assistant and items.
+fn take_group<T>(
+    rows: &mut std::iter::Peekable<impl Iterator<Item = rusqlite::Result<(DetailKey, i64, T)>>>,
+    key: DetailKey,
+) -> rusqlite::Result<(Option<i64>, Vec<T>)> {
+    let mut assistant = None;
+    let mut items = Vec::new();
+    while peek_key(rows)? == Some(key) {
+        if let Some(Ok((_, a, item))) = rows.next() {
+            assistant = Some(a);
+            items.push(item);
+        }
+    }
+    Ok((assistant, items))
+}
+
 /// Per-connection settings: WAL, fsync on every commit (a 2xx survives power loss).
 pub fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -232,10 +355,13 @@ pub fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // 256 MiB of page cache for the writer: index inserts at random keys stay in memory.
     conn.pragma_update(None, "cache_size", -262_144)?;
-    // A background thread (see `Checkpointer`) copies most WAL frames back; the
-    // writer's own, rarer checkpoint then finds little left to copy and lets the
-    // WAL restart from its beginning, so it cannot grow without bound.
-    conn.pragma_update(None, "wal_autocheckpoint", 4_000)?;
+    // A background thread (see `Checkpointer`) copies the WAL back between
+    // commits, and once it has copied all of it the next commit restarts the
+    // WAL from its beginning. The writer checkpoints itself only when the WAL
+    // outgrows this many pages anyway (readers holding old snapshots):
+    // a commit of a large group writes thousands of pages, and at 4,000 the
+    // writer's thread copied them back after nearly every commit (6 % of it).
+    conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     Ok(())
 }
 
@@ -265,9 +391,12 @@ pub fn check_identity(conn: &Connection) -> Result<(), StoreError> {
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     check_identity(conn)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        tx.execute_batch(migration.sql)?;
+        if let Some(then) = migration.then {
+            then(&tx)?;
+        }
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;
@@ -284,8 +413,8 @@ mod tests {
     #[test]
     fn the_last_retrievals_are_filled_from_an_older_store() {
         let mut conn = Connection::open_in_memory().expect("memory database");
-        for sql in &MIGRATIONS[..3] {
-            conn.execute_batch(sql).expect("older schema");
+        for migration in &MIGRATIONS[..3] {
+            conn.execute_batch(migration.sql).expect("older schema");
         }
         conn.pragma_update(None, "application_id", APPLICATION_ID)
             .expect("application id");
@@ -317,5 +446,81 @@ mod tests {
             )
             .expect("schema");
         assert_eq!(index, 0);
+    }
+
+    /// A v4 store's step and retrieval rows are packed one row per
+    /// interaction, each interaction's own, and the old tables go.
+    #[test]
+    fn steps_and_retrievals_are_packed_per_interaction() {
+        use crate::store::sqlite::details::{PackedStep, column};
+
+        let mut conn = Connection::open_in_memory().expect("memory database");
+        for migration in &MIGRATIONS[..4] {
+            conn.execute_batch(migration.sql).expect("older schema");
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .expect("application id");
+        conn.pragma_update(None, "user_version", 4)
+            .expect("version");
+        // steps: (ts, interaction, name, assistant, first_index, occurrences,
+        // duration_us, input_tokens, output_tokens); retrievals: (ts,
+        // interaction, document, assistant). Interaction 1 has both, 2 steps
+        // only, 3 documents only, and 4 shares 1's time.
+        conn.execute_batch(
+            "INSERT INTO steps VALUES
+                 (10, 1, 5, 1, 1, 1, 300, NULL, NULL), (10, 1, 4, 1, 0, 2, 200, 7, NULL),
+                 (20, 2, 4, 2, 0, 1, 100, 1, 2), (10, 4, 4, 1, 0, 1, 50, NULL, NULL);
+             INSERT INTO retrievals VALUES (10, 1, 9, 1), (10, 1, 8, 1), (30, 3, 9, 2);",
+        )
+        .expect("rows");
+
+        migrate(&mut conn).expect("migration");
+
+        type Row = (i64, i64, i64, Vec<PackedStep>, Vec<i64>);
+        let rows: Vec<Row> = conn
+            .prepare("SELECT ts, interaction, assistant, steps, documents FROM interaction_details")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        column(r, 3)?,
+                        column(r, 4)?,
+                    ))
+                })?
+                .collect()
+            })
+            .expect("details");
+        let step = |name, first_index, occurrences, duration_us, tokens| PackedStep {
+            name,
+            first_index,
+            occurrences,
+            duration_us,
+            tokens,
+        };
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    10,
+                    1,
+                    1,
+                    vec![step(4, 0, 2, 200, Some((7, 0))), step(5, 1, 1, 300, None)],
+                    vec![8, 9]
+                ),
+                (10, 4, 1, vec![step(4, 0, 1, 50, None)], vec![]),
+                (20, 2, 2, vec![step(4, 0, 1, 100, Some((1, 2)))], vec![]),
+                (30, 3, 2, vec![], vec![9]),
+            ]
+        );
+        let old: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('steps', 'retrievals')",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema");
+        assert_eq!(old, 0);
     }
 }

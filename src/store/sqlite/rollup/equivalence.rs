@@ -371,16 +371,21 @@ fn last_retrievals(
             .optional()?
             .or(Some(-1)),
     };
-    let want = keys
-        .iter()
-        .map(|&doc| {
-            conn.query_row(
-                "SELECT max(ts) FROM retrievals WHERE document = ?1 AND ts <= ?2 AND (?3 IS NULL OR assistant = ?3)",
-                rusqlite::params![doc, w.to_inclusive, assistant],
-                |r| r.get(0),
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    // The definition: the latest interaction up to the window's end that
+    // retrieved the document, over every stored interaction.
+    let mut latest: std::collections::HashMap<i64, i64> = Default::default();
+    let mut stmt = conn.prepare(
+        "SELECT ts, documents FROM interaction_details WHERE ts <= ?1 AND (?2 IS NULL OR assistant = ?2)",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![w.to_inclusive, assistant])?;
+    while let Some(r) = rows.next()? {
+        let ts: i64 = r.get(0)?;
+        for doc in crate::store::sqlite::details::column::<i64>(r, 1)? {
+            let slot = latest.entry(doc).or_insert(ts);
+            *slot = (*slot).max(ts);
+        }
+    }
+    let want = keys.iter().map(|doc| latest.get(doc).copied()).collect();
     Ok((got, want))
 }
 

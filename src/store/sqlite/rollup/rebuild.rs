@@ -12,6 +12,7 @@ use super::{
 use crate::analytics::metrics::costs::CostsState;
 use crate::analytics::metrics::steps::StepSample;
 use crate::analytics::metrics::sync::SyncStatus;
+use crate::store::sqlite::details::{self, PackedStep};
 
 type SqlResult<T> = Result<T, rusqlite::Error>;
 
@@ -35,8 +36,8 @@ struct Row {
     rerank: Option<(i64, Option<i64>)>,
 }
 
-/// (name key, duration µs, first index, tokens) of one stored step.
-type StepRow = (i64, i64, u32, Option<(i64, i64)>);
+/// The packed steps and documents of a chunk's interactions, by interaction key.
+type Details = HashMap<i64, (Vec<PackedStep>, Vec<i64>)>;
 
 /// Drops every rollup and recomputes them from the raw events, in chunks of
 /// [`CHUNK`] interactions (one transaction each, in time order). The store
@@ -86,21 +87,18 @@ pub fn rebuild(
         if rows.is_empty() {
             break;
         }
-        let mut steps = steps(&tx, after, upper)?;
-        let mut documents = documents(&tx, after, upper)?;
+        let mut details = details(&tx, after, upper)?;
         for row in &rows {
+            let (steps, docs) = details.remove(&row.key).unwrap_or_default();
             let samples: Vec<StepSample<'_>> = steps
-                .remove(&row.key)
-                .unwrap_or_default()
                 .into_iter()
-                .map(|(name, duration_us, first_index, tokens)| StepSample {
-                    name: names.get(&name).map_or("", String::as_str),
-                    duration_us,
-                    first_index,
-                    tokens,
+                .map(|step| StepSample {
+                    name: names.get(&step.name).map_or("", String::as_str),
+                    duration_us: step.duration_us,
+                    first_index: step.first_index,
+                    tokens: step.tokens,
                 })
                 .collect();
-            let docs = documents.remove(&row.key).unwrap_or_default();
             rollups.interaction(&tx, &facts(row, &samples, &docs))?;
         }
         rollups.flush(&tx)?;
@@ -182,33 +180,14 @@ fn interactions(conn: &Connection, after: i64, upper: i64) -> SqlResult<Vec<Row>
     rows.collect()
 }
 
-fn steps(conn: &Connection, after: i64, upper: i64) -> SqlResult<HashMap<i64, Vec<StepRow>>> {
+fn details(conn: &Connection, after: i64, upper: i64) -> SqlResult<Details> {
     let mut stmt = conn.prepare_cached(
-        "SELECT interaction, name, duration_us, first_index, input_tokens, output_tokens
-         FROM steps WHERE ts > ?1 AND ts <= ?2",
+        "SELECT interaction, steps, documents FROM interaction_details WHERE ts > ?1 AND ts <= ?2",
     )?;
     let mut rows = stmt.query(params![after, upper])?;
-    let mut out: HashMap<i64, Vec<StepRow>> = HashMap::new();
+    let mut out = Details::new();
     while let Some(r) = rows.next()? {
-        let input: Option<i64> = r.get(4)?;
-        let output: Option<i64> = r.get(5)?;
-        let tokens = (input.is_some() || output.is_some())
-            .then(|| (input.unwrap_or(0), output.unwrap_or(0)));
-        out.entry(r.get(0)?)
-            .or_default()
-            .push((r.get(1)?, r.get(2)?, r.get(3)?, tokens));
-    }
-    Ok(out)
-}
-
-fn documents(conn: &Connection, after: i64, upper: i64) -> SqlResult<HashMap<i64, Vec<i64>>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT interaction, document FROM retrievals WHERE ts > ?1 AND ts <= ?2",
-    )?;
-    let mut rows = stmt.query(params![after, upper])?;
-    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
-    while let Some(r) = rows.next()? {
-        out.entry(r.get(0)?).or_default().push(r.get(1)?);
+        out.insert(r.get(0)?, (details::column(r, 1)?, details::column(r, 2)?));
     }
     Ok(out)
 }

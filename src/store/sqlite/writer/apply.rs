@@ -11,6 +11,7 @@ use super::{COST_CATALOGUE, COST_CLIENT, COST_UNPRICED, Caches, Names, Registry}
 use crate::analytics::metrics::steps::StepSample;
 use crate::ingest::event::*;
 use crate::pricing::Catalogue;
+use crate::store::sqlite::details::{self, PackedStep};
 use crate::store::sqlite::rollup::write::{Interaction, Rollups};
 
 /// What became of one event.
@@ -397,38 +398,25 @@ impl Apply<'_> {
             .is_some())
     }
 
-    /// Steps and retrieved documents, with the interaction's time and assistant
-    /// copied in so window scans need no join. Returns the documents' keys.
+    /// Steps and retrieved documents, packed into one `interaction_details`
+    /// row (see `details`) with the interaction's time and assistant copied
+    /// in, so window scans need no join. Returns the documents' keys.
     pub(super) fn children(
         &mut self,
         interaction: i64,
         assistant: i64,
         e: &InteractionEvent,
     ) -> SqlResult<Vec<i64>> {
-        use rusqlite::types::Value;
-        // One multi-row INSERT per child table and interaction: the per-statement
-        // cost (bind, step, reset) is paid once instead of once per row.
-        let mut values: Vec<Value> = Vec::with_capacity(e.steps.len() * 9);
+        let mut steps = Vec::with_capacity(e.steps.len());
         for step in &e.steps {
-            let name = self.named_key(Names::StepNames, &step.name)?;
-            values.extend([
-                Value::Integer(e.timestamp),
-                Value::Integer(interaction),
-                Value::Integer(name),
-                Value::Integer(assistant),
-                Value::Integer(i64::from(step.first_index)),
-                Value::Integer(i64::from(step.occurrences)),
-                Value::Integer(step.duration_us),
-                step.tokens.map_or(Value::Null, |t| Value::Integer(t.0)),
-                step.tokens.map_or(Value::Null, |t| Value::Integer(t.1)),
-            ]);
+            steps.push(PackedStep {
+                name: self.named_key(Names::StepNames, &step.name)?,
+                first_index: step.first_index,
+                occurrences: step.occurrences,
+                duration_us: step.duration_us,
+                tokens: step.tokens,
+            });
         }
-        self.insert_rows(
-            "steps (ts, interaction, name, assistant, first_index, occurrences, duration_us, input_tokens, output_tokens)",
-            9,
-            values,
-        )?;
-        let mut values: Vec<Value> = Vec::with_capacity(e.retrieved_document_ids.len() * 4);
         let mut documents = Vec::with_capacity(e.retrieved_document_ids.len());
         for document in &e.retrieved_document_ids {
             let document = self.key(Registry::Documents, *document)?;
@@ -438,18 +426,22 @@ impl Apply<'_> {
                 .entry((document, assistant))
                 .or_insert(e.timestamp);
             *last = (*last).max(e.timestamp);
-            values.extend([
-                Value::Integer(e.timestamp),
-                Value::Integer(interaction),
-                Value::Integer(document),
-                Value::Integer(assistant),
-            ]);
         }
-        self.insert_rows(
-            "retrievals (ts, interaction, document, assistant)",
-            4,
-            values,
-        )?;
+        if steps.is_empty() && documents.is_empty() {
+            return Ok(documents);
+        }
+        self.tx
+            .prepare_cached(
+                "INSERT INTO interaction_details (ts, interaction, assistant, steps, documents)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                e.timestamp,
+                interaction,
+                assistant,
+                details::encode(&steps)?,
+                details::encode(&documents)?
+            ])?;
         Ok(documents)
     }
 
@@ -463,25 +455,6 @@ impl Apply<'_> {
         for ((document, assistant), ts) in self.last_retrievals.drain() {
             stmt.execute(params![document, assistant, ts])?;
         }
-        Ok(())
-    }
-
-    /// `INSERT INTO <target> VALUES (...), (...)` with `values.len() / width` rows.
-    pub(super) fn insert_rows(
-        &mut self,
-        target: &str,
-        width: usize,
-        values: Vec<rusqlite::types::Value>,
-    ) -> SqlResult<()> {
-        let rows = values.len() / width;
-        if rows == 0 {
-            return Ok(());
-        }
-        let row = format!("({})", vec!["?"; width].join(", "));
-        let sql = format!("INSERT INTO {target} VALUES {}", vec![row; rows].join(", "));
-        self.tx
-            .prepare_cached(&sql)?
-            .execute(rusqlite::params_from_iter(values))?;
         Ok(())
     }
 
