@@ -162,7 +162,9 @@ impl Timed {
     #[allow(clippy::print_stdout)]
     fn print_breakdown(&self, path: &str) {
         println!();
-        println!("where /advanced spends its time, {path} (mean per metric over every call, from /metrics):");
+        println!(
+            "where /advanced spends its time, {path} (mean per metric over every call, from /metrics):"
+        );
         for (metric, mean_ms) in &self.breakdown {
             println!("  {metric:<24} {mean_ms:>8.1} ms");
         }

@@ -1106,6 +1106,39 @@ async fn the_same_interaction_twice_in_one_batch_is_one_accepted_and_one_duplica
 }
 
 #[tokio::test]
+async fn an_interaction_id_sent_again_dated_on_other_days_is_a_duplicate_and_changes_nothing() {
+    // Arrange: ids are unique per day in the index; other days are the writer's to check.
+    let app = TestApp::spawn().await;
+    let clock = Clock::new();
+    let first = interaction(new_id(), "s", &clock.ago_min(5));
+    let (status, body) = app.ingest_json(json!([first.clone()])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut earlier = first.clone();
+    earlier["timestamp"] = json!(clock.ago_d(3));
+    earlier["cache_hit"] = json!(true);
+    let mut later_that_week = first.clone();
+    later_that_week["timestamp"] = json!(clock.ago_d(5));
+
+    // Act
+    let (status, again) = app
+        .ingest_json(json!([earlier, later_that_week, first]))
+        .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        again,
+        json!({"accepted": 0, "duplicates": 3, "rejected": []})
+    );
+    let cache = app.analytics("/cache?hours=168").await;
+    assert_eq!(
+        (&cache["total_requests"], &cache["cache_hits"]),
+        (&json!(1), &json!(0)),
+        "the duplicates must change nothing: {cache}"
+    );
+}
+
+#[tokio::test]
 async fn a_retried_batch_counts_its_interactions_and_syncs_as_duplicates_and_changes_nothing() {
     // Arrange
     let app = TestApp::spawn().await;

@@ -122,7 +122,8 @@ impl SqliteStore {
             data_version.clone(),
             options.topic_threshold,
             options.rollups,
-        );
+        )
+        .map_err(|e| wrap_open(&path, e.into()))?;
         let thread = std::thread::Builder::new()
             .name("ragpulse-writer".to_string())
             .spawn(move || {

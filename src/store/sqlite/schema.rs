@@ -29,6 +29,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: V5,
         then: Some(pack_details),
     },
+    sql(V6),
 ];
 
 const V1: &str = r#"
@@ -252,6 +253,45 @@ CREATE TABLE interaction_details (
     documents BLOB,
     PRIMARY KEY (ts, interaction)
 ) WITHOUT ROWID;
+"#;
+
+/// Interaction ids unique per day of their timestamp instead of over all
+/// time (see `writer::ids`, which keeps the whole answer exact). SQLite drops
+/// a column's UNIQUE only with its table, so the table is rebuilt.
+const V6: &str = r#"
+CREATE TABLE interactions_v6 (
+    key INTEGER PRIMARY KEY,
+    id BLOB NOT NULL,
+    ts INTEGER NOT NULL,
+    assistant INTEGER NOT NULL,
+    session INTEGER NOT NULL,
+    user INTEGER,
+    topic INTEGER,
+    phrasing INTEGER,
+    model TEXT,
+    provider TEXT,
+    ttft_us INTEGER,
+    total_us INTEGER,
+    cache_hit INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    cost_nusd INTEGER NOT NULL,
+    cost_source INTEGER NOT NULL,
+    price_id TEXT,
+    priced_model TEXT,
+    rerank_before REAL,
+    rerank_after REAL,
+    rerank_improvement_n INTEGER,
+    rerank_position_n INTEGER
+);
+INSERT INTO interactions_v6 SELECT * FROM interactions;
+DROP TABLE interactions;
+ALTER TABLE interactions_v6 RENAME TO interactions;
+CREATE INDEX interactions_by_ts ON interactions (ts, user, session, input_tokens, output_tokens);
+CREATE INDEX interactions_by_assistant_ts ON interactions (assistant, ts);
+-- The day is ts / 86400000000 (µs per day); lookups must spell it the same.
+CREATE UNIQUE INDEX interactions_by_day_id ON interactions (ts / 86400000000, id);
 "#;
 
 /// Packs the `steps` and `retrievals` rows of a store older than v5 into
@@ -522,5 +562,61 @@ mod tests {
             )
             .expect("schema");
         assert_eq!(old, 0);
+    }
+
+    /// A v5 store keeps every interaction row through the table's rebuild;
+    /// ids are then unique per day and no longer over all time.
+    #[test]
+    fn interactions_keep_their_rows_and_ids_become_unique_per_day() {
+        let mut conn = Connection::open_in_memory().expect("memory database");
+        for migration in &MIGRATIONS[..5] {
+            conn.execute_batch(migration.sql).expect("older schema");
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .expect("application id");
+        conn.pragma_update(None, "user_version", 5)
+            .expect("version");
+        let insert = "INSERT INTO interactions (key, id, ts, assistant, session, cache_hit,
+                          input_tokens, output_tokens, cached_input_tokens, cost_nusd, cost_source, model)
+                      VALUES (?1, ?2, ?3, 1, 1, 0, 5, 6, 0, 7, 1, 'm')";
+        let day = 86_400_000_000_i64;
+        conn.execute(insert, rusqlite::params![3, [1u8; 16], 10])
+            .expect("row");
+        conn.execute(insert, rusqlite::params![4, [2u8; 16], day + 10])
+            .expect("row");
+
+        migrate(&mut conn).expect("migration");
+
+        let rows: Vec<(i64, Vec<u8>, i64, String)> = conn
+            .prepare("SELECT key, id, ts, model FROM interactions ORDER BY key")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
+            })
+            .expect("rows");
+        assert_eq!(
+            rows,
+            vec![
+                (3, vec![1; 16], 10, "m".to_string()),
+                (4, vec![2; 16], day + 10, "m".to_string())
+            ]
+        );
+        // The same id on another day is the writer's to refuse; on the same day the index refuses it.
+        conn.execute(insert, rusqlite::params![5, [1u8; 16], day + 20])
+            .expect("another day");
+        let same_day = conn.execute(insert, rusqlite::params![6, [1u8; 16], 20]);
+        assert!(same_day.is_err(), "{same_day:?}");
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'interactions' ORDER BY name")
+            .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
+            .expect("indexes");
+        assert_eq!(
+            indexes,
+            [
+                "interactions_by_assistant_ts",
+                "interactions_by_day_id",
+                "interactions_by_ts"
+            ]
+        );
     }
 }

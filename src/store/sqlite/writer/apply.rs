@@ -1,13 +1,12 @@
 //! Applying events inside the writer's open transaction: registries get
 //! surrogate keys, interactions their price, topic, child rows and rollups.
 
-use std::collections::HashMap;
-
 use rusqlite::{OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
+use super::ids::{StoredIds, day_of};
 use super::topics::TopicChoice;
-use super::{COST_CATALOGUE, COST_CLIENT, COST_UNPRICED, Caches, Names, Registry};
+use super::{COST_CATALOGUE, COST_CLIENT, COST_UNPRICED, Caches, Map, Names, Registry};
 use crate::analytics::metrics::steps::StepSample;
 use crate::ingest::event::*;
 use crate::pricing::Catalogue;
@@ -46,6 +45,8 @@ pub(super) struct Priced {
 pub(super) struct Apply<'t> {
     pub(super) tx: &'t Transaction<'t>,
     pub(super) caches: &'t mut Caches,
+    /// Every stored interaction id; kept across rollbacks, unlike `caches`.
+    pub(super) ids: &'t mut StoredIds,
     /// `None` when the store keeps no rollups.
     pub(super) rollups: Option<&'t mut Rollups>,
     pub(super) catalogue: &'t Catalogue,
@@ -54,11 +55,11 @@ pub(super) struct Apply<'t> {
     /// Models of unpriced interactions written in this transaction.
     pub(super) unpriced: Vec<String>,
     /// Topic counters of this transaction: (interactions, latest ts), written once at the end.
-    pub(super) topic_counts: HashMap<i64, (i64, i64)>,
+    pub(super) topic_counts: Map<i64, (i64, i64)>,
     /// Phrasing counters of this transaction: (interactions, earliest ts, latest ts).
-    pub(super) phrasing_counts: HashMap<i64, (i64, i64, i64)>,
+    pub(super) phrasing_counts: Map<i64, (i64, i64, i64)>,
     /// Latest retrieval of this transaction per (document, assistant), written once at the end.
-    pub(super) last_retrievals: HashMap<(i64, i64), i64>,
+    pub(super) last_retrievals: Map<(i64, i64), i64>,
 }
 
 pub(super) type SqlResult<T> = Result<T, rusqlite::Error>;
@@ -83,19 +84,19 @@ impl Apply<'_> {
             return Ok(key);
         }
         let table = registry.table();
-        let found: Option<i64> = self
+        // A key missing from the cache is most often a new entity: insert first.
+        let inserted = self
             .tx
-            .prepare_cached(&format!("SELECT key FROM {table} WHERE id = ?1"))?
-            .query_row([id.as_bytes()], |r| r.get(0))
-            .optional()?;
-        let key = match found {
-            Some(key) => key,
-            None => {
-                self.tx
-                    .prepare_cached(&format!("INSERT INTO {table} (id) VALUES (?1)"))?
-                    .execute([id.as_bytes()])?;
-                self.tx.last_insert_rowid()
-            }
+            .prepare_cached(&format!(
+                "INSERT INTO {table} (id) VALUES (?1) ON CONFLICT (id) DO NOTHING"
+            ))?
+            .execute([id.as_bytes()])?;
+        let key = if inserted == 1 {
+            self.tx.last_insert_rowid()
+        } else {
+            self.tx
+                .prepare_cached(&format!("SELECT key FROM {table} WHERE id = ?1"))?
+                .query_row([id.as_bytes()], |r| r.get(0))?
         };
         registry.cache(self.caches).insert(id, key);
         Ok(key)
@@ -106,19 +107,18 @@ impl Apply<'_> {
             return Ok(key);
         }
         let (table, column) = names.table();
-        let found: Option<i64> = self
+        let inserted = self
             .tx
-            .prepare_cached(&format!("SELECT key FROM {table} WHERE {column} = ?1"))?
-            .query_row([text], |r| r.get(0))
-            .optional()?;
-        let key = match found {
-            Some(key) => key,
-            None => {
-                self.tx
-                    .prepare_cached(&format!("INSERT INTO {table} ({column}) VALUES (?1)"))?
-                    .execute([text])?;
-                self.tx.last_insert_rowid()
-            }
+            .prepare_cached(&format!(
+                "INSERT INTO {table} ({column}) VALUES (?1) ON CONFLICT ({column}) DO NOTHING"
+            ))?
+            .execute([text])?;
+        let key = if inserted == 1 {
+            self.tx.last_insert_rowid()
+        } else {
+            self.tx
+                .prepare_cached(&format!("SELECT key FROM {table} WHERE {column} = ?1"))?
+                .query_row([text], |r| r.get(0))?
         };
         names.cache(self.caches).insert(text.to_string(), key);
         Ok(key)
@@ -291,8 +291,8 @@ impl Apply<'_> {
     }
 
     pub(super) fn interaction(&mut self, e: &InteractionEvent) -> SqlResult<Applied> {
-        // An embedding moves a centroid: a duplicate must be caught before that.
-        if e.topic_key.is_none() && e.question_embedding.is_some() && self.stored(e.id)? {
+        // Before anything changes: an embedding moves a centroid, a phrasing counts.
+        if self.ids.stored(self.tx, e.id, e.timestamp)? {
             return Ok(Applied::Duplicate);
         }
         let assistant = self.key(Registry::Assistants, e.assistant_id)?;
@@ -350,6 +350,7 @@ impl Apply<'_> {
         if inserted == 0 {
             return Ok(Applied::Duplicate);
         }
+        self.ids.insert(e.id, day_of(e.timestamp));
         let key = self.tx.last_insert_rowid();
         let documents = self.children(key, assistant, e)?;
         if let Some(rollups) = self.rollups.as_mut() {
@@ -387,15 +388,6 @@ impl Apply<'_> {
             self.record_unpriced(model, e.timestamp)?;
         }
         Ok(Applied::Stored)
-    }
-
-    pub(super) fn stored(&mut self, id: Uuid) -> SqlResult<bool> {
-        Ok(self
-            .tx
-            .prepare_cached("SELECT 1 FROM interactions WHERE id = ?1")?
-            .query_row([id.as_bytes()], |_| Ok(()))
-            .optional()?
-            .is_some())
     }
 
     /// Steps and retrieved documents, packed into one `interaction_details`
