@@ -1,12 +1,11 @@
 //! Cost per assistant: token sums and the summed cost in nano-dollars.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::round::{NANOS, round_dp};
-use super::{AssistantDirectory, AssistantMeta, sum_i64};
+use super::{AssistantDirectory, AssistantMeta, KeyMap, sum_i64};
 use crate::analytics::models::AssistantCost;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,7 +17,7 @@ struct CostAcc {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostsState {
-    assistants: HashMap<i64, CostAcc>,
+    assistants: KeyMap<CostAcc>,
 }
 
 impl CostsState {

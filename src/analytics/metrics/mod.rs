@@ -14,6 +14,12 @@
 
 use uuid::Uuid;
 
+/// States keyed by the store's surrogate keys. A scan folds every row of a
+/// window into one, so the hasher matters: foldhash is several times cheaper
+/// than the default SipHash on an `i64` (the keys are the store's own, not a
+/// client's, but the hasher is seeded per process anyway).
+pub type KeyMap<V> = std::collections::HashMap<i64, V, foldhash::fast::RandomState>;
+
 pub mod cache;
 pub mod costs;
 pub mod diversity;

@@ -1,10 +1,9 @@
 //! Session length distribution: interactions per session in the window, bucketed
 //! into single-question, normal and power-user sessions.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
+use super::KeyMap;
 use super::count_i64;
 use super::round::percentage;
 use crate::analytics::models::SessionDistribution;
@@ -20,7 +19,7 @@ use crate::analytics::models::SessionDistribution;
 /// the moment it gains an interaction elsewhere.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionsState {
-    interactions: HashMap<i64, u64>,
+    interactions: KeyMap<u64>,
     settled: [u64; 3],
 }
 

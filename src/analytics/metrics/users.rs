@@ -1,11 +1,10 @@
 //! Top users: per user key, tokens, interactions and latest activity in the window.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{UserDirectory, UserMeta, count_i64, keep_contenders, sum_i64};
+use super::{KeyMap, UserDirectory, UserMeta, count_i64, keep_contenders, sum_i64};
 use crate::analytics::models::UserStat;
 use crate::time::Timestamp;
 
@@ -32,7 +31,7 @@ impl UserAcc {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsersState {
-    users: HashMap<i64, UserAcc>,
+    users: KeyMap<UserAcc>,
 }
 
 impl UsersState {

@@ -2,12 +2,12 @@
 //! status, and the listings (default, per status, cold documents).
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{DocumentDirectory, count_i64, keep_contenders};
+use super::{DocumentDirectory, KeyMap, count_i64, keep_contenders};
 use crate::analytics::models::DocumentUtilization;
 use crate::time::Timestamp;
 
@@ -44,7 +44,7 @@ impl Status {
 /// Retrievals per document key; only documents retrieved at least once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UtilizationState {
-    retrievals: HashMap<i64, u64>,
+    retrievals: KeyMap<u64>,
 }
 
 /// A row chosen for the response, before its `last_retrieved` is known.

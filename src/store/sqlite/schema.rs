@@ -289,7 +289,10 @@ INSERT INTO interactions_v6 SELECT * FROM interactions;
 DROP TABLE interactions;
 ALTER TABLE interactions_v6 RENAME TO interactions;
 CREATE INDEX interactions_by_ts ON interactions (ts, user, session, input_tokens, output_tokens);
-CREATE INDEX interactions_by_assistant_ts ON interactions (assistant, ts);
+-- Covers the same columns for one assistant's windows (a scoped user-stats
+-- scan of 30 days read each row from the table before: 139 against 177 ms
+-- unscoped at 1M interactions, for a tenth of the rows).
+CREATE INDEX interactions_by_assistant_ts ON interactions (assistant, ts, user, session, input_tokens, output_tokens);
 -- The day is ts / 86400000000 (µs per day); lookups must spell it the same.
 CREATE UNIQUE INDEX interactions_by_day_id ON interactions (ts / 86400000000, id);
 "#;
