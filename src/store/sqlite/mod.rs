@@ -76,6 +76,22 @@ pub struct SqliteStore {
     damaged: Arc<std::sync::Mutex<Option<String>>>,
 }
 
+/// A store in `dir` with the built-in catalogue and rollups, for tests.
+#[cfg(test)]
+pub(crate) fn open_for_test(dir: &Path) -> SqliteStore {
+    SqliteStore::open(
+        dir,
+        Arc::new(Catalogue::load(None).expect("built-in catalogue")),
+        Arc::new(Telemetry::new()),
+        StoreOptions {
+            max_queued_events: 100_000,
+            topic_threshold: 0.9,
+            rollups: true,
+        },
+    )
+    .expect("store opens")
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir`, migrates it and
     /// starts the writer thread.

@@ -3,8 +3,6 @@
 //! included), random windows and every assistant scope. Then: a rebuild from
 //! the raw events gives the same rollups the writer kept.
 
-use std::sync::Arc;
-
 use proptest::prelude::*;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Value, json};
@@ -13,11 +11,9 @@ use uuid::Uuid;
 use crate::analytics::metrics::utilization::Status;
 use crate::ingest::ingest_values;
 use crate::ingest::validate::EventLimits;
-use crate::pricing::Catalogue;
+use crate::store::sqlite::SqliteStore;
 use crate::store::sqlite::read::{self, ReadCtx, TrendingQuery};
-use crate::store::sqlite::{SqliteStore, StoreOptions};
 use crate::store::{ReadPath, StoreError, Window};
-use crate::telemetry::Telemetry;
 use crate::time::{MICROS_PER_DAY, MICROS_PER_SECOND, Timestamp};
 
 const STEPS: [&str; 3] = ["retrieval", "rerank", "synthesis"];
@@ -237,18 +233,7 @@ fn plain(assistant: u128, minutes_ago: i64, ttft_ms: Option<u32>) -> Gen {
 }
 
 fn open(dir: &std::path::Path) -> SqliteStore {
-    let catalogue = Arc::new(Catalogue::load(None).expect("built-in catalogue"));
-    SqliteStore::open(
-        dir,
-        catalogue,
-        Arc::new(Telemetry::new()),
-        StoreOptions {
-            max_queued_events: 100_000,
-            topic_threshold: 0.9,
-            rollups: true,
-        },
-    )
-    .expect("store opens")
+    crate::store::sqlite::open_for_test(dir)
 }
 
 async fn ingest(store: &SqliteStore, events: &[Gen], now: i64, cuts: &[usize]) {

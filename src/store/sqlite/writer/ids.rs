@@ -180,7 +180,6 @@ mod tests {
 #[cfg(test)]
 mod property {
     use std::collections::HashSet;
-    use std::sync::Arc;
 
     use proptest::prelude::*;
     use serde_json::{Value, json};
@@ -188,24 +187,8 @@ mod property {
     use super::*;
     use crate::ingest::ingest_values;
     use crate::ingest::validate::EventLimits;
-    use crate::pricing::Catalogue;
-    use crate::store::sqlite::{SqliteStore, StoreOptions};
-    use crate::telemetry::Telemetry;
+    use crate::store::sqlite::open_for_test;
     use crate::time::Timestamp;
-
-    fn open(dir: &std::path::Path) -> SqliteStore {
-        SqliteStore::open(
-            dir,
-            Arc::new(Catalogue::load(None).expect("built-in catalogue")),
-            Arc::new(Telemetry::new()),
-            StoreOptions {
-                max_queued_events: 100_000,
-                topic_threshold: 0.9,
-                rollups: true,
-            },
-        )
-        .expect("store opens")
-    }
 
     /// Interaction `id` (of a pool of 8) dated `day` days and `minute` minutes ago.
     fn event(now: i64, id: u8, day: i64, minute: i64) -> Value {
@@ -235,12 +218,12 @@ mod property {
             let dir = tempfile::tempdir().expect("tempdir");
             let now = Timestamp::now().0;
             let mut seen = HashSet::new();
-            let mut store = open(dir.path());
+            let mut store = open_for_test(dir.path());
             for (n, chunk) in events.chunks(batch).enumerate() {
                 if n * batch >= restart && n * batch < restart + batch {
                     runtime.block_on(store.close());
                     drop(store);
-                    store = open(dir.path());
+                    store = open_for_test(dir.path());
                 }
                 let values: Vec<(usize, Value)> = chunk
                     .iter()
