@@ -435,6 +435,14 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     check_identity(conn)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        if version > 0 {
+            // An existing store: moving its rows can take minutes when it is large.
+            tracing::info!(
+                from = index,
+                to = index + 1,
+                "migrating the database schema; on a large store this takes a while"
+            );
+        }
         let tx = conn.transaction()?;
         tx.execute_batch(migration.sql)?;
         if let Some(then) = migration.then {

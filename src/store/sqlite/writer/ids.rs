@@ -41,17 +41,22 @@ const MIN_CAPACITY: usize = if cfg!(test) { 1 << 10 } else { 1 << 20 };
 pub(super) struct StoredIds {
     /// Each full filter is followed by one twice its size, so the filter
     /// grows without rereading the store (a scalable Bloom filter).
-    filters: Vec<BloomFilter>,
+    filters: Vec<Filter>,
     /// Ids the last filter was sized for, and how many it holds.
     capacity: usize,
     in_last: usize,
+    recorded: usize,
     days: BTreeSet<i64>,
 }
 
 impl StoredIds {
     /// Reads every stored id, in the order of the day index.
     pub(super) fn load(conn: &Connection) -> rusqlite::Result<Self> {
-        let count: i64 = conn.query_row("SELECT count(*) FROM interactions", [], |r| r.get(0))?;
+        // Keys only grow, so the largest is the count without a scan to count.
+        let count: i64 =
+            conn.query_row("SELECT coalesce(max(key), 0) FROM interactions", [], |r| {
+                r.get(0)
+            })?;
         let mut ids = Self::with_capacity((count.max(0) as usize).saturating_mul(2));
         let mut stmt = conn.prepare(
             "SELECT ts / 86400000000, id FROM interactions INDEXED BY interactions_by_day_id",
@@ -72,8 +77,14 @@ impl StoredIds {
             filters: vec![filter(capacity)],
             capacity,
             in_last: 0,
+            recorded: 0,
             days: BTreeSet::new(),
         }
+    }
+
+    /// Ids recorded (a rolled-back one included).
+    pub(super) fn len(&self) -> usize {
+        self.recorded
     }
 
     /// Records an id written in the open transaction. If that transaction
@@ -88,6 +99,7 @@ impl StoredIds {
             last.insert(&id);
         }
         self.in_last += 1;
+        self.recorded += 1;
         self.days.insert(day);
     }
 
@@ -112,8 +124,14 @@ impl StoredIds {
     }
 }
 
-fn filter(capacity: usize) -> BloomFilter {
-    BloomFilter::with_false_pos(FALSE_POSITIVES).expected_items(capacity)
+/// foldhash rather than the crate's default SipHash: loading ten million ids
+/// at start is mostly hashing.
+type Filter = BloomFilter<foldhash::fast::RandomState>;
+
+fn filter(capacity: usize) -> Filter {
+    BloomFilter::with_false_pos(FALSE_POSITIVES)
+        .hasher(foldhash::fast::RandomState::default())
+        .expected_items(capacity)
 }
 
 #[cfg(test)]

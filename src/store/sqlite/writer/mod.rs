@@ -193,7 +193,13 @@ impl Writer {
         topic_threshold: f32,
         maintain_rollups: bool,
     ) -> rusqlite::Result<Self> {
+        let started = std::time::Instant::now();
         let ids = StoredIds::load(&conn)?;
+        tracing::info!(
+            ids = ids.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "loaded the filter of stored interaction ids"
+        );
         Ok(Self {
             conn,
             catalogue,
