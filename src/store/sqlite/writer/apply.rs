@@ -83,21 +83,7 @@ impl Apply<'_> {
         if let Some(&key) = registry.cache(self.caches).get(&id) {
             return Ok(key);
         }
-        let table = registry.table();
-        // A key missing from the cache is most often a new entity: insert first.
-        let inserted = self
-            .tx
-            .prepare_cached(&format!(
-                "INSERT INTO {table} (id) VALUES (?1) ON CONFLICT (id) DO NOTHING"
-            ))?
-            .execute([id.as_bytes()])?;
-        let key = if inserted == 1 {
-            self.tx.last_insert_rowid()
-        } else {
-            self.tx
-                .prepare_cached(&format!("SELECT key FROM {table} WHERE id = ?1"))?
-                .query_row([id.as_bytes()], |r| r.get(0))?
-        };
+        let key = self.intern(registry.table(), "id", &id.as_bytes())?;
         registry.cache(self.caches).insert(id, key);
         Ok(key)
     }
@@ -107,21 +93,26 @@ impl Apply<'_> {
             return Ok(key);
         }
         let (table, column) = names.table();
+        let key = self.intern(table, column, &text)?;
+        names.cache(self.caches).insert(text.to_string(), key);
+        Ok(key)
+    }
+
+    /// The key of the row whose unique `column` is `value`, inserted when
+    /// missing. A value missing from the caches is most often new: insert first.
+    fn intern(&self, table: &str, column: &str, value: &dyn rusqlite::ToSql) -> SqlResult<i64> {
         let inserted = self
             .tx
             .prepare_cached(&format!(
                 "INSERT INTO {table} ({column}) VALUES (?1) ON CONFLICT ({column}) DO NOTHING"
             ))?
-            .execute([text])?;
-        let key = if inserted == 1 {
-            self.tx.last_insert_rowid()
-        } else {
-            self.tx
-                .prepare_cached(&format!("SELECT key FROM {table} WHERE {column} = ?1"))?
-                .query_row([text], |r| r.get(0))?
-        };
-        names.cache(self.caches).insert(text.to_string(), key);
-        Ok(key)
+            .execute([value])?;
+        if inserted == 1 {
+            return Ok(self.tx.last_insert_rowid());
+        }
+        self.tx
+            .prepare_cached(&format!("SELECT key FROM {table} WHERE {column} = ?1"))?
+            .query_row([value], |r| r.get(0))
     }
 
     /// Marks the entity registered and writes the fields the event carries.
