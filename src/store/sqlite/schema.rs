@@ -459,18 +459,24 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 mod tests {
     use super::*;
 
-    /// A store written before `last_retrievals` existed gets it filled from
-    /// its retrievals, and loses the index it replaces.
-    #[test]
-    fn the_last_retrievals_are_filled_from_an_older_store() {
-        let mut conn = Connection::open_in_memory().expect("memory database");
-        for migration in &MIGRATIONS[..3] {
+    /// An empty store of schema `version`, as an older ragpulse left it.
+    fn store_at(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().expect("memory database");
+        for migration in &MIGRATIONS[..version] {
             conn.execute_batch(migration.sql).expect("older schema");
         }
         conn.pragma_update(None, "application_id", APPLICATION_ID)
             .expect("application id");
-        conn.pragma_update(None, "user_version", 3)
+        conn.pragma_update(None, "user_version", version as i64)
             .expect("version");
+        conn
+    }
+
+    /// A store written before `last_retrievals` existed gets it filled from
+    /// its retrievals, and loses the index it replaces.
+    #[test]
+    fn the_last_retrievals_are_filled_from_an_older_store() {
+        let mut conn = store_at(3);
         // (ts, interaction, document, assistant)
         conn.execute_batch(
             "INSERT INTO retrievals VALUES (10, 1, 7, 1), (30, 2, 7, 1), (20, 3, 7, 2), (5, 4, 8, 1);",
@@ -505,14 +511,7 @@ mod tests {
     fn steps_and_retrievals_are_packed_per_interaction() {
         use crate::store::sqlite::details::{PackedStep, column};
 
-        let mut conn = Connection::open_in_memory().expect("memory database");
-        for migration in &MIGRATIONS[..4] {
-            conn.execute_batch(migration.sql).expect("older schema");
-        }
-        conn.pragma_update(None, "application_id", APPLICATION_ID)
-            .expect("application id");
-        conn.pragma_update(None, "user_version", 4)
-            .expect("version");
+        let mut conn = store_at(4);
         // steps: (ts, interaction, name, assistant, first_index, occurrences,
         // duration_us, input_tokens, output_tokens); retrievals: (ts,
         // interaction, document, assistant). Interaction 1 has both, 2 steps
@@ -579,14 +578,7 @@ mod tests {
     /// ids are then unique per day and no longer over all time.
     #[test]
     fn interactions_keep_their_rows_and_ids_become_unique_per_day() {
-        let mut conn = Connection::open_in_memory().expect("memory database");
-        for migration in &MIGRATIONS[..5] {
-            conn.execute_batch(migration.sql).expect("older schema");
-        }
-        conn.pragma_update(None, "application_id", APPLICATION_ID)
-            .expect("application id");
-        conn.pragma_update(None, "user_version", 5)
-            .expect("version");
+        let mut conn = store_at(5);
         let insert = "INSERT INTO interactions (key, id, ts, assistant, session, cache_hit,
                           input_tokens, output_tokens, cached_input_tokens, cost_nusd, cost_source, model)
                       VALUES (?1, ?2, ?3, 1, 1, 0, 5, 6, 0, 7, 1, 'm')";
