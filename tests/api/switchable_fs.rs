@@ -216,6 +216,26 @@ impl Mirror {
         }
     }
 
+    /// Removes the child `name` of `parent` with `op` (a file or a directory).
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: ReplyEmpty,
+        op: fn(&Path) -> std::io::Result<()>,
+    ) {
+        let removed = self.writable().and_then(|()| {
+            let path = self.state().child(parent, name)?;
+            op(&path).map_err(errno)?;
+            self.state().forget_path(&path);
+            Ok(())
+        });
+        match removed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
     fn entry(&self, path: &Path) -> Result<FileAttr, Errno> {
         let meta = std::fs::symlink_metadata(path).map_err(errno)?;
         let ino = self.state().inode(path);
@@ -354,29 +374,11 @@ impl Filesystem for Mirror {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let removed = self.writable().and_then(|()| {
-            let path = self.state().child(parent, name)?;
-            std::fs::remove_file(&path).map_err(errno)?;
-            self.state().forget_path(&path);
-            Ok(())
-        });
-        match removed {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, reply, |p| std::fs::remove_file(p));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let removed = self.writable().and_then(|()| {
-            let path = self.state().child(parent, name)?;
-            std::fs::remove_dir(&path).map_err(errno)?;
-            self.state().forget_path(&path);
-            Ok(())
-        });
-        match removed {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, reply, |p| std::fs::remove_dir(p));
     }
 
     fn rename(
