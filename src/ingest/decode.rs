@@ -10,7 +10,9 @@
 
 use std::io::Read;
 
-use serde_json::Value;
+use std::borrow::Cow;
+
+use super::json::{CowStr, Json, Object};
 
 /// Body-level limits; over them the whole request is refused.
 #[derive(Debug, Clone)]
@@ -63,25 +65,13 @@ pub enum DecodeError {
 }
 
 /// One position of the batch: a parsed value, or why that line could not be read.
-pub type Slot = Result<Value, String>;
+pub type Slot<'a> = Result<Json<'a>, String>;
 
 /// The most JSON values (objects, arrays, strings, numbers, ...) one event may
 /// have. The largest valid event (a 4,096-dimension embedding, 256 steps,
 /// 1,024 retrieved documents) has under 7,000; past this, the event is
 /// rejected and the rest of it skipped without being built.
 pub const MAX_EVENT_VALUES: usize = 16_384;
-
-/// Decompresses (when `gzip`) and splits the body into event slots.
-pub fn decode(
-    body: &[u8],
-    gzip: bool,
-    format: Format,
-    limits: &BodyLimits,
-) -> Result<Vec<Slot>, DecodeError> {
-    let mut slots = Vec::new();
-    decode_each(body, gzip, format, limits, |_, slot| slots.push(slot))?;
-    Ok(slots)
-}
 
 /// Decompresses (when `gzip`) and hands each event slot to `each` with its
 /// index as soon as it is read, so a caller that converts it keeps one value
@@ -92,7 +82,7 @@ pub fn decode_each(
     gzip: bool,
     format: Format,
     limits: &BodyLimits,
-    mut each: impl FnMut(usize, Slot),
+    mut each: impl FnMut(usize, Slot<'_>),
 ) -> Result<(), DecodeError> {
     let inflated;
     let bytes = if gzip {
@@ -154,10 +144,10 @@ fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
 
 /// `{"events": [...]}` with at most `max` events, each handed to `each` as
 /// soon as it is read.
-fn json_events(
-    bytes: &[u8],
+fn json_events<'b>(
+    bytes: &'b [u8],
     max: usize,
-    each: &mut dyn FnMut(usize, Slot),
+    each: &mut dyn FnMut(usize, Slot<'b>),
 ) -> Result<(), DecodeError> {
     let over = std::cell::Cell::new(false);
     let seed = BodySeed {
@@ -178,14 +168,14 @@ fn json_events(
 }
 
 /// The body object: its `events` array, other keys ignored.
-struct BodySeed<'a, 'f> {
+struct BodySeed<'a, 'f, 'de> {
     max: usize,
     /// Set when the array had more than `max` elements.
     over: &'a std::cell::Cell<bool>,
-    each: &'a mut (dyn FnMut(usize, Slot) + 'f),
+    each: &'a mut (dyn FnMut(usize, Slot<'de>) + 'f),
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for BodySeed<'_, '_> {
+impl<'de> serde::de::DeserializeSeed<'de> for BodySeed<'_, '_, 'de> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -193,7 +183,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for BodySeed<'_, '_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for BodySeed<'_, '_> {
+impl<'de> serde::de::Visitor<'de> for BodySeed<'_, '_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -202,7 +192,7 @@ impl<'de> serde::de::Visitor<'de> for BodySeed<'_, '_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = false;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(key) = map.next_key_seed(CowStr)? {
             if key != "events" {
                 map.next_value::<serde::de::IgnoredAny>()?;
                 continue;
@@ -226,13 +216,13 @@ impl<'de> serde::de::Visitor<'de> for BodySeed<'_, '_> {
 }
 
 /// The `events` array, refused past `max` elements.
-struct EventsSeed<'a, 'f> {
+struct EventsSeed<'a, 'f, 'de> {
     max: usize,
     over: &'a std::cell::Cell<bool>,
-    each: &'a mut (dyn FnMut(usize, Slot) + 'f),
+    each: &'a mut (dyn FnMut(usize, Slot<'de>) + 'f),
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for EventsSeed<'_, '_> {
+impl<'de> serde::de::DeserializeSeed<'de> for EventsSeed<'_, '_, 'de> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -240,7 +230,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for EventsSeed<'_, '_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for EventsSeed<'_, '_> {
+impl<'de> serde::de::Visitor<'de> for EventsSeed<'_, '_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -265,7 +255,7 @@ impl<'de> serde::de::Visitor<'de> for EventsSeed<'_, '_> {
 }
 
 /// `Err` for an event that went over [`MAX_EVENT_VALUES`].
-fn budget_checked(value: Value, left: &std::cell::Cell<usize>) -> Slot {
+fn budget_checked<'a>(value: Json<'a>, left: &std::cell::Cell<usize>) -> Slot<'a> {
     if left.get() == 0 {
         Err(format!(
             "event has more than {MAX_EVENT_VALUES} JSON values; it is not a valid event \
@@ -297,65 +287,70 @@ impl Budgeted<'_> {
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Budgeted<'_> {
-    type Value = Value;
+    type Value = Json<'de>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for Budgeted<'_> {
-    type Value = Value;
+    type Value = Json<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+    fn visit_bool<E>(self, v: bool) -> Result<Json<'de>, E> {
         self.take();
-        Ok(Value::Bool(v))
+        Ok(Json::Bool(v))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+    fn visit_i64<E>(self, v: i64) -> Result<Json<'de>, E> {
         self.take();
-        Ok(Value::from(v))
+        Ok(Json::Number(v.into()))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+    fn visit_u64<E>(self, v: u64) -> Result<Json<'de>, E> {
         self.take();
-        Ok(Value::from(v))
+        Ok(Json::Number(v.into()))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+    fn visit_f64<E>(self, v: f64) -> Result<Json<'de>, E> {
         self.take();
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        Ok(serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number))
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'de>, E> {
         self.take();
-        Ok(Value::String(v.to_string()))
+        Ok(Json::String(Cow::Borrowed(v)))
     }
 
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+    fn visit_str<E>(self, v: &str) -> Result<Json<'de>, E> {
         self.take();
-        Ok(Value::String(v))
+        Ok(Json::String(Cow::Owned(v.to_string())))
     }
 
-    fn visit_unit<E>(self) -> Result<Value, E> {
+    fn visit_string<E>(self, v: String) -> Result<Json<'de>, E> {
         self.take();
-        Ok(Value::Null)
+        Ok(Json::String(Cow::Owned(v)))
     }
 
-    fn visit_none<E>(self) -> Result<Value, E> {
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
         self.take();
-        Ok(Value::Null)
+        Ok(Json::Null)
     }
 
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+    fn visit_none<E>(self) -> Result<Json<'de>, E> {
+        self.take();
+        Ok(Json::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
         serde::de::DeserializeSeed::deserialize(self, d)
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let mut items = Vec::new();
         if self.take() {
             while let Some(item) = seq.next_element_seed(Budgeted { left: self.left })? {
@@ -367,25 +362,25 @@ impl<'de> serde::de::Visitor<'de> for Budgeted<'_> {
         }
         // Over budget: read the rest without building it.
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(Value::Array(items))
+        Ok(Json::Array(items))
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = serde_json::Map::new();
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let mut members = Vec::new();
         if self.take() {
-            while let Some(key) = map.next_key::<String>()? {
+            while let Some(key) = map.next_key_seed(CowStr)? {
                 let value = map.next_value_seed(Budgeted { left: self.left })?;
                 if self.left.get() == 0 {
                     break;
                 }
-                object.insert(key, value);
+                members.push((key, value));
             }
         }
         while map
             .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
             .is_some()
         {}
-        Ok(Value::Object(object))
+        Ok(Json::Object(Object(members)))
     }
 }
 
@@ -400,7 +395,7 @@ fn ndjson_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// One NDJSON line; a blank one is marked with an empty error and skipped later.
-fn ndjson_event(line: &[u8]) -> Slot {
+fn ndjson_event(line: &[u8]) -> Slot<'_> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(String::new());
     }
@@ -410,20 +405,38 @@ fn ndjson_event(line: &[u8]) -> Slot {
         serde::de::DeserializeSeed::deserialize(Budgeted { left: &left }, &mut deserializer)
             .and_then(|value| deserializer.end().map(|()| value));
     match parsed {
-        Ok(value @ Value::Object(_)) => budget_checked(value, &left),
+        Ok(value @ Json::Object(_)) => budget_checked(value, &left),
         Ok(_) => Err("line is not a JSON object".to_string()),
         Err(e) => Err(format!("line is not valid JSON: {e}")),
     }
 }
 
 /// True for the placeholder of a blank NDJSON line.
-pub fn is_blank(slot: &Slot) -> bool {
+pub fn is_blank(slot: &Slot<'_>) -> bool {
     matches!(slot, Err(e) if e.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every slot of a body, as `serde_json` values (blank lines as `Err("")`).
+    fn decode(
+        body: &[u8],
+        gzip: bool,
+        format: Format,
+        limits: &BodyLimits,
+    ) -> Result<Vec<Result<serde_json::Value, String>>, DecodeError> {
+        let mut slots = Vec::new();
+        decode_each(body, gzip, format, limits, |_, slot| {
+            slots.push(slot.map(|json| json.to_value()));
+        })?;
+        Ok(slots)
+    }
+
+    fn is_blank(slot: &Result<serde_json::Value, String>) -> bool {
+        matches!(slot, Err(e) if e.is_empty())
+    }
 
     fn gz(data: &[u8]) -> Vec<u8> {
         use std::io::Write;

@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod event;
+pub mod json;
 pub mod validate;
 
 use axum::body::{Body, Bytes};
@@ -82,7 +83,7 @@ pub async fn ingest_values(
     let mut valid = Vec::with_capacity(values.len());
     let mut rejected = Vec::new();
     for (index, value) in values {
-        match validate::validate(&value, limits, now) {
+        match validate::validate(&json::Json::borrow(&value), limits, now) {
             Ok(event) => valid.push((index, event)),
             Err(Rejection(error)) => rejected.push(RejectedEvent { index, error }),
         }

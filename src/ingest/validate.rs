@@ -1,8 +1,9 @@
 //! Turns one JSON event into a validated [`Event`], or a message that names
 //! the offending field. The rules are those of `docs/ingest.md`.
 
-use serde_json::{Map, Value};
 use uuid::Uuid;
+
+use super::json::{Json, Object};
 
 use super::event::*;
 use crate::time::{MICROS_PER_SECOND, Timestamp};
@@ -47,8 +48,8 @@ fn reject<T>(field: &str, message: impl std::fmt::Display) -> Result<T> {
 }
 
 /// Validates one event against the clock `now_us`.
-pub fn validate(value: &Value, limits: &EventLimits, now_us: i64) -> Result<Event> {
-    let Value::Object(obj) = value else {
+pub fn validate(value: &Json<'_>, limits: &EventLimits, now_us: i64) -> Result<Event> {
+    let Json::Object(obj) = value else {
         return Err(Rejection(format!(
             "event must be a JSON object, got {}",
             json_kind(value)
@@ -61,7 +62,7 @@ pub fn validate(value: &Value, limits: &EventLimits, now_us: i64) -> Result<Even
         now_us,
     };
     let kind = match obj.get("type") {
-        Some(Value::String(kind)) => kind.as_str(),
+        Some(Json::String(kind)) => kind.as_ref(),
         Some(other) => {
             return reject(
                 "type",
@@ -293,8 +294,12 @@ fn retrieved(f: &Fields) -> Result<Vec<Uuid>> {
     }
     let mut out: Vec<Uuid> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        let path = format!("{}[{index}]", f.path("retrieved_document_ids"));
-        let id = parse_uuid(&path, item)?;
+        let id = parse_uuid(item).or_else(|message| {
+            reject(
+                &format!("{}[{index}]", f.path("retrieved_document_ids")),
+                message,
+            )
+        })?;
         if !out.contains(&id) {
             out.push(id);
         }
@@ -343,7 +348,7 @@ fn nano_units(path: &str, value: f64) -> Result<i64> {
 
 /// One JSON object being validated, with the path of its fields for messages.
 struct Fields<'a> {
-    obj: &'a Map<String, Value>,
+    obj: &'a Object<'a>,
     prefix: String,
     limits: &'a EventLimits,
     now_us: i64,
@@ -358,9 +363,9 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn present(&self, key: &str) -> Result<&'a Value> {
+    fn present(&self, key: &str) -> Result<&'a Json<'a>> {
         match self.obj.get(key) {
-            None | Some(Value::Null) => reject(&self.path(key), "is required"),
+            None | Some(Json::Null) => reject(&self.path(key), "is required"),
             Some(v) => Ok(v),
         }
     }
@@ -371,8 +376,8 @@ impl<'a> Fields<'a> {
         key: &&str,
         parse: impl FnOnce(&Self, &str) -> Result<T>,
     ) -> Result<Option<T>> {
-        match self.obj.get(*key) {
-            None | Some(Value::Null) => Ok(None),
+        match self.obj.get(key) {
+            None | Some(Json::Null) => Ok(None),
             Some(_) => parse(self, key).map(Some),
         }
     }
@@ -383,9 +388,9 @@ impl<'a> Fields<'a> {
         key: &&str,
         parse: impl FnOnce(&Self, &str) -> Result<T>,
     ) -> Result<Patch<T>> {
-        match self.obj.get(*key) {
+        match self.obj.get(key) {
             None => Ok(Patch::Keep),
-            Some(Value::Null) => Ok(Patch::Clear),
+            Some(Json::Null) => Ok(Patch::Clear),
             Some(_) => parse(self, key).map(Patch::Set),
         }
     }
@@ -402,7 +407,7 @@ impl<'a> Fields<'a> {
 
     fn child(&self, key: &str) -> Result<Fields<'a>> {
         match self.present(key)? {
-            Value::Object(obj) => Ok(Fields {
+            Json::Object(obj) => Ok(Fields {
                 obj,
                 prefix: self.path(key),
                 limits: self.limits,
@@ -415,10 +420,10 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn element(&self, key: &str, index: usize, item: &'a Value) -> Result<Fields<'a>> {
+    fn element(&self, key: &str, index: usize, item: &'a Json<'a>) -> Result<Fields<'a>> {
         let prefix = format!("{}[{index}]", self.path(key));
         match item {
-            Value::Object(obj) => Ok(Fields {
+            Json::Object(obj) => Ok(Fields {
                 obj,
                 prefix,
                 limits: self.limits,
@@ -433,7 +438,7 @@ impl<'a> Fields<'a> {
 
     fn string(&self, key: &str) -> Result<String> {
         match self.present(key)? {
-            Value::String(s) if s.len() > self.limits.max_string_bytes => reject(
+            Json::String(s) if s.len() > self.limits.max_string_bytes => reject(
                 &self.path(key),
                 format!(
                     "is {} bytes long, more than the limit of {} bytes",
@@ -441,7 +446,7 @@ impl<'a> Fields<'a> {
                     self.limits.max_string_bytes
                 ),
             ),
-            Value::String(s) => Ok(s.clone()),
+            Json::String(s) => Ok(s.to_string()),
             other => reject(
                 &self.path(key),
                 format!("must be a string, got {}", json_kind(other)),
@@ -450,12 +455,12 @@ impl<'a> Fields<'a> {
     }
 
     fn uuid(&self, key: &str) -> Result<Uuid> {
-        parse_uuid(&self.path(key), self.present(key)?)
+        parse_uuid(self.present(key)?).or_else(|message| reject(&self.path(key), message))
     }
 
     fn boolean(&self, key: &str) -> Result<bool> {
         match self.present(key)? {
-            Value::Bool(b) => Ok(*b),
+            Json::Bool(b) => Ok(*b),
             other => reject(
                 &self.path(key),
                 format!("must be true or false, got {}", json_kind(other)),
@@ -463,9 +468,9 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn array(&self, key: &str) -> Result<&'a Vec<Value>> {
+    fn array(&self, key: &str) -> Result<&'a Vec<Json<'a>>> {
         match self.present(key)? {
-            Value::Array(items) => Ok(items),
+            Json::Array(items) => Ok(items),
             other => reject(
                 &self.path(key),
                 format!("must be an array, got {}", json_kind(other)),
@@ -474,19 +479,18 @@ impl<'a> Fields<'a> {
     }
 
     fn timestamp(&self, key: &str) -> Result<i64> {
-        let path = self.path(key);
         let text = match self.present(key)? {
-            Value::String(s) => s,
+            Json::String(s) => s,
             other => {
                 return reject(
-                    &path,
+                    &self.path(key),
                     format!("must be an RFC 3339 string, got {}", json_kind(other)),
                 );
             }
         };
         let Some(ts) = Timestamp::parse_rfc3339(text) else {
             return reject(
-                &path,
+                &self.path(key),
                 format!(
                     "{} is not an RFC 3339 timestamp with a UTC offset (for example 2026-11-28T09:15:02.120Z)",
                     quote(text)
@@ -495,7 +499,7 @@ impl<'a> Fields<'a> {
         };
         if ts.0 > self.now_us.saturating_add(self.limits.max_future_us) {
             return reject(
-                &path,
+                &self.path(key),
                 format!("{} is more than 5 minutes in the future", quote(text)),
             );
         }
@@ -504,7 +508,7 @@ impl<'a> Fields<'a> {
 
     fn finite(&self, key: &str) -> Result<f64> {
         match self.present(key)? {
-            Value::Number(n) => match n.as_f64() {
+            Json::Number(n) => match n.as_f64() {
                 Some(v) if v.is_finite() => Ok(v),
                 _ => reject(&self.path(key), format!("{n} is not a finite number")),
             },
@@ -530,21 +534,21 @@ impl<'a> Fields<'a> {
 
     /// A whole number >= 0; `1830.0` is accepted, `1830.5` is not.
     fn count(&self, key: &str) -> Result<i64> {
-        let path = self.path(key);
+        let path = || self.path(key);
         match self.present(key)? {
-            Value::Number(n) => {
+            Json::Number(n) => {
                 if let Some(v) = n.as_u64() {
                     return i64::try_from(v)
-                        .or_else(|_| reject(&path, format!("{v} is too large")));
+                        .or_else(|_| reject(&path(), format!("{v} is too large")));
                 }
                 match n.as_f64() {
                     Some(v) if v >= 0.0 && v.fract() == 0.0 && v <= MAX_EXACT_INT => Ok(v as i64),
-                    Some(v) if v < 0.0 => reject(&path, format!("must be >= 0, got {n}")),
-                    _ => reject(&path, format!("must be a whole number, got {n}")),
+                    Some(v) if v < 0.0 => reject(&path(), format!("must be >= 0, got {n}")),
+                    _ => reject(&path(), format!("must be a whole number, got {n}")),
                 }
             }
             other => reject(
-                &path,
+                &path(),
                 format!("must be a whole number, got {}", json_kind(other)),
             ),
         }
@@ -590,25 +594,25 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn parse_uuid(path: &str, value: &Value) -> Result<Uuid> {
+/// The UUID, or what is wrong with it (without the field's path, which
+/// callers build only then).
+fn parse_uuid(value: &Json<'_>) -> std::result::Result<Uuid, String> {
     match value {
-        Value::String(s) => Uuid::parse_str(s)
-            .or_else(|e| reject(path, format!("{} is not a valid UUID: {e}", quote(s)))),
-        other => reject(
-            path,
-            format!("must be a UUID string, got {}", json_kind(other)),
-        ),
+        Json::String(s) => {
+            Uuid::parse_str(s).map_err(|e| format!("{} is not a valid UUID: {e}", quote(s)))
+        }
+        other => Err(format!("must be a UUID string, got {}", json_kind(other))),
     }
 }
 
-fn json_kind(value: &Value) -> &'static str {
+fn json_kind(value: &Json<'_>) -> &'static str {
     match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
     }
 }
 
@@ -630,13 +634,13 @@ fn seconds(us: i64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     // 2026-11-30T02:53:20Z: after every timestamp the tests send.
     const NOW: i64 = 1_796_000_000_000_000;
 
     fn check(value: Value) -> Result<Event> {
-        validate(&value, &EventLimits::default(), NOW)
+        validate(&Json::borrow(&value), &EventLimits::default(), NOW)
     }
 
     fn interaction(extra: Value) -> Value {
