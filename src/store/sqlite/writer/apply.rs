@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
 use super::ids::{StoredIds, day_of};
+use super::statements::{INSERT_DETAILS, INSERT_INTERACTION, Interned, Statements};
 use super::topics::TopicChoice;
 use super::{COST_CATALOGUE, COST_CLIENT, COST_UNPRICED, Caches, Map, Names, Registry};
 use crate::analytics::metrics::steps::StepSample;
@@ -60,6 +61,10 @@ pub(super) struct Apply<'t> {
     pub(super) phrasing_counts: Map<i64, (i64, i64, i64)>,
     /// Latest retrieval of this transaction per (document, assistant), written once at the end.
     pub(super) last_retrievals: Map<(i64, i64), i64>,
+    /// Embedding topics whose centroid moved in this transaction: topic →
+    /// (assistant, row of its centroid index), written once at the end.
+    pub(super) moved_centroids: Map<i64, (i64, usize)>,
+    pub(super) statements: Statements<'t>,
 }
 
 pub(super) type SqlResult<T> = Result<T, rusqlite::Error>;
@@ -83,7 +88,7 @@ impl Apply<'_> {
         if let Some(&key) = registry.cache(self.caches).get(&id) {
             return Ok(key);
         }
-        let key = self.intern(registry.table(), "id", &id.as_bytes())?;
+        let key = self.intern(Interned::Registry(registry), &id.as_bytes())?;
         registry.cache(self.caches).insert(id, key);
         Ok(key)
     }
@@ -92,26 +97,30 @@ impl Apply<'_> {
         if let Some(&key) = names.cache(self.caches).get(text) {
             return Ok(key);
         }
-        let (table, column) = names.table();
-        let key = self.intern(table, column, &text)?;
+        let key = self.intern(Interned::Names(names), &text)?;
         names.cache(self.caches).insert(text.to_string(), key);
         Ok(key)
     }
 
     /// The key of the row whose unique `column` is `value`, inserted when
     /// missing. A value missing from the caches is most often new: insert first.
-    fn intern(&self, table: &str, column: &str, value: &dyn rusqlite::ToSql) -> SqlResult<i64> {
-        let inserted = self
-            .tx
-            .prepare_cached(&format!(
-                "INSERT INTO {table} ({column}) VALUES (?1) ON CONFLICT ({column}) DO NOTHING"
-            ))?
+    fn intern(&mut self, interned: Interned, value: &dyn rusqlite::ToSql) -> SqlResult<i64> {
+        let (table, column) = interned.table();
+        let (insert, select) = &mut self.statements.intern[interned.slot()];
+        let inserted = insert
+            .get(self.tx, || {
+                format!(
+                    "INSERT INTO {table} ({column}) VALUES (?1) ON CONFLICT ({column}) DO NOTHING"
+                )
+            })?
             .execute([value])?;
         if inserted == 1 {
             return Ok(self.tx.last_insert_rowid());
         }
-        self.tx
-            .prepare_cached(&format!("SELECT key FROM {table} WHERE {column} = ?1"))?
+        select
+            .get(self.tx, || {
+                format!("SELECT key FROM {table} WHERE {column} = ?1")
+            })?
             .query_row([value], |r| r.get(0))
     }
 
@@ -304,15 +313,9 @@ impl Apply<'_> {
         let priced = self.price(e, assistant)?;
         let rerank = e.rerank.as_ref();
         let inserted = self
-            .tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO interactions (
-                    id, ts, assistant, session, user, topic, phrasing, model, provider,
-                    ttft_us, total_us, cache_hit, input_tokens, output_tokens, cached_input_tokens,
-                    cost_nusd, cost_source, price_id, priced_model,
-                    rerank_before, rerank_after, rerank_improvement_n, rerank_position_n)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
-            )?
+            .statements
+            .interaction
+            .get(self.tx, || INSERT_INTERACTION.to_string())?
             .execute(params![
                 e.id.as_bytes(),
                 e.timestamp,
@@ -413,11 +416,9 @@ impl Apply<'_> {
         if steps.is_empty() && documents.is_empty() {
             return Ok(documents);
         }
-        self.tx
-            .prepare_cached(
-                "INSERT INTO interaction_details (ts, interaction, assistant, steps, documents)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
+        self.statements
+            .details
+            .get(self.tx, || INSERT_DETAILS.to_string())?
             .execute(params![
                 e.timestamp,
                 interaction,

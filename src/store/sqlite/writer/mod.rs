@@ -5,6 +5,7 @@
 
 mod apply;
 mod ids;
+mod statements;
 mod topics;
 
 use std::sync::Arc;
@@ -349,6 +350,8 @@ impl Writer {
             topic_counts: Map::default(),
             phrasing_counts: Map::default(),
             last_retrievals: Map::default(),
+            moved_centroids: Map::default(),
+            statements: Default::default(),
         };
         let mut outcomes = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -362,10 +365,14 @@ impl Writer {
             }
             outcomes.push(outcome);
         }
+        apply.flush_centroids()?;
         apply.flush_topic_counts()?;
         apply.flush_last_retrievals()?;
         let unpriced = std::mem::take(&mut apply.unpriced);
-        if let Some(rollups) = apply.rollups.as_mut() {
+        let rollups = apply.rollups.take();
+        // Its held statements borrow the transaction.
+        drop(apply);
+        if let Some(rollups) = rollups {
             rollups.flush(&tx)?;
             rollups.seal(&tx, today)?;
         }

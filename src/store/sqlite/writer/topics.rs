@@ -192,13 +192,7 @@ impl Apply<'_> {
             Assignment::Join { row, .. } => {
                 index.update(row, unit);
                 let topic = index.topic(row);
-                let (mean, count) = index.row(row);
-                let (bytes, count) = (to_bytes(mean), count as i64);
-                self.tx
-                    .prepare_cached(
-                        "UPDATE topic_centroids SET count = ?2, mean = ?3 WHERE topic = ?1",
-                    )?
-                    .execute(params![topic, count, bytes])?;
+                self.moved_centroids.insert(topic, (assistant, row));
                 Ok(TopicChoice::Topic(topic))
             }
             Assignment::New => {
@@ -245,6 +239,24 @@ impl Apply<'_> {
             entry.0 += 1;
             entry.1 = entry.1.min(ts);
             entry.2 = entry.2.max(ts);
+        }
+        Ok(())
+    }
+
+    /// Writes the centroids that moved in this transaction, once each: a
+    /// popular topic would otherwise rewrite its row for every question.
+    pub(super) fn flush_centroids(&mut self) -> SqlResult<()> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("UPDATE topic_centroids SET count = ?2, mean = ?3 WHERE topic = ?1")?;
+        for (topic, (assistant, row)) in self.moved_centroids.drain() {
+            // Caches are dropped only between transactions: the index that
+            // moved the centroid is still here.
+            let Some(index) = self.caches.centroids.get(&assistant) else {
+                continue;
+            };
+            let (mean, count) = index.row(row);
+            stmt.execute(params![topic, count as i64, to_bytes(mean)])?;
         }
         Ok(())
     }
