@@ -8,6 +8,7 @@ use ragpulse::config::Settings;
 use ragpulse::server::{self, AppState};
 
 fn main() -> anyhow::Result<()> {
+    keep_freed_memory();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -15,6 +16,24 @@ fn main() -> anyhow::Result<()> {
         .context("failed to start the async runtime")?;
     runtime.block_on(run(cli))
 }
+
+/// glibc gives memory freed at the top of a heap back to the kernel, and
+/// maps large blocks afresh each time: a server that frees and allocates the
+/// same working memory all day then pays a page fault and the kernel's
+/// zeroing for every page, again and again (8 % of the writer thread at full
+/// ingest). Freed memory is kept for reuse instead; the resident size stays
+/// near its peak.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets allocator parameters, before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
