@@ -549,17 +549,37 @@ fn check_in_background(path: &Path, damaged: Arc<std::sync::Mutex<Option<String>
 }
 
 fn check_integrity(conn: &Connection) -> Result<(), StoreError> {
-    let mut statement = conn.prepare("PRAGMA quick_check(5)")?;
-    let problems: Vec<String> = statement
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<Result<_, _>>()?;
+    let problems = match quick_check(conn) {
+        Ok(problems) => problems,
+        // Damage where the check itself must read (a table's root page) stops it.
+        Err(e) if is_corrupt(&e) => vec![e.to_string()],
+        Err(e) => return Err(e.into()),
+    };
     if problems.len() == 1 && problems[0] == "ok" {
         return Ok(());
     }
-    Err(StoreError::Open(format!(
-        "the database is damaged ({}); restore it from a backup, or move it away to start empty",
-        problems.join("; ")
-    )))
+    Err(damaged(&problems.join("; ")))
+}
+
+fn quick_check(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare("PRAGMA quick_check(5)")?;
+    statement
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect()
+}
+
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+fn damaged(problems: &str) -> StoreError {
+    StoreError::Open(format!(
+        "the database is damaged ({problems}); restore it from a backup, or move it away to start empty"
+    ))
 }
 
 fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
@@ -567,6 +587,10 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
 }
 
 fn wrap_open(path: &Path, e: StoreError) -> StoreError {
+    let e = match e {
+        StoreError::Sqlite(e) if is_corrupt(&e) => damaged(&e.to_string()),
+        other => other,
+    };
     match e {
         StoreError::Open(message) => StoreError::Open(format!("{}: {message}", path.display())),
         other => StoreError::Open(format!("cannot open database {}: {other}", path.display())),
