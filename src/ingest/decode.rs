@@ -575,4 +575,84 @@ mod tests {
         );
         assert_eq!(Format::from_content_type("text/plain"), None);
     }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// JSON text of any shape, objects with duplicate names and strings
+        /// with escapes included (written by hand: a `Value` cannot hold
+        /// duplicates).
+        fn text() -> impl Strategy<Value = String> {
+            let string =
+                "[a-z\"\\\\é\\n\u{1F600} ]{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap());
+            let leaf = prop_oneof![
+                Just("null".to_string()),
+                any::<bool>().prop_map(|b| b.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                (-1e300f64..1e300).prop_map(|f| serde_json::to_string(&f).unwrap()),
+                string.clone(),
+            ];
+            leaf.prop_recursive(4, 48, 6, move |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6)
+                        .prop_map(|items| format!("[{}]", items.join(","))),
+                    proptest::collection::vec(("[a-c]", inner), 0..6).prop_map(|members| {
+                        let members: Vec<String> = members
+                            .iter()
+                            .map(|(k, v)| format!("\"{k}\":{v}"))
+                            .collect();
+                        format!("{{{}}}", members.join(","))
+                    }),
+                ]
+            })
+        }
+
+        /// Each event as a value, and what a lookup of each name gives.
+        type Read = (serde_json::Value, Vec<Option<serde_json::Value>>);
+
+        const NAMES: [&str; 5] = ["e", "e2", "a", "b", "c"];
+
+        fn read_all(body: &[u8], format: Format) -> Vec<Read> {
+            let mut out = Vec::new();
+            decode_each(body, false, format, &BodyLimits::default(), |_, slot| {
+                let json = slot.unwrap();
+                let Json::Object(object) = &json else {
+                    panic!("not an object")
+                };
+                let found = NAMES
+                    .iter()
+                    .map(|k| object.get(k).map(Json::to_value))
+                    .collect();
+                out.push((json.to_value(), found));
+            })
+            .unwrap();
+            out
+        }
+
+        proptest! {
+            /// The borrowed parse reads every event as `serde_json::Value`
+            /// does, and a lookup finds what `Value` keeps (the last of
+            /// duplicate names), in both formats.
+            #[test]
+            fn events_parse_as_serde_json_values_do(values in proptest::collection::vec(text(), 1..5)) {
+                let events: Vec<String> = values
+                    .iter()
+                    .map(|v| format!("{{\"e\":{v},\"e2\":{v},\"e\":[{v}]}}"))
+                    .collect();
+                let expected: Vec<Read> = events
+                    .iter()
+                    .map(|e| {
+                        let value: serde_json::Value = serde_json::from_str(e).unwrap();
+                        let found = NAMES.iter().map(|k| value.get(k).cloned()).collect();
+                        (value, found)
+                    })
+                    .collect();
+                prop_assert_eq!(read_all(events.join("\n").as_bytes(), Format::Ndjson), expected.clone());
+                let json = format!("{{\"events\":[{}]}}", events.join(","));
+                prop_assert_eq!(read_all(json.as_bytes(), Format::Json), expected);
+            }
+        }
+    }
 }

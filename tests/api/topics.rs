@@ -132,6 +132,53 @@ async fn embedding_centroids_are_restored_after_a_restart() {
 }
 
 #[tokio::test]
+async fn a_centroid_moved_within_one_batch_is_stored_where_it_moved() {
+    // Arrange: one batch starts a topic at 0° and moves its centroid to 9.04°
+    // with a question at 18.07° (the mean of the two unit vectors, at cosine
+    // 0.9507 ≥ 0.90 from the first). The writer stores moved centroids once,
+    // at the end of the transaction.
+    let app = TestApp::spawn().await;
+    let clock = Clock::new();
+    let a = new_id();
+    app.ingest_ok(json!([
+        asked(
+            a,
+            &clock.ago_h(3),
+            "Change my e-mail",
+            Some(json!([1.0, 0.0, 0.0]))
+        ),
+        asked(
+            a,
+            &clock.ago_h(2),
+            "Update my email address",
+            Some(json!([0.95, 0.31, 0.0]))
+        ),
+    ]))
+    .await;
+    let dir = app.stop().await;
+    let app = TestApp::spawn_in(dir, |_| {}).await;
+
+    // Act: a question at 30° is at cosine 0.866 < 0.90 from the first
+    // centroid, but 0.934 from the moved one (20.96° away): it joins only if
+    // the move was stored.
+    app.ingest_ok(json!([asked(
+        a,
+        &clock.ago_h(1),
+        "How can I change my address?",
+        Some(json!([0.866_025_4, 0.5, 0.0]))
+    )]))
+    .await;
+
+    // Assert
+    let got = app.analytics("/trending").await;
+    assert_eq!(
+        summary(&got),
+        vec![("Change my e-mail".to_string(), 3, 3)],
+        "{got}"
+    );
+}
+
+#[tokio::test]
 async fn an_embedding_of_another_dimension_is_refused_for_that_assistant_only() {
     let app = TestApp::spawn().await;
     let clock = Clock::new();
