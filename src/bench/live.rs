@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::procfs::{Sched, WRITER_THREAD, cpu_seconds, thread_count, thread_sched};
 use super::{ADMIN, Server, build_dataset, ingest_all, ndjson, post};
 use crate::cli::{BenchArgs, LiveBenchArgs};
 use crate::demo::generate::{Generator, Shape};
@@ -39,8 +40,6 @@ const CONNECTING_AT_ONCE: usize = 64;
 /// Targets of the issue.
 const TARGET_P99_MS: f64 = 100.0;
 const TARGET_INGEST_RATIO: f64 = 0.8;
-/// Linux's USER_HZ: the unit of utime and stime in /proc/<pid>/stat.
-const CLOCK_TICKS_PER_S: f64 = 100.0;
 
 #[allow(clippy::print_stdout)]
 pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
@@ -461,8 +460,6 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
 }
 
 const COMPUTATIONS: &str = "ragpulse_broadcast_computations_total";
-/// The store's writer thread (`store/sqlite`), whose CPU share bounds ingest.
-const WRITER_THREAD: &str = "ragpulse-writer";
 
 /// The phase of a scope's tick grid (microseconds modulo `interval_us`): the
 /// residue of a `generated_at` from which the others lag least in total. A
@@ -690,59 +687,6 @@ impl Metrics {
             })
             .sum()
     }
-}
-
-/// utime + stime of a process, seconds (Linux; `None` elsewhere).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / CLOCK_TICKS_PER_S)
-}
-
-/// A thread's scheduler figures: seconds on a CPU, and seconds runnable but
-/// waiting in a run queue.
-#[derive(Clone, Copy)]
-struct Sched {
-    on_cpu: f64,
-    waiting: f64,
-}
-
-impl std::ops::Sub for Sched {
-    type Output = Sched;
-    fn sub(self, earlier: Sched) -> Sched {
-        Sched {
-            on_cpu: self.on_cpu - earlier.on_cpu,
-            waiting: self.waiting - earlier.waiting,
-        }
-    }
-}
-
-/// `/proc/<pid>/task/<tid>/schedstat` of the thread of `pid` named `name`.
-fn thread_sched(pid: u32, name: &str) -> Option<Sched> {
-    let task = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-        .find(|task| {
-            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
-        })?;
-    let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
-    let mut fields = stat.split_whitespace().map(|f| f.parse::<f64>().ok());
-    Some(Sched {
-        on_cpu: fields.next()?? / 1e9,
-        waiting: fields.next()?? / 1e9,
-    })
-}
-
-/// The threads of `pid` now.
-fn thread_count(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
 }
 
 /// The nearest-rank quantile of sorted values.

@@ -20,6 +20,7 @@ pub(crate) const ADMIN: &str = "bench-admin-token-0123456789";
 const INGEST: &str = "bench-ingest-token-0123456789";
 
 pub mod live;
+mod procfs;
 pub mod rollups;
 pub mod topics;
 
@@ -70,8 +71,23 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
         args.batch,
         args.clients
     );
+    let pid = server.child.id();
+    let before = (
+        procfs::cpu_seconds(pid),
+        procfs::thread_sched(pid, procfs::WRITER_THREAD),
+    );
     let ingest = ingest_all(&client, &server.url, dataset.batches, args.clients).await?;
     let rate = dataset.interactions as f64 / ingest.as_secs_f64();
+    let cpu = IngestCpu {
+        process: procfs::cpu_seconds(pid)
+            .zip(before.0)
+            .map(|(now, then)| now - then),
+        writer: procfs::thread_sched(pid, procfs::WRITER_THREAD)
+            .zip(before.1)
+            .map(|(now, then)| now - then),
+        interactions: dataset.interactions,
+        wall: ingest,
+    };
     let first = dataset
         .assistants
         .first()
@@ -107,6 +123,7 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
         args.batch,
         args.clients
     );
+    cpu.print();
     rollups.print("rollups");
     if let Some(scan) = &scan {
         scan.print("raw scan");
@@ -137,6 +154,40 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
     );
     drop(temp);
     Ok(())
+}
+
+/// The server's CPU over the ingest: steadier than the rate on a shared
+/// machine, and it says whether the writer thread had a core to itself.
+struct IngestCpu {
+    process: Option<f64>,
+    writer: Option<procfs::Sched>,
+    interactions: u64,
+    wall: Duration,
+}
+
+impl IngestCpu {
+    #[allow(clippy::print_stdout)]
+    fn print(&self) {
+        let per_interaction = |seconds: f64| seconds * 1e6 / self.interactions.max(1) as f64;
+        let wall = self.wall.as_secs_f64();
+        println!(
+            "| server CPU during ingest | {} |",
+            self.process.map_or("unknown".to_string(), |s| format!(
+                "{:.1} µs per interaction, {:.2} cores",
+                per_interaction(s),
+                s / wall
+            ))
+        );
+        println!(
+            "| server writer thread during ingest | {} |",
+            self.writer.map_or("unknown".to_string(), |w| format!(
+                "{:.1} µs per interaction; on a CPU {:.2} of the time, runnable but waiting for one {:.2}",
+                per_interaction(w.on_cpu),
+                w.on_cpu / wall,
+                w.waiting / wall
+            ))
+        );
+    }
 }
 
 /// `/advanced` timed with defaults and with an `assistant_id` on one server.
