@@ -3,9 +3,8 @@
 
 use uuid::Uuid;
 
-use super::json::{Json, Object};
-
 use super::event::*;
+use super::json::{Json, Object};
 use crate::time::{MICROS_PER_SECOND, Timestamp};
 
 /// Per-event limits (the body-level ones live with the decoder).
