@@ -6,14 +6,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
 use crate::cli::ImportArgs;
-use crate::ingest::ingest_values;
+use crate::ingest::check_line;
+use crate::ingest::event::Event;
 use crate::ingest::validate::EventLimits;
 use crate::pricing::Catalogue;
+use crate::store::Batch;
 use crate::store::sqlite::{SqliteStore, StoreOptions};
 use crate::telemetry::Telemetry;
+use crate::time::Timestamp;
 
 /// Rejections printed in full; the rest are only counted.
 const SHOWN_REJECTIONS: usize = 20;
@@ -166,7 +168,9 @@ fn open_store(
 }
 
 /// Reads lines, validates and stores them in batches; line numbers are 1-based
-/// in messages (as editors show them).
+/// in messages (as editors show them). A line is read as bytes and decoded
+/// as the ingest API decodes an NDJSON line, so a line that is not UTF-8 is
+/// one rejection, not the end of the import.
 pub async fn import(
     reader: impl Read,
     store: &SqliteStore,
@@ -175,43 +179,46 @@ pub async fn import(
 ) -> anyhow::Result<Summary> {
     let limits = EventLimits::default();
     let mut summary = Summary::default();
-    let mut batch: Vec<(usize, Value)> = Vec::with_capacity(batch_size);
-    for (number, line) in BufReader::new(reader).lines().enumerate() {
-        let line = line.with_context(|| format!("failed to read line {}", number + 1))?;
-        bar.inc(line.len() as u64 + 1);
-        if line.trim().is_empty() {
-            continue;
+    let mut batch: Vec<(usize, Event)> = Vec::with_capacity(batch_size);
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+    for number in 0.. {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("failed to read line {}", number + 1))?;
+        if read == 0 {
+            break;
         }
-        match serde_json::from_str::<Value>(&line) {
-            Ok(value) => batch.push((number, value)),
-            Err(e) => reject(
-                &mut summary,
-                number,
-                &format!("line is not valid JSON: {e}"),
-            ),
+        bar.inc(read as u64);
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        match check_line(text, &limits, Timestamp::now().micros()) {
+            None => {}
+            Some(Ok(event)) => batch.push((number, event)),
+            Some(Err(error)) => reject(&mut summary, number, &error),
         }
         if batch.len() >= batch_size {
-            flush(store, &mut batch, &limits, &mut summary).await?;
+            flush(store, &mut batch, &mut summary).await?;
         }
     }
-    flush(store, &mut batch, &limits, &mut summary).await?;
+    flush(store, &mut batch, &mut summary).await?;
     Ok(summary)
 }
 
 async fn flush(
     store: &SqliteStore,
-    batch: &mut Vec<(usize, Value)>,
-    limits: &EventLimits,
+    batch: &mut Vec<(usize, Event)>,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
-    let answer = ingest_values(store, std::mem::take(batch), limits).await?;
-    summary.accepted += answer.accepted;
-    summary.duplicates += answer.duplicates;
-    for rejection in answer.rejected {
-        reject(summary, rejection.index, &rejection.error);
+    let events = std::mem::take(batch);
+    let outcome = store.append(Batch { events }).await?;
+    summary.accepted += outcome.accepted;
+    summary.duplicates += outcome.duplicates;
+    for (line, error) in outcome.rejected {
+        reject(summary, line, &error);
     }
     Ok(())
 }

@@ -395,7 +395,7 @@ fn ndjson_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// One NDJSON line; a blank one is marked with an empty error and skipped later.
-fn ndjson_event(line: &[u8]) -> Slot<'_> {
+pub fn ndjson_event(line: &[u8]) -> Slot<'_> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(String::new());
     }

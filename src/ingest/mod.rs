@@ -72,8 +72,24 @@ pub fn check_body(
     Ok(checked)
 }
 
+/// Decodes and validates one NDJSON line exactly as a line of an ingest body
+/// is (`import` reads files with it); `None` for a blank line.
+pub fn check_line(
+    line: &[u8],
+    event_limits: &EventLimits,
+    now_us: i64,
+) -> Option<Result<Event, String>> {
+    let slot = decode::ndjson_event(line);
+    if decode::is_blank(&slot) {
+        return None;
+    }
+    Some(slot.and_then(|json| {
+        validate::validate(&json, event_limits, now_us).map_err(|Rejection(error)| error)
+    }))
+}
+
 /// Validates already-parsed events and stores the valid ones, without HTTP:
-/// the path of `import` and of the demo's generator.
+/// the path of the demo's generator.
 pub async fn ingest_values(
     store: &crate::store::sqlite::SqliteStore,
     values: Vec<(usize, serde_json::Value)>,

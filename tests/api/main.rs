@@ -17,6 +17,7 @@ mod durability;
 mod faults;
 mod freshness;
 mod health;
+mod import;
 mod ingest;
 mod limits;
 mod live;
