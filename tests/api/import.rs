@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::helpers::{
-    ADMIN_TOKEN, Clock, INGEST_TOKEN, interaction, new_id, percentile_cont, with,
+    ADMIN_TOKEN, Clock, INGEST_TOKEN, interaction, new_id, percentile_cont, with, without,
 };
 use crate::process::{data_dir, start};
 
@@ -34,7 +34,7 @@ async fn import_stores_valid_lines_counts_duplicates_and_rejects_bad_lines_one_b
         "not json".to_string(),
         at(2, 3.0).to_string(),
         first.to_string(),
-        crate::helpers::without(at(1, 5.0), "session_id").to_string(),
+        without(at(1, 5.0), "session_id").to_string(),
     ] {
         file.extend_from_slice(line.as_bytes());
         file.push(b'\n');
