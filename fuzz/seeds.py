@@ -157,7 +157,128 @@ def query_corpus(directory):
         write(directory, f"query_{i:02}", query.encode())
 
 
-for target, make in [("ingest_decode", ingest_corpus), ("query_params", query_corpus)]:
+# OTLP trace exports (the otlp_decode target; its first byte: bit 0 JSON,
+# bits 1-2: 1 = gzip as sent, 2 = the target gzips it, 3 = zlib as sent).
+def varint(n):
+    out = b""
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def field(number, payload):
+    """A length-delimited protobuf field."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def fixed64(number, value):
+    return varint(number << 3 | 1) + value.to_bytes(8, "little")
+
+
+def any_value(value):
+    if isinstance(value, bool):
+        return varint(2 << 3) + varint(int(value))
+    if isinstance(value, int):
+        return varint(3 << 3) + varint(value)
+    if isinstance(value, float):
+        import struct
+        return varint(4 << 3 | 1) + struct.pack("<d", value)
+    return field(1, value.encode())
+
+
+def key_value(key, value):
+    return field(1, key.encode()) + field(2, any_value(value))
+
+
+T0 = 1_795_860_000_000_000_000
+
+
+def span(trace, span_id, parent, name, start, end, attrs, events=()):
+    body = field(1, trace) + field(2, span_id)
+    if parent:
+        body += field(4, parent)
+    body += field(5, name.encode()) + fixed64(7, T0 + start) + fixed64(8, T0 + end)
+    for key, value in attrs.items():
+        body += field(9, key_value(key, value))
+    for event_name, at in events:
+        body += field(11, fixed64(1, T0 + at) + field(2, event_name.encode()))
+    return body
+
+
+def export(spans, service="bot"):
+    resource = field(1, field(1, key_value("service.name", service)))
+    scope = field(2, b"".join(field(2, s) for s in spans))
+    return field(1, resource + scope)
+
+
+TR = bytes(range(1, 17))
+S = [bytes([0, 0, 0, 0, 0, 0, 1, n]) for n in range(10)]
+OI = [
+    span(TR, S[1], None, "RetrieverQueryEngine.query", 0, 3_000_000_000,
+         {"openinference.span.kind": "CHAIN", "input.value": "How do I reset my password?",
+          "session.id": "web-1", "user.id": "ada"}),
+    span(TR, S[2], S[1], "VectorIndexRetriever.retrieve", 1_000_000, 90_000_000,
+         {"openinference.span.kind": "RETRIEVER",
+          "retrieval.documents.0.document.id": "9b0c4a2e-0000-4000-8000-000000000001",
+          "retrieval.documents.0.document.score": 0.8,
+          "retrieval.documents.0.document.metadata": '{"document_id": "' + D + '"}'}),
+    span(TR, S[3], S[2], "OpenAIEmbedding.get_query_embedding", 2_000_000, 30_000_000,
+         {"openinference.span.kind": "EMBEDDING"}),
+    span(TR, S[4], S[1], "SentenceTransformerRerank._postprocess_nodes", 91_000_000, 120_000_000,
+         {"openinference.span.kind": "RERANKER", "reranker.query": "reset password",
+          "reranker.input_documents.0.document.id": "a", "reranker.input_documents.0.document.score": 0.5,
+          "reranker.input_documents.1.document.id": "b", "reranker.input_documents.1.document.score": 0.4,
+          "reranker.output_documents.0.document.id": "b", "reranker.output_documents.0.document.score": 0.9}),
+    span(TR, S[5], S[1], "OpenAI.chat", 130_000_000, 2_900_000_000,
+         {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini",
+          "llm.token_count.prompt": 1830, "llm.token_count.completion": 212,
+          "llm.prompt_template.variables": '{"query_str": "How do I reset my password?"}'},
+         [("First Token Stream Event", 700_000_000)]),
+]
+SEMCONV = [
+    span(TR, S[1], None, "invoke_workflow rag", 0, 2_000_000_000,
+         {"gen_ai.operation.name": "invoke_workflow", "gen_ai.conversation.id": "c",
+          "gen_ai.input.messages": '[{"role": "user", "parts": [{"type": "text", "content": "q?"}]}]',
+          "ragpulse.assistant_id": A, "ragpulse.cache_hit": False, "ragpulse.step": "answer"}),
+    span(TR, S[2], S[1], "chat m", 100, 1_900_000_000,
+         {"gen_ai.operation.name": "chat", "gen_ai.response.model": "m",
+          "gen_ai.usage.input_tokens": 10, "gen_ai.usage.cache_read.input_tokens": 20,
+          "gen_ai.response.time_to_first_chunk": 0.25,
+          "gen_ai.retrieval.documents": '[{"id": "' + D + '", "score": 1}]'}),
+]
+
+
+def otlp_corpus(directory):
+    write(directory, "oi_protobuf", b"\x00" + export(OI))
+    write(directory, "oi_protobuf_gzip", b"\x02" + gzip.compress(export(OI)))
+    write(directory, "oi_reversed", b"\x00" + export(OI[::-1]))
+    write(directory, "semconv_protobuf", b"\x00" + export(SEMCONV))
+    write(directory, "no_ids", b"\x00" + export([span(b"", b"", None, "x", 0, 1, {})]))
+    write(directory, "empty", b"\x00")
+    write(directory, "garbage", b"\x00\xff\xff\xff\x0f")
+    otlp_json = {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "bot"}}]},
+        "scopeSpans": [{"spans": [
+            {"traceId": TR.hex(), "spanId": S[1].hex(), "name": "chat",
+             "startTimeUnixNano": str(T0), "endTimeUnixNano": str(T0 + 5), "kind": 3,
+             "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}}],
+             "events": [{"timeUnixNano": str(T0 + 1), "name": "gen_ai.content.completion.chunk"}]},
+            {"traceId": TR.hex().upper(), "spanId": S[2].hex(), "parentSpanId": S[1].hex(),
+             "startTimeUnixNano": T0, "endTimeUnixNano": T0 + 2,
+             "attributes": [{"key": "ragpulse.assistant_id", "value": {"stringValue": "nope"}}]},
+        ]}]}]}
+    write(directory, "json", b"\x01" + json.dumps(otlp_json).encode())
+    write(directory, "json_logs", b"\x01" + b'{"resourceLogs": []}')
+    write(directory, "json_bad_hex", b"\x01" + b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}')
+    write(directory, "zlib", b"\x06" + __import__("zlib").compress(export(SEMCONV)))
+
+
+for target, make in [("ingest_decode", ingest_corpus), ("query_params", query_corpus),
+                     ("otlp_decode", otlp_corpus)]:
     directory = os.path.join(HERE, "seeds", target)
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory)

@@ -7,15 +7,19 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::ServerArgs;
+use crate::demo::questions::QuestionMix;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "ragpulse",
     version,
-    about = "Analytics server for RAG assistant platforms"
+    about = "Analytics server for RAG assistant platforms",
+    after_help = "Every option, environment variable and config-file key: docs/configuration.md"
 )]
 pub struct Cli {
-    /// Config file (TOML); default ./ragpulse.toml when present
+    /// Config file (TOML) of server settings, read by serve and demo, and by
+    /// import, reprice and rebuild-rollups for the settings they share with the
+    /// server (bench ignores it) [default: ./ragpulse.toml when present]
     #[arg(long, global = true, env = "RAGPULSE_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -28,11 +32,14 @@ pub enum Command {
     Serve(ServerArgs),
     /// Run the server on synthetic history and live synthetic traffic
     Demo(DemoArgs),
-    /// Load an NDJSON file of events into a data directory (same validation as the API)
+    /// Load an NDJSON file of events into a data directory (same validation as
+    /// the API); the server must be stopped
     Import(ImportArgs),
     /// Measure ingest throughput and /advanced latency on a synthetic dataset
     Bench(BenchArgs),
-    /// Recompute stored catalogue costs after a price change (client costs are kept)
+    /// Recompute stored catalogue costs after a price change (client costs are
+    /// kept); the server must be stopped (POST /api/v1/pricing/reprice reprices
+    /// on a running one)
     Reprice(RepriceArgs),
     /// Recompute the hourly and daily rollups from the stored events (after an
     /// upgrade, or to repair them); the server must be stopped
@@ -66,18 +73,24 @@ pub struct RepriceArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("data_dir", |arg| arg.help(
+    "Directory of the SQLite store and the generated token file; kept when given \
+     [default: a temporary directory, removed on exit]"
+)))]
 pub struct DemoArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Days of synthetic history to generate
     #[arg(long, default_value_t = 14)]
     pub days: u32,
-    /// Interactions per day of history
-    #[arg(long, default_value_t = 2_000)]
+    /// Interactions on a full day at the end of the history (60 % of that on
+    /// its first day; busier in office hours, UTC)
+    #[arg(long, default_value_t = 8_000)]
     pub per_day: u32,
-    /// Live synthetic interactions per second after the history (0 = none)
-    #[arg(long, default_value_t = 2.0)]
-    pub live_rate: f64,
+    /// Live synthetic interactions per second after the history, 0 for none
+    /// [default: the history's rate at this hour of the day]
+    #[arg(long)]
+    pub live_rate: Option<f64>,
     /// Seed of the random generator (same seed, same history)
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -96,6 +109,10 @@ pub struct ImportArgs {
     /// Events per transaction
     #[arg(long, default_value_t = 5_000)]
     pub batch: usize,
+    /// Days in the past an interaction's timestamp or a sync's start may lie
+    /// (raise it to load older history) [default: 400]
+    #[arg(long)]
+    pub max_event_age_days: Option<u32>,
     /// No progress bar
     #[arg(long)]
     pub quiet: bool,
@@ -130,6 +147,14 @@ pub struct BenchArgs {
     /// Seed of the dataset generator
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Question mixes to run, side by side (comma-separated): realistic (a
+    /// long tail asked once over recurring topics), unique (every question
+    /// distinct, no labels or embeddings), repeated (60 fixed phrasings)
+    #[arg(long, value_delimiter = ',', default_value = "realistic")]
+    pub questions: Vec<QuestionMix>,
+    /// Alternating rounds over the mixes (medians and ratios are printed)
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// Another scenario instead of the ingest + /advanced one
     #[command(subcommand)]
     pub scenario: Option<BenchScenario>,
@@ -144,6 +169,117 @@ pub enum BenchScenario {
     /// Rollups: ingest with and without them, then /advanced from rollups and
     /// from the raw scan, side by side, on a large store
     Rollups(RollupBenchArgs),
+    /// OTLP/HTTP trace ingestion: LlamaIndex-shaped protobuf exports from
+    /// concurrent clients; spans accepted and traces finalised per second
+    Otlp(OtlpBenchArgs),
+    /// Ingest latency while a reprice of the whole history runs, against none
+    Reprice(RepriceBenchArgs),
+    /// The cold-document listing on a store of many documents
+    Cold(ColdBenchArgs),
+    /// The RAG series of /metrics: ingest with them on and off, scrape time,
+    /// and (with --store) what they add to a start
+    Prometheus(PrometheusBenchArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct OtlpBenchArgs {
+    /// Seconds the clients send
+    #[arg(long, default_value_t = 45)]
+    pub seconds: u64,
+    /// Concurrent exporting clients
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Traces (of 12 spans) per export request
+    #[arg(long, default_value_t = 40)]
+    pub traces_per_request: usize,
+    /// The server's settle period, seconds
+    #[arg(long, default_value_t = 15.0)]
+    pub settle: f64,
+    /// Distinct request templates the clients cycle through
+    #[arg(long, default_value_t = 32)]
+    pub templates: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RepriceBenchArgs {
+    /// Interactions of the history
+    #[arg(long, default_value_t = 365_000)]
+    pub interactions: u64,
+    /// Days the history spans (ending now)
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Concurrent ingest clients
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Interactions per ingest batch
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Seconds of ingest without a reprice, per round
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    pub seconds: std::time::Duration,
+    /// Alternating rounds (without, then during a reprice)
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ColdBenchArgs {
+    /// Registered documents
+    #[arg(long, default_value_t = 500_000)]
+    pub documents: u64,
+    /// Interactions over 30 days, retrieving some of the documents
+    #[arg(long, default_value_t = 100_000)]
+    pub interactions: u64,
+    /// Timed calls (after two warm-up calls)
+    #[arg(long, default_value_t = 20)]
+    pub calls: usize,
+}
+
+fn seconds(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<u64>()
+        .map(std::time::Duration::from_secs)
+        .map_err(|e| format!("{text:?} is not a number of seconds: {e}"))
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PrometheusBenchArgs {
+    /// Interactions of each ingest round (the core bench's dataset, over 1 day)
+    #[arg(long, default_value_t = 200_000)]
+    pub interactions: u64,
+    /// Assistants of the ingest dataset
+    #[arg(long, default_value_t = 10)]
+    pub assistants: u32,
+    /// Alternating rounds of the ingest comparison (the medians are reported)
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Events per ingest request
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Concurrent ingest clients
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Assistants of the scrape store (each uses every model)
+    #[arg(long, default_value_t = 50)]
+    pub scrape_assistants: usize,
+    /// Models of the scrape store
+    #[arg(long, default_value_t = 20)]
+    pub scrape_models: usize,
+    /// Connectors of the scrape store
+    #[arg(long, default_value_t = 20)]
+    pub scrape_connectors: usize,
+    /// Timed scrapes of /metrics
+    #[arg(long, default_value_t = 200)]
+    pub scrapes: usize,
+    /// A data directory whose start cost is measured (read-only); built
+    /// first with --store-interactions when it holds no complete store
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Interactions of the --store to build (over 90 days)
+    #[arg(long, default_value_t = 10_000_000)]
+    pub store_interactions: u64,
+    /// Seed of the dataset generator
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -178,9 +314,12 @@ pub struct RollupBenchArgs {
     /// Events per ingest batch
     #[arg(long, default_value_t = 2_000)]
     pub batch: usize,
-    /// Keep the large store here; an existing complete one is reused
+    /// Keep the large store here; an existing complete one of the same mix is reused
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Question mix: realistic, unique or repeated
+    #[arg(long, value_enum, default_value_t = QuestionMix::Realistic)]
+    pub questions: QuestionMix,
     /// Seed of the dataset generator
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -206,6 +345,10 @@ pub struct LiveBenchArgs {
     /// Concurrent ingest clients running while the clients listen
     #[arg(long, default_value_t = 4)]
     pub ingest_clients: usize,
+    /// Question mix of the history and the load: realistic, unique (each use
+    /// of a load batch asks new questions) or repeated
+    #[arg(long, value_enum, default_value_t = QuestionMix::Realistic)]
+    pub questions: QuestionMix,
 }
 
 #[derive(Debug, Clone, clap::Args)]

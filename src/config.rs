@@ -25,10 +25,14 @@ pub struct ServerArgs {
     /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080]
     #[arg(long, env = "RAGPULSE_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Token for the analytics API (generated and stored in the data directory when absent)
+    /// Admin token: the analytics API, the dashboard, the live feed and pricing
+    /// (at least 16 visible ASCII characters) [default: generated into
+    /// DATA_DIR/tokens.json]
     #[arg(long, env = "RAGPULSE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Token for POST /api/v1/ingest (generated when absent)
+    /// Ingest token: POST /api/v1/ingest and POST /v1/traces (at least 16
+    /// visible ASCII characters, not the admin token's) [default: generated
+    /// into DATA_DIR/tokens.json]
     #[arg(long, env = "RAGPULSE_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<String>,
     /// Seconds between live snapshots, at least 1 [default: 10]
@@ -40,10 +44,11 @@ pub struct ServerArgs {
     /// Seconds one metric may take before it is reported degraded [default: 10]
     #[arg(long, env = "RAGPULSE_METRIC_TIMEOUT")]
     pub metric_timeout: Option<u64>,
-    /// Origins allowed by CORS (comma-separated); CORS is off when empty
+    /// Origins allowed by CORS, comma-separated `scheme://host[:port]`, or `*`
+    /// for any origin; CORS is off when empty
     #[arg(long, env = "RAGPULSE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
-    /// Log as JSON lines instead of human-readable text
+    /// Log as JSON lines instead of human-readable text [default: false]
     #[arg(long, env = "RAGPULSE_LOG_JSON", num_args = 0..=1, default_missing_value = "true")]
     pub log_json: Option<bool>,
     /// Largest ingest body after decompression, bytes [default: 16 MiB]
@@ -58,6 +63,10 @@ pub struct ServerArgs {
     /// Cosine similarity from which a question joins an embedding topic [default: 0.90]
     #[arg(long, env = "RAGPULSE_TOPIC_THRESHOLD")]
     pub topic_threshold: Option<f32>,
+    /// Days in the past an interaction's timestamp or a sync's start may lie
+    /// before the event is refused [default: 400]
+    #[arg(long, env = "RAGPULSE_MAX_EVENT_AGE_DAYS")]
+    pub max_event_age_days: Option<u32>,
     /// Most live (WebSocket + SSE) clients [default: 1000]
     #[arg(long, env = "RAGPULSE_MAX_LIVE_CLIENTS")]
     pub max_live_clients: Option<usize>,
@@ -65,10 +74,32 @@ pub struct ServerArgs {
     /// `false` scans raw events for every answer [default: true]
     #[arg(long, env = "RAGPULSE_ROLLUPS", num_args = 0..=1, default_missing_value = "true")]
     pub rollups: Option<bool>,
+    /// OTLP: seconds without a new span after which a trace is complete
+    /// (fractions allowed) [default: 15]
+    #[arg(long, env = "RAGPULSE_OTLP_SETTLE")]
+    pub otlp_settle: Option<f64>,
+    /// OTLP: seconds a trace may stay pending before it is finalised anyway [default: 120]
+    #[arg(long, env = "RAGPULSE_OTLP_MAX_HOLD")]
+    pub otlp_max_hold: Option<f64>,
+    /// OTLP: spans waiting for their trace to complete before exports are
+    /// answered 429 [default: 2000000]
+    #[arg(long, env = "RAGPULSE_OTLP_MAX_PENDING_SPANS")]
+    pub otlp_max_pending_spans: Option<usize>,
+    /// OTLP: spans of one trace at most; more are refused [default: 10000]
+    #[arg(long, env = "RAGPULSE_OTLP_MAX_TRACE_SPANS")]
+    pub otlp_max_trace_spans: Option<usize>,
     /// How windows are read: `scan` ignores rollups (the reference path, for
     /// comparisons and diagnosis) [default: rollups]
     #[arg(long, hide = true, value_enum)]
     pub read_path: Option<ReadPath>,
+    /// Serve the RAG series (per assistant, model, step and connector) on
+    /// /metrics; `false` keeps only ragpulse's own health series [default: true]
+    #[arg(long, env = "RAGPULSE_RAG_METRICS", num_args = 0..=1, default_missing_value = "true")]
+    pub rag_metrics: Option<bool>,
+    /// Seconds between recomputations of the document, session and topic
+    /// gauges of /metrics, at least 1 [default: 60]
+    #[arg(long, env = "RAGPULSE_GAUGE_INTERVAL")]
+    pub gauge_interval: Option<u64>,
 }
 
 impl ServerArgs {
@@ -88,9 +119,16 @@ impl ServerArgs {
             max_events: self.max_events.or(lower.max_events),
             max_queued_events: self.max_queued_events.or(lower.max_queued_events),
             max_live_clients: self.max_live_clients.or(lower.max_live_clients),
+            max_event_age_days: self.max_event_age_days.or(lower.max_event_age_days),
             topic_threshold: self.topic_threshold.or(lower.topic_threshold),
             rollups: self.rollups.or(lower.rollups),
             read_path: self.read_path.or(lower.read_path),
+            otlp_settle: self.otlp_settle.or(lower.otlp_settle),
+            otlp_max_hold: self.otlp_max_hold.or(lower.otlp_max_hold),
+            otlp_max_pending_spans: self.otlp_max_pending_spans.or(lower.otlp_max_pending_spans),
+            otlp_max_trace_spans: self.otlp_max_trace_spans.or(lower.otlp_max_trace_spans),
+            rag_metrics: self.rag_metrics.or(lower.rag_metrics),
+            gauge_interval: self.gauge_interval.or(lower.gauge_interval),
         }
     }
 }
@@ -116,6 +154,12 @@ pub struct Settings {
     pub rollups: bool,
     /// How windows are read; the raw scan is the reference the benchmark compares with.
     pub read_path: ReadPath,
+    /// OTLP trace ingestion.
+    pub otlp: crate::otlp::OtlpSettings,
+    /// Serve the RAG series on /metrics.
+    pub rag_metrics: bool,
+    /// Between recomputations of the window gauges of /metrics.
+    pub gauge_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,18 +179,15 @@ pub enum ConfigError {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The data directory when none is given, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "ragpulse-data";
 pub const DEFAULT_TOPIC_THRESHOLD: f32 = 0.90;
 
 impl Settings {
     /// Layers flags/environment (`args`) over the config file over the defaults.
     /// `config` is `--config`; without it `./ragpulse.toml` is read when present.
     pub fn load(args: ServerArgs, config: Option<&Path>) -> Result<Settings, ConfigError> {
-        let file = match config {
-            Some(path) => read_file(path)?,
-            None if Path::new("ragpulse.toml").exists() => read_file(Path::new("ragpulse.toml"))?,
-            None => ServerArgs::default(),
-        };
-        Settings::from_args(args.or(file))
+        Settings::from_args(args.or(file_layer(config)?))
     }
 
     pub fn from_args(a: ServerArgs) -> Result<Settings, ConfigError> {
@@ -162,12 +203,19 @@ impl Settings {
                 "metric timeout must be at least 1 second".to_string(),
             ));
         }
+        let gauge_interval = a.gauge_interval.unwrap_or(60);
+        if gauge_interval < 1 {
+            return Err(ConfigError::Invalid(
+                "gauge interval must be at least 1 second".to_string(),
+            ));
+        }
         let topic_threshold = a.topic_threshold.unwrap_or(DEFAULT_TOPIC_THRESHOLD);
         if !(topic_threshold > 0.0 && topic_threshold <= 1.0) {
             return Err(ConfigError::Invalid(format!(
                 "topic threshold must be a cosine similarity in (0, 1], got {topic_threshold}"
             )));
         }
+        let otlp = otlp_settings(&a)?;
         let defaults = BodyLimits::default();
         let listen = match a.listen {
             Some(listen) => listen,
@@ -175,34 +223,169 @@ impl Settings {
                 .parse()
                 .map_err(|e| ConfigError::Invalid(format!("default listen address: {e}")))?,
         };
-        for (name, token) in [("admin", &a.admin_token), ("ingest", &a.ingest_token)] {
-            if token.as_ref().is_some_and(|t| t.trim().len() < 16) {
-                return Err(ConfigError::Invalid(format!(
-                    "the {name} token must be at least 16 characters; omit it to have a strong one generated"
-                )));
-            }
+        let admin_token = a
+            .admin_token
+            .as_deref()
+            .map(|t| token("admin", t))
+            .transpose()?;
+        let ingest_token = a
+            .ingest_token
+            .as_deref()
+            .map(|t| token("ingest", t))
+            .transpose()?;
+        if admin_token.is_some() && admin_token == ingest_token {
+            return Err(ConfigError::Invalid(SAME_TOKENS.to_string()));
         }
+        let cors_origins = cors_origins(a.cors_origins.unwrap_or_default())?;
         Ok(Settings {
-            data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("ragpulse-data")),
+            data_dir: a
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen,
-            admin_token: a.admin_token,
-            ingest_token: a.ingest_token,
+            admin_token,
+            ingest_token,
             broadcast_interval: Duration::from_secs(broadcast),
             pricing_file: a.pricing_file,
             metric_timeout: Duration::from_secs(metric_timeout),
-            cors_origins: a.cors_origins.unwrap_or_default(),
+            cors_origins,
             log_json: a.log_json.unwrap_or(false),
             body_limits: BodyLimits {
                 max_body_bytes: a.max_body_bytes.unwrap_or(defaults.max_body_bytes),
                 max_events: a.max_events.unwrap_or(defaults.max_events),
             },
-            event_limits: EventLimits::default(),
+            event_limits: EventLimits {
+                max_age_days: max_event_age_days(a.max_event_age_days)?,
+                ..EventLimits::default()
+            },
             max_queued_events: a.max_queued_events.unwrap_or(200_000).max(1),
             max_live_clients: a.max_live_clients.unwrap_or(1_000),
             topic_threshold,
             rollups: a.rollups.unwrap_or(true),
             read_path: a.read_path.unwrap_or(ReadPath::Rollups),
+            otlp,
+            rag_metrics: a.rag_metrics.unwrap_or(true),
+            gauge_interval: Duration::from_secs(gauge_interval),
         })
+    }
+}
+
+fn otlp_settings(a: &ServerArgs) -> Result<crate::otlp::OtlpSettings, ConfigError> {
+    let defaults = crate::otlp::OtlpSettings::default();
+    let seconds = |value: Option<f64>, default: Duration, name: &str| match value {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(ConfigError::Invalid(format!(
+            "{name} must be seconds above 0 and at most 86400, got {s}"
+        ))),
+    };
+    let settle = seconds(a.otlp_settle, defaults.settle, "otlp settle")?;
+    let max_hold = seconds(a.otlp_max_hold, defaults.max_hold, "otlp max hold")?;
+    if max_hold < settle {
+        return Err(ConfigError::Invalid(format!(
+            "otlp max hold ({} s) must be at least the settle period ({} s)",
+            max_hold.as_secs_f64(),
+            settle.as_secs_f64()
+        )));
+    }
+    Ok(crate::otlp::OtlpSettings {
+        settle,
+        max_hold,
+        max_pending_spans: a
+            .otlp_max_pending_spans
+            .unwrap_or(defaults.max_pending_spans)
+            .max(1),
+        max_trace_spans: a
+            .otlp_max_trace_spans
+            .unwrap_or(defaults.max_trace_spans)
+            .max(1),
+    })
+}
+
+/// `--max-event-age-days`: at least one day.
+pub fn max_event_age_days(given: Option<u32>) -> Result<u32, ConfigError> {
+    match given {
+        None => Ok(crate::ingest::validate::DEFAULT_MAX_EVENT_AGE_DAYS),
+        Some(0) => Err(ConfigError::Invalid(
+            "--max-event-age-days must be at least 1".to_string(),
+        )),
+        Some(days) => Ok(days),
+    }
+}
+
+/// Why the same value cannot be both tokens.
+pub const SAME_TOKENS: &str = "the admin and the ingest token are the same: every ingest client \
+     would be an admin; give them different values";
+
+/// A token as given, trimmed of surrounding white space (a secret read from a
+/// file often ends in a newline, and no client sends one), then checked: at
+/// least 16 characters, visible ASCII only (it travels in an HTTP header).
+pub fn token(name: &str, given: &str) -> Result<String, ConfigError> {
+    let token = given.trim();
+    if token.len() < 16 {
+        return Err(ConfigError::Invalid(format!(
+            "the {name} token must be at least 16 characters; omit it to have a strong one generated"
+        )));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::Invalid(format!(
+            "the {name} token may hold visible ASCII characters only (no spaces or control characters)"
+        )));
+    }
+    Ok(token.to_string())
+}
+
+/// The CORS origins, trimmed: `*` alone (any origin), or origins of the form
+/// `scheme://host[:port]`. Anything else is refused here, at start, with the
+/// value named, rather than dropped or failing later.
+fn cors_origins(given: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let origins: Vec<String> = given
+        .iter()
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.iter().any(|o| o == "*") {
+        if origins.len() > 1 {
+            return Err(ConfigError::Invalid(
+                "--cors-origins: `*` allows every origin and cannot be combined with others"
+                    .to_string(),
+            ));
+        }
+        return Ok(origins);
+    }
+    for origin in &origins {
+        if !is_origin(origin) {
+            return Err(ConfigError::Invalid(format!(
+                "--cors-origins: {origin:?} is not an origin; write scheme://host[:port] \
+                 (for example https://dashboard.example.com), or `*` for any origin"
+            )));
+        }
+    }
+    Ok(origins)
+}
+
+/// `scheme://host[:port]`, nothing after the authority, printable ASCII.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, authority)) = text.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let authority_ok = !authority.is_empty()
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '?' | '#' | '*' | '@'));
+    scheme_ok && authority_ok
+}
+
+/// The config file's layer: `config` (`--config`), else `./ragpulse.toml`
+/// when present, else nothing.
+fn file_layer(config: Option<&Path>) -> Result<ServerArgs, ConfigError> {
+    match config {
+        Some(path) => read_file(path),
+        None if Path::new("ragpulse.toml").exists() => read_file(Path::new("ragpulse.toml")),
+        None => Ok(ServerArgs::default()),
     }
 }
 
@@ -239,6 +422,28 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:9999");
         assert_eq!(s.broadcast_interval, Duration::from_secs(3));
         assert_eq!(s.metric_timeout, Duration::from_secs(10));
+        assert_eq!(s.otlp.settle, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn the_otlp_settle_period_comes_from_the_file_or_a_flag_in_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ragpulse.toml");
+        std::fs::write(&path, "otlp_settle = 2.5\notlp_max_hold = 30\n").unwrap();
+        let s = Settings::load(ServerArgs::default(), Some(&path)).unwrap();
+        assert_eq!(s.otlp.settle, Duration::from_millis(2_500));
+        assert_eq!(s.otlp.max_hold, Duration::from_secs(30));
+        let bad = ServerArgs {
+            otlp_settle: Some(0.0),
+            ..Default::default()
+        };
+        assert!(Settings::from_args(bad).is_err());
+        let inverted = ServerArgs {
+            otlp_settle: Some(60.0),
+            otlp_max_hold: Some(10.0),
+            ..Default::default()
+        };
+        assert!(Settings::from_args(inverted).is_err());
     }
 
     #[test]
@@ -255,6 +460,37 @@ mod tests {
             ..Default::default()
         };
         assert!(Settings::from_args(zero).is_err());
+        for bad in [
+            vec!["*", "https://a.example"],
+            vec!["a.example"],
+            vec!["https://a/b"],
+        ] {
+            let args = ServerArgs {
+                cors_origins: Some(bad.iter().map(|o| o.to_string()).collect()),
+                ..Default::default()
+            };
+            let err = Settings::from_args(args).unwrap_err().to_string();
+            assert!(err.contains("--cors-origins"), "{bad:?}: {err}");
+        }
+        let same = ServerArgs {
+            admin_token: Some("the-same-token-0123456789".into()),
+            ingest_token: Some(" the-same-token-0123456789\n".into()),
+            ..Default::default()
+        };
+        let err = Settings::from_args(same).unwrap_err().to_string();
+        assert!(err.contains("are the same"), "{err}");
+        let inner_space = ServerArgs {
+            admin_token: Some("a token with spaces inside".into()),
+            ..Default::default()
+        };
+        let err = Settings::from_args(inner_space).unwrap_err().to_string();
+        assert!(err.contains("visible ASCII"), "{err}");
+        let newline = ServerArgs {
+            admin_token: Some("admin-token-0123456789\n".into()),
+            ..Default::default()
+        };
+        let trimmed = Settings::from_args(newline).unwrap().admin_token;
+        assert_eq!(trimmed.as_deref(), Some("admin-token-0123456789"));
         let weak = ServerArgs {
             admin_token: Some("short".into()),
             ..Default::default()

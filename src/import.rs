@@ -2,12 +2,14 @@
 //! directory through the same validation and writer as the HTTP API.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::ImportArgs;
+use crate::config::{ServerArgs, Settings};
 use crate::ingest::check_line;
 use crate::ingest::event::Event;
 use crate::ingest::validate::EventLimits;
@@ -28,12 +30,17 @@ pub struct Summary {
 }
 
 #[allow(clippy::print_stdout)]
-pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from("ragpulse-data"));
-    let store = open_store(&data_dir, args.pricing_file.as_deref())?;
+pub async fn run(args: ImportArgs, config: Option<&Path>) -> anyhow::Result<()> {
+    let settings = offline_settings(
+        ServerArgs {
+            data_dir: args.data_dir.clone(),
+            pricing_file: args.pricing_file.clone(),
+            max_event_age_days: args.max_event_age_days,
+            ..ServerArgs::default()
+        },
+        config,
+    )?;
+    let store = open_store(&settings)?;
     let (reader, size): (Box<dyn Read + Send>, u64) = if args.file.as_os_str() == "-" {
         (Box::new(std::io::stdin()), 0)
     } else {
@@ -43,7 +50,8 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         (Box::new(file), size)
     };
     let bar = progress(size, args.quiet);
-    let summary = import(reader, &store, args.batch.max(1), &bar).await;
+    let limits = settings.event_limits.clone();
+    let summary = import(reader, &store, args.batch.max(1), &limits, &bar).await;
     bar.finish_and_clear();
     store.close().await;
     let summary = summary?;
@@ -73,18 +81,22 @@ fn progress(size: u64, quiet: bool) -> ProgressBar {
 /// `ragpulse reprice`: opens the data directory with the given catalogue and
 /// reprices through the writer, printing what moved.
 #[allow(clippy::print_stdout)]
-pub async fn reprice(args: crate::cli::RepriceArgs) -> anyhow::Result<()> {
+pub async fn reprice(args: crate::cli::RepriceArgs, config: Option<&Path>) -> anyhow::Result<()> {
     let since = crate::api::pricing::parse_since(&args.since).with_context(|| {
         format!(
             "--since {:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time",
             args.since
         )
     })?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from("ragpulse-data"));
-    let store = open_store(&data_dir, args.pricing_file.as_deref())?;
+    let settings = offline_settings(
+        ServerArgs {
+            data_dir: args.data_dir.clone(),
+            pricing_file: args.pricing_file.clone(),
+            ..ServerArgs::default()
+        },
+        config,
+    )?;
+    let store = open_store(&settings)?;
     let report = store
         .reprice(crate::store::sqlite::reprice::RepriceRequest {
             since,
@@ -109,10 +121,18 @@ pub async fn reprice(args: crate::cli::RepriceArgs) -> anyhow::Result<()> {
 /// `ragpulse rebuild-rollups`: recomputes every rollup from the raw events,
 /// with a progress bar over the interactions.
 #[allow(clippy::print_stdout)]
-pub async fn rebuild_rollups(args: crate::cli::RebuildRollupsArgs) -> anyhow::Result<()> {
-    let data_dir = args
-        .data_dir
-        .unwrap_or_else(|| std::path::PathBuf::from("ragpulse-data"));
+pub async fn rebuild_rollups(
+    args: crate::cli::RebuildRollupsArgs,
+    config: Option<&Path>,
+) -> anyhow::Result<()> {
+    let data_dir = offline_settings(
+        ServerArgs {
+            data_dir: args.data_dir,
+            ..ServerArgs::default()
+        },
+        config,
+    )?
+    .data_dir;
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -148,23 +168,35 @@ pub async fn rebuild_rollups(args: crate::cli::RebuildRollupsArgs) -> anyhow::Re
     Ok(())
 }
 
+/// The settings of an offline command: its flags (and their environment
+/// variables) over the config file the server reads (`--config`, else
+/// `./ragpulse.toml`) over the defaults, so that `import`, `reprice` and
+/// `rebuild-rollups` work on the server's data directory with its prices,
+/// timestamp horizon and topic threshold.
+fn offline_settings(flags: ServerArgs, config: Option<&Path>) -> anyhow::Result<Settings> {
+    Ok(Settings::load(flags, config)?)
+}
+
 /// The store of a data directory, for the offline commands.
-fn open_store(
-    data_dir: &std::path::Path,
-    pricing: Option<&std::path::Path>,
-) -> anyhow::Result<SqliteStore> {
-    let catalogue = Arc::new(Catalogue::load(pricing)?);
+fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
+    let catalogue = Arc::new(Catalogue::load(settings.pricing_file.as_deref())?);
     SqliteStore::open(
-        data_dir,
+        &settings.data_dir,
         catalogue,
         Arc::new(Telemetry::new()),
         StoreOptions {
             max_queued_events: usize::MAX >> 1,
-            topic_threshold: crate::config::DEFAULT_TOPIC_THRESHOLD,
+            topic_threshold: settings.topic_threshold,
             rollups: true,
+            rag_series: true,
         },
     )
-    .with_context(|| format!("failed to open data directory {}", data_dir.display()))
+    .with_context(|| {
+        format!(
+            "failed to open data directory {}",
+            settings.data_dir.display()
+        )
+    })
 }
 
 /// Reads lines, validates and stores them in batches; line numbers are 1-based
@@ -175,9 +207,9 @@ pub async fn import(
     reader: impl Read,
     store: &SqliteStore,
     batch_size: usize,
+    limits: &EventLimits,
     bar: &ProgressBar,
 ) -> anyhow::Result<Summary> {
-    let limits = EventLimits::default();
     let mut summary = Summary::default();
     let mut batch: Vec<(usize, Event)> = Vec::with_capacity(batch_size);
     let mut reader = BufReader::new(reader);
@@ -192,7 +224,7 @@ pub async fn import(
         }
         bar.inc(read as u64);
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        match check_line(text, &limits, Timestamp::now().micros()) {
+        match check_line(text, limits, Timestamp::now().micros()) {
             None => {}
             Some(Ok(event)) => batch.push((number, event)),
             Some(Err(error)) => reject(&mut summary, number, &error),

@@ -48,7 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import(args) => {
             ragpulse::init_tracing(false);
-            ragpulse::import::run(args).await
+            ragpulse::import::run(args, cli.config.as_deref()).await
         }
         Command::Bench(args) => {
             ragpulse::init_tracing(false);
@@ -56,11 +56,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Reprice(args) => {
             ragpulse::init_tracing(false);
-            ragpulse::import::reprice(args).await
+            ragpulse::import::reprice(args, cli.config.as_deref()).await
         }
         Command::RebuildRollups(args) => {
             ragpulse::init_tracing(false);
-            ragpulse::import::rebuild_rollups(args).await
+            ragpulse::import::rebuild_rollups(args, cli.config.as_deref()).await
         }
     }
 }

@@ -31,9 +31,12 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     pub catalogue: Arc<Catalogue>,
     pub live: Arc<Broadcaster>,
-    /// Ingest bodies being read and decoded at once; the rest wait with their
-    /// bytes unread (in the kernel, not in our memory). See [`ingest_slots`].
+    /// Ingest bodies being decoded at once. See [`ingest_slots`].
     pub ingest_slots: Arc<tokio::sync::Semaphore>,
+    /// Bytes of ingest bodies being read or decoded at once (as many full
+    /// bodies as there are slots); a body waits for room with its remaining
+    /// bytes unread (in the kernel, not in our memory).
+    pub ingest_bytes: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
 }
@@ -66,6 +69,7 @@ impl AppState {
                 max_queued_events: settings.max_queued_events,
                 topic_threshold: settings.topic_threshold,
                 rollups: settings.rollups,
+                rag_series: settings.rag_metrics,
             },
         )?);
         let auth = Arc::new(resolve_tokens(&settings)?);
@@ -76,6 +80,9 @@ impl AppState {
             settings.read_path,
         ));
         let shutdown = CancellationToken::new();
+        let ingest_bytes = crate::ingest::body::budget(
+            ingest_slots().saturating_mul(settings.body_limits.max_body_bytes),
+        );
         let live = Broadcaster::new(
             Arc::new(analytics.on_lane(Lane::Live)),
             telemetry.clone(),
@@ -92,6 +99,7 @@ impl AppState {
             catalogue,
             live,
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(ingest_slots())),
+            ingest_bytes,
             shutdown,
         })
     }
@@ -126,6 +134,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = crate::api::router(state.clone());
     let shutdown = state.shutdown.clone();
+    let finalizer = crate::otlp::finalizer::spawn(
+        state.store.clone(),
+        state.telemetry.clone(),
+        state.settings.otlp,
+        state.settings.event_limits.clone(),
+        shutdown.child_token(),
+    );
+    let probes = crate::probes::start(&state);
     let connections = TaskTracker::new();
     let mut signal = std::pin::pin!(signal);
     loop {
@@ -171,7 +187,10 @@ pub async fn serve(
     drop(listener);
     connections.close();
     connections.wait().await;
+    // What it has not finalised stays pending on disk for the next start.
+    let _ = finalizer.await;
     state.live.stop().await;
+    probes.wait().await;
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -197,12 +216,18 @@ fn resolve_tokens(settings: &Settings) -> Result<Auth, StartError> {
     let path = settings.data_dir.join(TOKEN_FILE);
     let stored = read_token_file(&path)?;
     let mut changed = false;
-    let mut pick = |given: &Option<String>, stored: Option<String>, prefix: &str| {
+    let mut pick = |name: &str, given: &Option<String>, stored: Option<String>, prefix: &str| {
         if let Some(token) = given {
             return Ok(Token::new(token.clone()));
         }
         if let Some(token) = stored {
-            return Ok(Token::new(token));
+            // Validated like a flag: an edited file may have gained a newline.
+            return crate::config::token(name, &token)
+                .map(Token::new)
+                .map_err(|e| StartError::Tokens {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                });
         }
         changed = true;
         generate_token(prefix).map_err(|e| StartError::Tokens {
@@ -210,8 +235,24 @@ fn resolve_tokens(settings: &Settings) -> Result<Auth, StartError> {
             message: format!("cannot generate a random token: {e}"),
         })
     };
-    let admin = pick(&settings.admin_token, stored.admin_token, "rp_admin_")?;
-    let ingest = pick(&settings.ingest_token, stored.ingest_token, "rp_ingest_")?;
+    let admin = pick(
+        "admin",
+        &settings.admin_token,
+        stored.admin_token,
+        "rp_admin_",
+    )?;
+    let ingest = pick(
+        "ingest",
+        &settings.ingest_token,
+        stored.ingest_token,
+        "rp_ingest_",
+    )?;
+    if admin.expose() == ingest.expose() {
+        return Err(StartError::Tokens {
+            path: path.display().to_string(),
+            message: crate::config::SAME_TOKENS.to_string(),
+        });
+    }
     if changed {
         write_token_file(&path, &admin, &ingest)?;
         tracing::info!(file = %path.display(), "generated tokens; read them from this file");

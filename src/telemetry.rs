@@ -1,9 +1,13 @@
 //! Prometheus counters and histograms served at `/metrics`. One registry per
 //! server instance (not a global), so several servers in one test process
 //! keep separate counts. Label values that come from clients are capped.
+//! This module holds ragpulse's own health; `rag` the platform's series.
+
+pub mod rag;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,7 +23,22 @@ const MAX_CLIENT_LABELS: usize = 100;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabel {
-    pub model: String,
+    pub model: ClientText,
+}
+
+/// A label value a client chose (a model name): escaped when encoded, since
+/// prometheus-client writes label values as given and a quote or a newline
+/// would otherwise end the line and let the client write series of its own.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct ClientText(pub String);
+
+impl prometheus_client::encoding::EncodeLabelValue for ClientText {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        rag::Escaped(&self.0).encode(encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,6 +79,14 @@ pub struct Telemetry {
     pub broadcast_computations: Counter,
     pub broadcast_failures: Counter,
     pub broadcast_seconds: Histogram,
+    /// OTLP trace ingestion (`ragpulse_otlp_*`).
+    pub otlp: crate::otlp::telemetry::OtlpMetrics,
+    /// The RAG series (assistants, connectors, documents), fed by the writer.
+    pub rag: Arc<rag::RagSeries>,
+    /// The size of the last exposition: the next one is written into a
+    /// buffer that large, instead of one that doubles (and copies) its way
+    /// up to a megabyte with many assistants.
+    last_render_bytes: AtomicUsize,
 }
 
 fn latency_histogram() -> Histogram {
@@ -95,6 +122,9 @@ impl Telemetry {
             broadcast_computations: Counter::default(),
             broadcast_failures: Counter::default(),
             broadcast_seconds: latency_histogram(),
+            otlp: Default::default(),
+            rag: Arc::new(rag::RagSeries::default()),
+            last_render_bytes: AtomicUsize::new(0),
             registry: Registry::default(),
         };
         registry.register(
@@ -187,15 +217,19 @@ impl Telemetry {
             "Time to compute one live snapshot",
             t.broadcast_seconds.clone(),
         );
+        t.otlp.register(&mut registry);
+        registry.register_collector(Box::new(rag::RagCollector(t.rag.clone())));
         Self { registry, ..t }
     }
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let hint = self.last_render_bytes.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(hint + hint / 8);
         if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(%error, "could not encode metrics");
         }
+        self.last_render_bytes.store(out.len(), Ordering::Relaxed);
         out
     }
 
@@ -215,7 +249,9 @@ impl Telemetry {
     pub fn count_unpriced(&self, model: &str) {
         let label = self.capped(model);
         self.unpriced
-            .get_or_create(&ModelLabel { model: label })
+            .get_or_create(&ModelLabel {
+                model: ClientText(label),
+            })
             .inc();
     }
 

@@ -233,6 +233,11 @@ impl Analytics {
             .await
     }
 
+    /// How many current documents no interaction retrieved in the last `days`.
+    pub async fn cold_documents(&self, days: i64, now: Timestamp) -> Result<u64, MetricError> {
+        self.run(queries::cold_documents(days, now)).await
+    }
+
     pub async fn users(
         &self,
         days: i64,
@@ -349,6 +354,10 @@ impl Analytics {
         p: AdvancedParams,
     ) -> Result<AdvancedAnalyticsResponse, MetricError> {
         let (ctx, timeout, telemetry) = (self.ctx.clone(), self.timeout, self.telemetry.clone());
+        // One deadline for the whole snapshot, from the moment it is asked
+        // for: twelve metrics in sequence under a deadline each could take
+        // twelve times the metric timeout.
+        let deadline = Instant::now() + timeout;
         let work = self.store.read_in(self.lane, move |conn| {
             let tx = conn.unchecked_transaction()?;
             // A read transaction takes its snapshot at its first read.
@@ -357,7 +366,7 @@ impl Analytics {
             let one = Sequential {
                 conn: &tx,
                 ctx: &ctx,
-                timeout,
+                deadline,
                 telemetry: &telemetry,
             };
             let a = p.assistant;
@@ -434,20 +443,24 @@ fn record<T>(
 }
 
 /// Runs metric queries one after the other inside one read transaction,
-/// each under its own deadline.
+/// all under one deadline: a metric that starts after it has passed is
+/// reported timed out without running.
 struct Sequential<'a> {
     conn: &'a Connection,
     ctx: &'a read::ReadCtx,
-    timeout: Duration,
+    deadline: Instant,
     telemetry: &'a Telemetry,
 }
 
 impl Sequential<'_> {
     fn run<T>(&self, q: Query<impl Read<T>>) -> Result<T, MetricError> {
         let started = Instant::now();
-        let deadline = started + self.timeout;
-        let result = until(self.conn, deadline, || (q.read)(self.conn, self.ctx))
-            .map_err(|e| MetricError::of(q.name, e));
+        let result = if started >= self.deadline {
+            Err(MetricError::Timeout(q.name))
+        } else {
+            until(self.conn, self.deadline, || (q.read)(self.conn, self.ctx))
+                .map_err(|e| MetricError::of(q.name, e))
+        };
         record(self.telemetry, q.name, started, &result);
         result
     }
@@ -506,5 +519,55 @@ impl Parts {
             generated_at: now,
             degraded: (!degraded.is_empty()).then_some(degraded),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query that counts for ever, until its deadline interrupts it.
+    fn endless(conn: &Connection, _ctx: &read::ReadCtx) -> Result<i64, StoreError> {
+        let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
+                   SELECT count(*) FROM c";
+        Ok(conn.query_row(sql, [], |r| r.get(0))?)
+    }
+
+    #[test]
+    fn a_snapshot_of_slow_metrics_ends_by_its_one_deadline() {
+        // Arrange: twelve metrics that never finish, 300 ms for them all.
+        let conn = Connection::open_in_memory().unwrap();
+        let ctx = read::ReadCtx {
+            path: ReadPath::Rollups,
+            cache: Arc::new(crate::store::sqlite::rollup::cache::MergeCache::new()),
+        };
+        let telemetry = Telemetry::new();
+        let started = Instant::now();
+        let one = Sequential {
+            conn: &conn,
+            ctx: &ctx,
+            deadline: started + Duration::from_millis(300),
+            telemetry: &telemetry,
+        };
+
+        // Act
+        let results: Vec<_> = (0..12)
+            .map(|_| {
+                one.run(Query {
+                    name: "endless",
+                    read: endless,
+                })
+            })
+            .collect();
+        let elapsed = started.elapsed();
+
+        // Assert
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(MetricError::Timeout("endless")))),
+            "{results:?}"
+        );
+        assert!(elapsed < Duration::from_millis(800), "took {elapsed:?}");
     }
 }

@@ -62,6 +62,9 @@ pub struct TrendingTopic {
     pub last_asked: Timestamp,
     /// Growth against the previous window of the same length, percent; only with `days`.
     pub growth: Option<f64>,
+    /// The assistant the topic belongs to: without `assistant_id` in the
+    /// request, the same question can be listed once per assistant.
+    pub assistant_id: Uuid,
     /// Up to the 10 latest distinct phrasings, latest first; only with `phrasings=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recent_phrasings: Option<Vec<String>>,
@@ -103,7 +106,8 @@ pub struct DocumentUtilization {
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UserStat {
-    pub user_id: Uuid,
+    /// Any non-empty string of at most 256 characters; a UUID in its canonical form.
+    pub user_id: String,
     pub email: String,
     pub full_name: String,
     pub total_tokens: i64,

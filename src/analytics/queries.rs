@@ -105,6 +105,12 @@ pub fn utilization(
     })
 }
 
+/// Cold documents counted, not listed (for the `/metrics` gauge).
+pub fn cold_documents(d: i64, now: Timestamp) -> Query<impl Read<u64>> {
+    let w = days(now, d, None);
+    query("cold_documents", move |c, p| read::cold_documents(c, &w, p))
+}
+
 pub fn users(
     d: i64,
     limit: i64,

@@ -11,10 +11,12 @@ use super::query::Query;
 use crate::analytics::models::*;
 use crate::analytics::{AdvancedParams, MetricError, UtilizationStatus};
 use crate::server::AppState;
+use crate::store::StoreError;
 use crate::time::Timestamp;
 
 pub(super) fn metric_error(error: MetricError) -> ApiError {
     match error {
+        MetricError::Store(StoreError::ReadersBusy) => readers_busy(),
         MetricError::Timeout(metric) => ApiError::Unavailable {
             message: format!("computing {metric} took longer than the metric timeout"),
             retry_after_s: 5,
@@ -27,12 +29,24 @@ pub(super) fn metric_error(error: MetricError) -> ApiError {
     }
 }
 
+/// The answer while every reader is busy and the reads waiting fill the queue.
+pub(super) fn readers_busy() -> ApiError {
+    ApiError::Unavailable {
+        message: "too many reads are waiting for the readers; retry after the Retry-After delay"
+            .to_string(),
+        retry_after_s: 1,
+    }
+}
+
 fn json<T: serde::Serialize>(value: T) -> Response {
     Json(value).into_response()
 }
 
 /// Phrasings listed per topic with `phrasings=true`.
 const RECENT_PHRASINGS: usize = 10;
+
+/// The reads of one `/advanced` (its twelve metrics).
+const ADVANCED_READS: usize = 12;
 
 /// `assistant_id`, the query parameter every metric but sync and freshness takes.
 const ASSISTANT: &str = "assistant_id";
@@ -50,6 +64,7 @@ const ASSISTANT: &str = "assistant_id";
         (status = 200, description = "Every metric; `degraded` lists the ones that failed", body = AdvancedAnalyticsResponse),
         (status = 401, body = super::docs::Detail), (status = 403, body = super::docs::Detail),
         (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy: retry after `Retry-After`", body = super::docs::Detail),
     ),
     security(("bearer" = [])))]
 pub async fn advanced(
@@ -57,6 +72,11 @@ pub async fn advanced(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = advanced_params(raw.as_deref())?;
+    // Its twelve reads are admitted together or not at all: a half-queued
+    // `/advanced` would come back as "degraded" for no fault of the data.
+    if !state.store.readers_have_room(ADVANCED_READS) {
+        return Err(readers_busy());
+    }
     let now = Timestamp::now();
     Ok(json(state.analytics.advanced(params, now).await))
 }
@@ -97,7 +117,8 @@ pub fn advanced_params(raw: Option<&str>) -> Result<AdvancedParams, ApiError> {
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant"),
     ),
     responses((status = 200, description = "Zeros when there is no value (as the original)", body = TtftPercentiles),
-        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
+        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn ttft(
     State(state): State<AppState>,
@@ -125,7 +146,8 @@ pub async fn ttft(
         ("phrasings" = Option<bool>, Query, description = "Also list each topic's 10 latest distinct phrasings (`recent_phrasings`)"),
     ),
     responses((status = 200, body = [TrendingTopic]),
-        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
+        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn trending(
     State(state): State<AppState>,
@@ -157,7 +179,8 @@ pub async fn trending(
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant"),
     ),
     responses((status = 200, description = "Per assistant. Unpriced models cost 0 and are listed at /api/v1/pricing/unpriced; add a price with --pricing-file.", body = [AssistantCost]),
-        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
+        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn costs(
     State(state): State<AppState>,
@@ -173,7 +196,8 @@ pub async fn costs(
 }
 
 #[utoipa::path(get, path = "/api/v1/analytics/freshness", tag = "analytics",
-    responses((status = 200, body = [DocumentFreshness]), (status = 401, body = super::docs::Detail)),
+    responses((status = 200, body = [DocumentFreshness]), (status = 401, body = super::docs::Detail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn freshness(State(state): State<AppState>) -> Result<Response, ApiError> {
     let value = state
@@ -190,7 +214,8 @@ pub async fn freshness(State(state): State<AppState>) -> Result<Response, ApiErr
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant"),
     ),
     responses((status = 200, body = [StepBreakdown]),
-        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
+        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn steps(
     State(state): State<AppState>,
@@ -211,7 +236,8 @@ pub async fn steps(
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant"),
     ),
     responses((status = 200, description = "`null` when no interaction in the window", body = Option<CacheMetrics>),
-        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
+        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn cache(
     State(state): State<AppState>,
@@ -232,7 +258,8 @@ pub async fn cache(
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant"),
     ),
     responses((status = 200, body = [SessionDistribution]),
-        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
+        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn sessions(
     State(state): State<AppState>,
@@ -253,7 +280,8 @@ pub async fn sessions(
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant's topics"),
     ),
     responses((status = 200, description = "`null` when no question", body = Option<TopicDiversity>),
-        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
+        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn diversity(
     State(state): State<AppState>,
@@ -279,7 +307,8 @@ pub async fn diversity(
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant's retrievals"),
     ),
     responses((status = 200, body = [DocumentUtilization]),
-        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
+        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn utilization(
     State(state): State<AppState>,
@@ -311,7 +340,8 @@ pub async fn utilization(
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant"),
     ),
     responses((status = 200, body = [UserStat]),
-        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
+        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn users(
     State(state): State<AppState>,
@@ -336,7 +366,8 @@ pub async fn users(
         ("assistant_id" = Option<uuid::Uuid>, Query, description = "Only this assistant"),
     ),
     responses((status = 200, description = "`null` when no interaction carries rerank data", body = Option<RerankingImpact>),
-        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
+        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn reranking(
     State(state): State<AppState>,
@@ -354,7 +385,8 @@ pub async fn reranking(
 #[utoipa::path(get, path = "/api/v1/analytics/sync", tag = "analytics",
     params(("days" = Option<i64>, Query, minimum = 1, maximum = 90, description = "Window, days (default 7)")),
     responses((status = 200, body = [ConnectorSyncRate]),
-        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail)),
+        (status = 401, body = super::docs::Detail), (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or a metric took longer than the metric timeout", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn sync(
     State(state): State<AppState>,

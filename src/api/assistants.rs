@@ -31,6 +31,7 @@ pub struct AssistantSummary {
     responses(
         (status = 200, description = "Every registered assistant and every assistant named by an interaction, by name then id", body = [AssistantSummary]),
         (status = 401, body = super::docs::Detail), (status = 403, body = super::docs::Detail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or the read took longer than the metric timeout", body = super::docs::Detail),
     ),
     security(("bearer" = [])))]
 pub async fn assistants(State(state): State<AppState>) -> Result<Response, ApiError> {

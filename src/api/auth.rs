@@ -97,6 +97,25 @@ pub fn bearer(request: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The subprotocol a WebSocket client offers beside its token, and the one
+/// the server selects (so the token is never echoed back).
+pub const WS_PROTOCOL: &str = "ragpulse";
+/// The prefix of the subprotocol that carries the token: `bearer.<token>`.
+pub const WS_TOKEN_PREFIX: &str = "bearer.";
+
+/// The token of a `Sec-WebSocket-Protocol: ragpulse, bearer.<token>` header:
+/// a browser's WebSocket cannot set `Authorization`, and a token in the URL
+/// ends up in the access logs of every proxy on the way.
+pub fn protocol_token(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|protocol| protocol.trim().strip_prefix(WS_TOKEN_PREFIX))
+}
+
 /// The `token` query parameter, for browsers that cannot set headers
 /// (WebSocket, EventSource).
 pub fn query_token(request: &Request) -> Option<String> {
@@ -116,14 +135,17 @@ pub async fn admin_only(
     Ok(next.run(request).await)
 }
 
-/// For the live feed: the header, else `?token=`.
+/// For the live feed: `Authorization`, else the WebSocket subprotocol
+/// `bearer.<token>`, else `?token=`.
 pub async fn admin_header_or_query(
     State(auth): State<Arc<Auth>>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let from_query = query_token(&request);
-    let presented = bearer(&request).map(str::to_string).or(from_query);
+    let presented = bearer(&request)
+        .or_else(|| protocol_token(&request))
+        .map(str::to_string)
+        .or_else(|| query_token(&request));
     auth.require_admin(presented.as_deref())?;
     Ok(next.run(request).await)
 }

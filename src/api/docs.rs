@@ -52,6 +52,41 @@ pub struct IngestRequest {
     pub events: Vec<serde_json::Value>,
 }
 
+/// An OTLP/JSON `ExportTraceServiceRequest` (see the OpenTelemetry
+/// protocol): `resourceSpans[].scopeSpans[].spans[]`, hex ids, 64-bit
+/// integers as strings. Unknown fields are ignored.
+#[derive(ToSchema)]
+pub struct OtlpTraces {
+    #[serde(rename = "resourceSpans")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub resource_spans: Option<Vec<serde_json::Value>>,
+}
+
+/// The OTLP/JSON `ExportTracePartialSuccess`.
+#[derive(Serialize, ToSchema)]
+pub struct OtlpPartialSuccess {
+    /// Spans refused, as a decimal string.
+    #[serde(rename = "rejectedSpans")]
+    pub rejected_spans: String,
+    #[serde(rename = "errorMessage")]
+    pub error_message: String,
+}
+
+/// The OTLP/JSON `ExportTraceServiceResponse`: `{}` when every span was
+/// accepted.
+#[derive(Serialize, ToSchema)]
+pub struct OtlpResponse {
+    #[serde(rename = "partialSuccess")]
+    pub partial_success: Option<OtlpPartialSuccess>,
+}
+
+/// `google.rpc.Status` in OTLP/JSON: the body of an OTLP error answer.
+#[derive(Serialize, ToSchema)]
+pub struct OtlpStatus {
+    pub code: i32,
+    pub message: String,
+}
+
 /// Answers every route can give that the per-route annotations need not
 /// repeat: the token errors of the protected routes, and the request timeout.
 struct CommonResponses;
@@ -88,7 +123,7 @@ impl Modify for CommonResponses {
                     responses
                         .entry("401".to_string())
                         .or_insert_with(|| detail("Missing or wrong token"));
-                    if path != "/api/v1/ingest" {
+                    if path != "/api/v1/ingest" && path != "/v1/traces" {
                         responses.entry("403".to_string()).or_insert_with(|| {
                             detail("The ingest token cannot read; use the admin token")
                         });
@@ -127,6 +162,7 @@ impl Modify for BearerAuth {
     ),
     paths(
         crate::ingest::ingest,
+        crate::otlp::receiver::traces,
         crate::api::analytics::advanced,
         crate::api::analytics::ttft,
         crate::api::analytics::trending,
@@ -147,6 +183,7 @@ impl Modify for BearerAuth {
         crate::api::pricing::catalogue,
         crate::api::pricing::unpriced,
         crate::api::pricing::reprice,
+        crate::api::pricing::reprice_status,
         crate::api::health::healthz,
         crate::api::health::readyz,
         crate::api::health::metrics,

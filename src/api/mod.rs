@@ -52,13 +52,17 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard_data())
         .route("/api/v1/pricing", get(pricing::catalogue))
         .route("/api/v1/pricing/unpriced", get(pricing::unpriced))
-        .route("/api/v1/pricing/reprice", post(pricing::reprice))
+        .route(
+            "/api/v1/pricing/reprice",
+            post(pricing::reprice).get(pricing::reprice_status),
+        )
         .route_layer(middleware::from_fn_with_state(
             auth.clone(),
             auth::admin_only,
         ));
     let ingest = Router::new()
         .route("/api/v1/ingest", post(crate::ingest::ingest))
+        .route("/v1/traces", post(crate::otlp::receiver::traces))
         .route_layer(middleware::from_fn_with_state(auth, auth::ingest_only));
     let open = Router::new()
         .merge(dashboard::routes())
@@ -100,17 +104,25 @@ pub fn with_common_layers(app: Router<AppState>, state: AppState) -> Router {
     }
 }
 
+/// `*` allows any origin (no credentials are ever allowed, so a page of
+/// another origin still needs a token to read anything); otherwise the listed
+/// origins, which [`crate::config`] has already validated.
 fn cors(origins: &[String]) -> Option<CorsLayer> {
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
-        .collect();
-    if origins.is_empty() {
-        return None;
-    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let origins: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        if origins.is_empty() {
+            return None;
+        }
+        AllowOrigin::list(origins)
+    };
     Some(
         CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
+            .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([
                 axum::http::header::AUTHORIZATION,
@@ -143,13 +155,34 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .telemetry
         .requests
         .get_or_create(&crate::telemetry::RouteLabel {
-            method: method.to_string(),
+            method: method_label(&method).to_string(),
             route: route.clone(),
             status,
         })
         .observe(elapsed.as_secs_f64());
     tracing::info!(parent: &span, status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "finished");
     response
+}
+
+/// The method as a metric label: one of the standard methods, else `other`.
+/// A client chooses the method string freely, so labelling the raw string
+/// would let anyone add a histogram series per request, for ever.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
 }
 
 async fn not_found() -> ApiError {

@@ -9,6 +9,8 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::server::AppState;
+use crate::store::StoreError;
+use crate::store::sqlite::reprice::RepriceState;
 use crate::time::Timestamp;
 
 /// A model seen in interactions that the catalogue could not price.
@@ -33,14 +35,18 @@ pub async fn catalogue(State(state): State<AppState>) -> Response {
 
 #[utoipa::path(get, path = "/api/v1/pricing/unpriced", tag = "pricing",
     responses((status = 200, description = "Models stored with cost 0 because no price matched; add them to a --pricing-file", body = [UnpricedModel]),
-        (status = 401, body = super::docs::Detail), (status = 403, body = super::docs::Detail)),
+        (status = 401, body = super::docs::Detail), (status = 403, body = super::docs::Detail),
+        (status = 503, description = "The readers are busy: retry after `Retry-After`", body = super::docs::Detail)),
     security(("bearer" = [])))]
 pub async fn unpriced(State(state): State<AppState>) -> Result<Response, ApiError> {
     let models = state
         .store
         .read(crate::store::sqlite::read::unpriced_models)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| match e {
+            crate::store::StoreError::ReadersBusy => super::analytics::readers_busy(),
+            e => ApiError::Internal(e.to_string()),
+        })?;
     Ok(Json(models).into_response())
 }
 
@@ -78,13 +84,20 @@ pub fn parse_since(text: &str) -> Option<i64> {
     Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
 }
 
+/// How long `POST /api/v1/pricing/reprice` waits for the reprice to end
+/// before it answers 202 and lets it go on in the background.
+const REPRICE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 #[utoipa::path(post, path = "/api/v1/pricing/reprice", tag = "pricing",
     request_body = RepriceBody,
     responses(
         (status = 200, description = "Catalogue costs recomputed with the prices now in effect; client-sent costs untouched", body = crate::store::sqlite::reprice::RepriceReport),
+        (status = 202, description = "Still running after 20 s: it goes on in the background, one day per transaction; follow it at GET /api/v1/pricing/reprice", body = crate::store::sqlite::reprice::RepriceStatus),
         (status = 400, body = super::docs::Detail),
         (status = 401, body = super::docs::Detail), (status = 403, body = super::docs::Detail),
+        (status = 409, description = "A reprice is already running", body = super::docs::Detail),
         (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The store is unavailable or the readers are busy: retry after `Retry-After`", body = super::docs::Detail),
     ),
     security(("bearer" = [])))]
 pub async fn reprice(
@@ -104,26 +117,60 @@ pub async fn reprice(
             "input": body.since,
         })]));
     };
+    if state.store.reprice_status().state == RepriceState::Running {
+        return Err(reprice_error(StoreError::RepriceRunning));
+    }
     let request = crate::store::sqlite::reprice::RepriceRequest {
         since,
         model: body.model,
     };
-    let report = state.store.reprice(request).await.map_err(|e| {
-        if e.is_unavailable() {
-            ApiError::Unavailable {
-                message: e.to_string(),
-                retry_after_s: 5,
-            }
-        } else {
-            ApiError::Internal(e.to_string())
+    // The reprice belongs to the server, not to this request: it goes on if
+    // the client leaves or the wait below ends.
+    let store = state.store.clone();
+    let mut job = tokio::spawn(async move {
+        let report = store.reprice(request).await;
+        if let Ok(report) = &report {
+            tracing::info!(
+                changed = report.interactions_changed,
+                delta_usd = report.delta_usd,
+                "repriced"
+            );
         }
-    })?;
-    tracing::info!(
-        changed = report.interactions_changed,
-        delta_usd = report.delta_usd,
-        "repriced"
-    );
-    Ok(Json(report).into_response())
+        report
+    });
+    match tokio::time::timeout(REPRICE_WAIT, &mut job).await {
+        Ok(Ok(report)) => Ok(Json(report.map_err(reprice_error)?).into_response()),
+        Ok(Err(error)) => Err(ApiError::Internal(format!(
+            "the reprice task failed: {error}"
+        ))),
+        Err(_) => Ok((
+            axum::http::StatusCode::ACCEPTED,
+            Json(state.store.reprice_status()),
+        )
+            .into_response()),
+    }
+}
+
+fn reprice_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::RepriceRunning => ApiError::Conflict(e.to_string()),
+        StoreError::ReadersBusy => super::analytics::readers_busy(),
+        e if e.is_unavailable() => ApiError::Unavailable {
+            message: e.to_string(),
+            retry_after_s: 5,
+        },
+        e => ApiError::Internal(e.to_string()),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/pricing/reprice", tag = "pricing",
+    responses(
+        (status = 200, description = "The running or last reprice: its state, its days done of the days in its range, and what moved so far", body = crate::store::sqlite::reprice::RepriceStatus),
+        (status = 401, body = super::docs::Detail), (status = 403, body = super::docs::Detail),
+    ),
+    security(("bearer" = [])))]
+pub async fn reprice_status(State(state): State<AppState>) -> Response {
+    Json(state.store.reprice_status()).into_response()
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::time::Timestamp;
         (status = 200, description = "Every bucket of the window, empty ones included; percentiles and hit rate `null` where unknown", body = Timeseries),
         (status = 401, body = super::docs::Detail), (status = 403, body = super::docs::Detail),
         (status = 422, body = super::docs::ValidationDetail),
+        (status = 503, description = "The readers are busy (retry after `Retry-After`), or the read took longer than the metric timeout", body = super::docs::Detail),
     ),
     security(("bearer" = [])))]
 pub async fn timeseries(

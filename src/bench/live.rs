@@ -21,6 +21,7 @@ use super::procfs::{Sched, WRITER_THREAD, cpu_seconds, thread_count, thread_sche
 use super::{ADMIN, Server, build_dataset, ingest_all, ndjson, post};
 use crate::cli::{BenchArgs, LiveBenchArgs};
 use crate::demo::generate::{Generator, Shape};
+use crate::demo::questions::QuestionMix;
 use crate::time::Timestamp;
 
 /// Days the history spans (as the core bench's default).
@@ -37,7 +38,8 @@ const POOL_SPAN_S: i64 = 300;
 const PHASE_A: Duration = Duration::from_secs(15);
 /// WebSocket handshakes in flight at once while the clients connect.
 const CONNECTING_AT_ONCE: usize = 64;
-/// Targets of the issue.
+/// The live feed's targets: tick-to-client delivery p99, and ingest while
+/// the clients listen against ingest with nobody listening.
 const TARGET_P99_MS: f64 = 100.0;
 const TARGET_INGEST_RATIO: f64 = 0.8;
 
@@ -60,10 +62,14 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
         data_dir: None,
         seed: SEED,
         scenario: None,
+        questions: vec![args.questions],
+        rounds: 1,
     };
     println!(
-        "building {} interactions over {HISTORY_DAYS} days for {} assistants...",
-        dataset_args.interactions, dataset_args.assistants
+        "building {} interactions over {HISTORY_DAYS} days for {} assistants, {} questions...",
+        dataset_args.interactions,
+        dataset_args.assistants,
+        args.questions.name()
     );
     let shape = Shape {
         assistants: dataset_args.assistants as usize,
@@ -71,9 +77,10 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
         documents: 20_000,
         seed: SEED,
     };
+    let mix = args.questions;
     let (dataset, pool) = tokio::task::spawn_blocking(move || {
-        let dataset = build_dataset(&dataset_args)?;
-        let pool = Pool::build(&shape)?;
+        let dataset = build_dataset(&dataset_args, mix)?;
+        let pool = Pool::build(&shape, mix)?;
         anyhow::Ok((dataset, pool))
     })
     .await??;
@@ -102,7 +109,8 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
         dataset.batches.len(),
         args.ingest_clients.max(1)
     );
-    let history_time = ingest_all(&http, &url, dataset.batches, args.ingest_clients).await?;
+    let history_time =
+        ingest_all(&http, &url, Arc::new(dataset.batches), args.ingest_clients).await?;
 
     // Phase A: the ingest load with nobody listening.
     println!(
@@ -452,8 +460,14 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<()> {
         "ticks are inferred per scope: each scope ticks on a fixed grid, whose phase is taken where its snapshots' generated_at cluster (the earliest after a tick); latency from the tick therefore includes waiting for a turn, computing and fan-out, less the smallest wait seen."
     );
     println!(
-        "reproduce: cargo run --release -- bench live --clients {} --scopes {} --seconds {} --interval {} --history {} --ingest-clients {}",
-        args.clients, args.scopes, args.seconds, args.interval, args.history, args.ingest_clients
+        "reproduce: cargo run --release -- bench live --clients {} --scopes {} --seconds {} --interval {} --history {} --ingest-clients {} --questions {}",
+        args.clients,
+        args.scopes,
+        args.seconds,
+        args.interval,
+        args.history,
+        args.ingest_clients,
+        args.questions.name()
     );
     drop(temp);
     Ok(())
@@ -503,13 +517,18 @@ struct PoolBatch {
     body: Vec<u8>,
     ids: Vec<usize>,
     timestamps: Vec<usize>,
+    /// Where each question's text starts, when every use must ask new
+    /// questions (the `unique` mix): its first 8 bytes become the use's number.
+    questions: Vec<usize>,
 }
 
 impl PoolBatch {
-    /// Finds the id and timestamp of every line of an NDJSON body.
-    fn new(body: Vec<u8>) -> anyhow::Result<Self> {
+    /// Finds the id and timestamp of every line of an NDJSON body, and its
+    /// question when `unique_questions`.
+    fn new(body: Vec<u8>, unique_questions: bool) -> anyhow::Result<Self> {
         let mut ids = Vec::new();
         let mut timestamps = Vec::new();
+        let mut questions = Vec::new();
         let mut line_start = 0;
         for line in body.split(|&c| c == b'\n') {
             if !line.is_empty() {
@@ -518,6 +537,14 @@ impl PoolBatch {
                 let at = find(line, br#""timestamp":""#)
                     .context("a generated interaction has no timestamp")?;
                 timestamps.push(line_start + at + 13);
+                let question = find(line, br#""question":""#).map(|at| at + 12);
+                if let Some(at) = question.filter(|_| unique_questions) {
+                    // Only a plain 8-byte head is replaced, so the JSON stays valid.
+                    let head = line.get(at..at + 8).unwrap_or(b"\"");
+                    if head.iter().all(|c| c.is_ascii_alphanumeric() || *c == b' ') {
+                        questions.push(line_start + at);
+                    }
+                }
             }
             line_start += line.len() + 1;
         }
@@ -525,6 +552,7 @@ impl PoolBatch {
             body,
             ids,
             timestamps,
+            questions,
         })
     }
 }
@@ -533,10 +561,10 @@ impl PoolBatch {
 const BATCH_SPAN_US: i64 = 50_000;
 
 impl Pool {
-    fn build(shape: &Shape) -> anyhow::Result<Self> {
+    fn build(shape: &Shape, mix: QuestionMix) -> anyhow::Result<Self> {
         let now = Timestamp::now().micros();
         let span = POOL_SPAN_S * 1_000_000;
-        let mut generator = Generator::new(shape, now);
+        let mut generator = Generator::new(shape, now).with_questions(mix, shape.seed);
         let total = POOL_BATCHES * BATCH;
         let mut batches = Vec::with_capacity(POOL_BATCHES);
         for b in 0..POOL_BATCHES {
@@ -546,7 +574,10 @@ impl Pool {
                     generator.interaction(now - span + span * n / total as i64)
                 })
                 .collect();
-            batches.push(PoolBatch::new(ndjson(&events)?)?);
+            batches.push(PoolBatch::new(
+                ndjson(&events)?,
+                mix == QuestionMix::Unique,
+            )?);
         }
         Ok(Self { batches })
     }
@@ -557,7 +588,7 @@ impl Pool {
         let batch = &self.batches[n % self.batches.len()];
         let mut body = batch.body.clone();
         let prefix = format!("{:08x}", (n / self.batches.len() + 1) as u32);
-        for &at in &batch.ids {
+        for &at in batch.ids.iter().chain(&batch.questions) {
             body[at..at + 8].copy_from_slice(prefix.as_bytes());
         }
         let now = Timestamp::now().micros();
@@ -842,7 +873,7 @@ mod tests {
             .map(|i| generator.interaction(Timestamp::now().micros() - i))
             .collect();
         let pool = Pool {
-            batches: vec![PoolBatch::new(ndjson(&events).unwrap()).unwrap()],
+            batches: vec![PoolBatch::new(ndjson(&events).unwrap(), false).unwrap()],
         };
         let sent = Timestamp::now().micros();
         let ids = |n: usize| -> Vec<String> {

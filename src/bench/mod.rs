@@ -14,15 +14,22 @@ use anyhow::{Context, bail};
 
 use crate::cli::BenchArgs;
 use crate::demo::generate::{Generator, Shape};
+use crate::demo::questions::QuestionMix;
 use crate::time::{MICROS_PER_DAY, Timestamp};
 
 pub(crate) const ADMIN: &str = "bench-admin-token-0123456789";
-const INGEST: &str = "bench-ingest-token-0123456789";
+pub(crate) const INGEST: &str = "bench-ingest-token-0123456789";
 
+mod bounds;
 pub mod live;
+pub mod otlp;
 mod procfs;
+pub mod prometheus;
 pub mod rollups;
+mod topic_reads;
 pub mod topics;
+
+use topic_reads::TopicReads;
 
 use crate::cli::BenchScenario;
 
@@ -32,12 +39,143 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchScenario::Live(live)) => live::run(live.clone()).await,
         Some(BenchScenario::Topics(topics)) => topics::run(topics.clone()),
         Some(BenchScenario::Rollups(rollups)) => rollups::run(rollups.clone()).await,
+        Some(BenchScenario::Otlp(otlp)) => otlp::run(otlp.clone()).await,
+        Some(BenchScenario::Reprice(reprice)) => bounds::reprice(reprice.clone()).await,
+        Some(BenchScenario::Cold(cold)) => bounds::cold(cold.clone()).await,
+        Some(BenchScenario::Prometheus(args)) => prometheus::run(args.clone()).await,
         None => core(args).await,
     }
 }
 
+/// Runs the core bench for each question mix, in `--rounds` alternating
+/// rounds, then sets the mixes' medians side by side.
 #[allow(clippy::print_stdout)]
 async fn core(args: BenchArgs) -> anyhow::Result<()> {
+    let mixes = if args.questions.is_empty() {
+        vec![QuestionMix::default()]
+    } else {
+        args.questions.clone()
+    };
+    let names: Vec<&str> = mixes.iter().map(|m| m.name()).collect();
+    println!(
+        "questions: {} ({} alternating round(s)); {} interactions over {} days, {} assistants, {} clients",
+        names.join(", "),
+        args.rounds.max(1),
+        args.interactions,
+        args.days,
+        args.assistants,
+        args.clients
+    );
+    let runs = mixes.len() * args.rounds.max(1);
+    if runs > 1 && args.data_dir.is_some() {
+        bail!("--data-dir keeps one store: run one mix and one round with it");
+    }
+    let mut figures: Vec<(QuestionMix, Figures)> = Vec::new();
+    for round in 0..args.rounds.max(1) {
+        for &mix in &mixes {
+            println!();
+            println!("## round {}: {} questions", round + 1, mix.name());
+            figures.push((mix, core_once(&args, mix).await?));
+        }
+    }
+    if runs > 1 {
+        print_summary(&mixes, &figures);
+    }
+    println!();
+    println!(
+        "reproduce: cargo run --release -- bench --questions {} --rounds {} --interactions {} --days {} --assistants {} --batch {} --clients {} --calls {} --scan-calls {} --seed {}",
+        names.join(","),
+        args.rounds.max(1),
+        args.interactions,
+        args.days,
+        args.assistants,
+        args.batch,
+        args.clients,
+        args.calls,
+        args.scan_calls,
+        args.seed
+    );
+    Ok(())
+}
+
+/// The medians of one run.
+struct Figures {
+    ingest: f64,
+    advanced: f64,
+    step_days_90: f64,
+    topics: Vec<(&'static str, f64)>,
+    rss_mib: Option<f64>,
+}
+
+impl Figures {
+    /// `(name, value)` of each figure, in a fixed order.
+    fn rows(&self) -> Vec<(String, f64)> {
+        let mut rows = vec![
+            ("ingest, interactions/s".to_string(), self.ingest),
+            ("/advanced defaults p50, ms".to_string(), self.advanced),
+            (
+                "/advanced step_days=90 p50, ms".to_string(),
+                self.step_days_90,
+            ),
+            (
+                "server peak RSS, MiB".to_string(),
+                self.rss_mib.unwrap_or(f64::NAN),
+            ),
+        ];
+        rows.extend(
+            self.topics
+                .iter()
+                .map(|(n, v)| (format!("{n} p50, ms"), *v)),
+        );
+        rows
+    }
+}
+
+/// Per mix, the median over its rounds of each figure, and its ratio to the first mix's.
+#[allow(clippy::print_stdout)]
+fn print_summary(mixes: &[QuestionMix], figures: &[(QuestionMix, Figures)]) {
+    let medians: Vec<Vec<(String, f64)>> = mixes
+        .iter()
+        .map(|&mix| {
+            let runs: Vec<Vec<(String, f64)>> = figures
+                .iter()
+                .filter(|(m, _)| *m == mix)
+                .map(|(_, f)| f.rows())
+                .collect();
+            let names = runs.first().cloned().unwrap_or_default();
+            names
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, _))| {
+                    let values: Vec<f64> = runs.iter().map(|r| r[i].1).collect();
+                    (name, pct(&values, 0.5))
+                })
+                .collect()
+        })
+        .collect();
+    println!();
+    println!(
+        "medians over the rounds; ratio: against {}",
+        mixes[0].name()
+    );
+    let header: Vec<String> = mixes
+        .iter()
+        .map(|m| format!("{} | ratio", m.name()))
+        .collect();
+    println!("| figure | {} |", header.join(" | "));
+    println!("|---|{}", "---|---|".repeat(mixes.len()));
+    for (i, (name, base)) in medians[0].iter().enumerate() {
+        let cells: Vec<String> = medians
+            .iter()
+            .map(|m| format!("{:.1} | {:.2}", m[i].1, m[i].1 / base))
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+}
+
+/// One run of the core bench on `mix`: build, ingest over HTTP, time the reads.
+#[allow(clippy::print_stdout)]
+async fn core_once(args: &BenchArgs, mix: QuestionMix) -> anyhow::Result<Figures> {
     let temp = tempfile::Builder::new()
         .prefix("ragpulse-bench-")
         .tempdir()?;
@@ -46,8 +184,11 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
     println!(
-        "building {} interactions over {} days for {} assistants...",
-        args.interactions, args.days, args.assistants
+        "building {} interactions over {} days for {} assistants, {} questions...",
+        args.interactions,
+        args.days,
+        args.assistants,
+        mix.name()
     );
     let dataset = tokio::task::spawn_blocking({
         let args = BenchArgs {
@@ -55,7 +196,7 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
             scenario: None,
             ..args.clone()
         };
-        move || build_dataset(&args)
+        move || build_dataset(&args, mix)
     })
     .await??;
     let mut server = Server::start(&data_dir)?;
@@ -76,7 +217,13 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
         procfs::cpu_seconds(pid),
         procfs::thread_sched(pid, procfs::WRITER_THREAD),
     );
-    let ingest = ingest_all(&client, &server.url, dataset.batches, args.clients).await?;
+    let ingest = ingest_all(
+        &client,
+        &server.url,
+        Arc::new(dataset.batches),
+        args.clients,
+    )
+    .await?;
     let rate = dataset.interactions as f64 / ingest.as_secs_f64();
     let cpu = IngestCpu {
         process: procfs::cpu_seconds(pid)
@@ -94,6 +241,8 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
         .map(|a| a.to_string())
         .unwrap_or_default();
     let rollups = time_variants(&client, &server.url, &first, args.calls).await?;
+    let step_days_90 = time_calls(&client, &server.url, "?step_days=90", args.calls).await?;
+    let topic_reads = TopicReads::time(&client, &server.url, args.calls).await?;
     let rss = server.peak_rss_kib();
     server.stop();
     let scan = if args.scan_calls > 0 {
@@ -113,8 +262,11 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
     println!("| figure | value |");
     println!("|---|---|");
     println!(
-        "| interactions | {} over {} days, {} assistants |",
-        dataset.interactions, args.days, args.assistants
+        "| interactions | {} over {} days, {} assistants, {} questions |",
+        dataset.interactions,
+        args.days,
+        args.assistants,
+        mix.name()
     );
     println!(
         "| ingest | {:.0} interactions/s ({:.1} s, batches of {}, {} clients, HTTP, fsync per group commit) |",
@@ -125,6 +277,13 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
     );
     cpu.print();
     rollups.print("rollups");
+    println!(
+        "| /advanced step_days=90, rollups | p50 {:.1} ms, p95 {:.1} ms ({} calls) |",
+        pct(&step_days_90, 0.5),
+        pct(&step_days_90, 0.95),
+        step_days_90.len()
+    );
+    topic_reads.print();
     if let Some(scan) = &scan {
         scan.print("raw scan");
     }
@@ -140,20 +299,14 @@ async fn core(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(scan) = &scan {
         scan.print_breakdown("raw scan");
     }
-    println!();
-    println!(
-        "reproduce: cargo run --release -- bench --interactions {} --days {} --assistants {} --batch {} --clients {} --calls {} --scan-calls {} --seed {}",
-        args.interactions,
-        args.days,
-        args.assistants,
-        args.batch,
-        args.clients,
-        args.calls,
-        args.scan_calls,
-        args.seed
-    );
     drop(temp);
-    Ok(())
+    Ok(Figures {
+        ingest: rate,
+        advanced: pct(&rollups.defaults, 0.5),
+        step_days_90: pct(&step_days_90, 0.5),
+        topics: topic_reads.medians(),
+        rss_mib: rss.map(|k| k as f64 / 1024.0),
+    })
 }
 
 /// The server's CPU over the ingest: steadier than the rate on a shared
@@ -243,7 +396,7 @@ struct Dataset {
 }
 
 /// NDJSON bodies, built before timing so the clients measure the server only.
-fn build_dataset(args: &BenchArgs) -> anyhow::Result<Dataset> {
+fn build_dataset(args: &BenchArgs, mix: QuestionMix) -> anyhow::Result<Dataset> {
     let now = Timestamp::now().micros() - 60_000_000;
     let span = i64::from(args.days.max(1)) * MICROS_PER_DAY;
     let shape = Shape {
@@ -252,7 +405,7 @@ fn build_dataset(args: &BenchArgs) -> anyhow::Result<Dataset> {
         documents: 20_000,
         seed: args.seed,
     };
-    let mut generator = Generator::new(&shape, now);
+    let mut generator = Generator::new(&shape, now).with_questions(mix, args.seed);
     let registry = generator
         .registry_events()
         .chunks(args.batch.max(1))
@@ -315,10 +468,9 @@ async fn post(client: &reqwest::Client, url: &str, body: &[u8]) -> anyhow::Resul
 async fn ingest_all(
     client: &reqwest::Client,
     url: &str,
-    batches: Vec<Vec<u8>>,
+    batches: Arc<Vec<Vec<u8>>>,
     clients: usize,
 ) -> anyhow::Result<Duration> {
-    let batches = Arc::new(batches);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -360,21 +512,28 @@ pub(crate) async fn time_calls(
             if query.is_empty() { "?" } else { "&" },
             24 + (i % 100)
         );
-        let started = Instant::now();
-        let response = client.get(&call).bearer_auth(ADMIN).send().await?;
-        let status = response.status();
-        let body = response.bytes().await?;
-        if !status.is_success() {
-            bail!(
-                "/advanced answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
+        let ms = timed_get(client, &call).await?;
         if i >= 3 {
-            times.push(started.elapsed().as_secs_f64() * 1e3);
+            times.push(ms);
         }
     }
     Ok(times)
+}
+
+/// Milliseconds an authorised GET of `url` took, body included; an error
+/// unless it succeeded.
+pub(crate) async fn timed_get(client: &reqwest::Client, url: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let response = client.get(url).bearer_auth(ADMIN).send().await?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    if !status.is_success() {
+        bail!(
+            "{url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e3)
 }
 
 /// Mean seconds per metric from the server's `ragpulse_metric_seconds` histogram.

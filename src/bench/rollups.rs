@@ -20,9 +20,10 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{ADMIN, Server, dir_size, pct};
+use super::{ADMIN, Server, TopicReads, dir_size, pct};
 use crate::cli::RollupBenchArgs;
 use crate::demo::generate::{Generator, Shape};
+use crate::demo::questions::QuestionMix;
 use crate::ingest::ingest_values;
 use crate::ingest::validate::EventLimits;
 use crate::pricing::Catalogue;
@@ -31,7 +32,7 @@ use crate::telemetry::Telemetry;
 use crate::time::{MICROS_PER_DAY, Timestamp};
 
 /// Written into the large store's directory once it is complete.
-const COMPLETE_MARKER: &str = "bench-complete";
+pub(super) const COMPLETE_MARKER: &str = "bench-complete";
 
 #[allow(clippy::print_stdout)]
 pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
@@ -57,16 +58,21 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
-    let build = if data_dir.join(COMPLETE_MARKER).exists() {
-        println!("reusing the store in {}", data_dir.display());
+    let marker = data_dir.join(COMPLETE_MARKER);
+    let mix = args.questions.name();
+    let build = if std::fs::read_to_string(&marker).is_ok_and(|m| m == mix) {
+        println!(
+            "reusing the store in {} ({mix} questions)",
+            data_dir.display()
+        );
         None
     } else {
         println!(
-            "building the large store: {} interactions over {} days, {} assistants...",
+            "building the large store: {} interactions over {} days, {} assistants, {mix} questions...",
             args.interactions, args.days, args.assistants
         );
         let rate = ingest_into(&args, &data_dir, args.interactions, true).await?;
-        std::fs::write(data_dir.join(COMPLETE_MARKER), b"")?;
+        std::fs::write(&marker, mix)?;
         Some(rate)
     };
     let size = dir_size(&data_dir);
@@ -83,6 +89,7 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
     for (_, query) in &variants {
         fast.push(time_advanced(&client, &server.url, query, args.calls).await?);
     }
+    let topic_reads = TopicReads::time(&client, &server.url, args.calls).await?;
     let rss = server.peak_rss_kib();
     server.stop();
     println!("timing /advanced from the raw scan (slow)...");
@@ -94,6 +101,7 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
     for (_, query) in &variants {
         slow.push(time_advanced(&client, &server.url, query, args.scan_calls).await?);
     }
+    let scan_topic_reads = TopicReads::time(&client, &server.url, args.scan_calls).await?;
     let scan_rss = server.peak_rss_kib();
     server.stop();
 
@@ -117,6 +125,13 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
             pct(s, 0.95),
             pct(s, 0.5) / pct(f, 0.5)
         );
+    }
+    for ((name, f), (_, s)) in topic_reads
+        .medians()
+        .into_iter()
+        .zip(scan_topic_reads.medians())
+    {
+        println!("| {name} | p50 {f:.1} ms | p50 {s:.0} ms | {:.0}× |", s / f);
     }
     let mib = |k: Option<u64>| {
         k.map_or("unknown".to_string(), |k| {
@@ -142,7 +157,7 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
         args.calls, args.scan_calls
     );
     println!(
-        "reproduce: cargo run --release -- bench rollups --interactions {} --days {} --assistants {} --compare {} --compare-days {} --rounds {} --calls {} --scan-calls {} --clients {} --batch {} --seed {}",
+        "reproduce: cargo run --release -- bench rollups --questions {mix} --interactions {} --days {} --assistants {} --compare {} --compare-days {} --rounds {} --calls {} --scan-calls {} --clients {} --batch {} --seed {}",
         args.interactions,
         args.days,
         args.assistants,
@@ -193,7 +208,7 @@ fn first_assistant(args: &RollupBenchArgs) -> String {
 /// Generates `n` interactions spread over the last `days` (one sync per
 /// thousand) on a producer thread and stores them from concurrent tasks;
 /// returns interactions per second, timed from the first batch to the last commit.
-async fn ingest_into(
+pub(super) async fn ingest_into(
     args: &RollupBenchArgs,
     data_dir: &Path,
     n: u64,
@@ -208,12 +223,14 @@ async fn ingest_into(
             max_queued_events: 1 << 30,
             topic_threshold: crate::config::DEFAULT_TOPIC_THRESHOLD,
             rollups,
+            rag_series: true,
         },
     )?);
     let (tx, rx) = mpsc::channel::<Vec<Value>>(16);
     let producer = {
         let (shape, days, batch) = (shape(args), args.days, args.batch.max(1));
-        std::thread::spawn(move || produce(&shape, days, batch, n, &tx))
+        let mix = args.questions;
+        std::thread::spawn(move || produce(&shape, mix, days, batch, n, &tx))
     };
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let started = Instant::now();
@@ -246,10 +263,17 @@ async fn ingest_into(
 }
 
 /// The registry first, then interactions in time order, in batches.
-fn produce(shape: &Shape, days: u32, batch: usize, n: u64, tx: &mpsc::Sender<Vec<Value>>) {
+fn produce(
+    shape: &Shape,
+    mix: QuestionMix,
+    days: u32,
+    batch: usize,
+    n: u64,
+    tx: &mpsc::Sender<Vec<Value>>,
+) {
     let now = Timestamp::now().micros() - 60_000_000;
     let span = i64::from(days.max(1)) * MICROS_PER_DAY;
-    let mut generator = Generator::new(shape, now);
+    let mut generator = Generator::new(shape, now).with_questions(mix, shape.seed);
     if tx.blocking_send(generator.registry_events()).is_err() {
         return;
     }

@@ -9,96 +9,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::questions::{QuestionMix, Questions, Sender};
 use crate::time::{MICROS_PER_DAY, Timestamp};
-
-/// Groups of paraphrases: each group is one topic as a person would see it.
-const QUESTIONS: &[&[&str]] = &[
-    &[
-        "How do I reset my password?",
-        "how can i reset my password",
-        "Reset password how?",
-        "I forgot my password, how do I reset it?",
-    ],
-    &["How do I reset my router?", "Router reset steps?"],
-    &[
-        "What is the refund policy?",
-        "Can I get a refund?",
-        "refund policy",
-    ],
-    &[
-        "How do I change my billing address?",
-        "Update billing address",
-        "Where do I change the address on my invoices?",
-    ],
-    &[
-        "How do I export my data?",
-        "Export data to CSV",
-        "Can I download all my data?",
-    ],
-    &[
-        "What are the API rate limits?",
-        "API rate limit",
-        "How many requests per minute can I make?",
-    ],
-    &[
-        "How do I invite a teammate?",
-        "Add a user to my workspace",
-        "invite teammate",
-    ],
-    &[
-        "How do I enable two-factor authentication?",
-        "Turn on 2FA",
-        "set up two factor auth",
-    ],
-    &[
-        "What regions do you host data in?",
-        "Where is my data stored?",
-    ],
-    &[
-        "How do I cancel my subscription?",
-        "Cancel subscription",
-        "How can I stop my plan?",
-    ],
-    &["Is there an on-premise version?", "Can we self-host?"],
-    &[
-        "How do I connect Confluence?",
-        "Confluence integration setup",
-    ],
-    &[
-        "Why is my sync failing?",
-        "Sync keeps failing",
-        "connector sync error",
-    ],
-    &["What file types can I upload?", "Supported file formats?"],
-    &["How do I rotate an API key?", "Regenerate API key"],
-    &["What is the SLA?", "uptime guarantee?"],
-    &[
-        "How is usage billed?",
-        "How does pricing work?",
-        "What do I pay per seat?",
-    ],
-    &["How do I delete my account?", "Delete account permanently"],
-    &[
-        "Can I change my plan mid-cycle?",
-        "Upgrade plan in the middle of the month",
-    ],
-    &[
-        "How do I set up SSO with Okta?",
-        "Okta SSO",
-        "SAML single sign-on setup",
-    ],
-    &["Where are the audit logs?", "Show audit log"],
-    &[
-        "How do I restore a deleted document?",
-        "Recover deleted file",
-    ],
-    &["What is the maximum file size?", "File size limit?"],
-    &[
-        "How do I change the assistant's tone?",
-        "Make answers more formal",
-    ],
-    &["Does it support German?", "Which languages are supported?"],
-];
 
 const ASSISTANTS: &[(&str, &str)] = &[
     ("Support bot", "gpt-4o-mini"),
@@ -186,11 +98,8 @@ pub struct Generator {
     event_counter: u64,
     namespace: Uuid,
     pick_assistant: Zipf,
-    pick_question: Zipf,
-    pick_phrasing: Vec<Zipf>,
     pick_document: Zipf,
-    /// Per question group and phrasing: a fixed direction, near the group's.
-    embeddings: Vec<Vec<Vec<f32>>>,
+    questions: Questions,
 }
 
 impl Generator {
@@ -253,14 +162,11 @@ impl Generator {
                 )
             })
             .collect();
-        let embeddings = phrasing_embeddings(&mut rng);
         Self {
             rng,
             pick_assistant: Zipf::new(assistants.len(), 0.8),
-            pick_question: Zipf::new(QUESTIONS.len(), 1.1),
-            pick_phrasing: QUESTIONS.iter().map(|g| Zipf::new(g.len(), 1.0)).collect(),
             pick_document: Zipf::new(documents.len(), 1.0),
-            embeddings,
+            questions: Questions::new(QuestionMix::default(), shape.seed),
             assistants,
             users,
             connectors,
@@ -270,6 +176,28 @@ impl Generator {
             event_counter: 0,
             namespace,
         }
+    }
+
+    /// The same world asking the questions of `mix` (realistic by default).
+    pub fn with_questions(mut self, mix: QuestionMix, seed: u64) -> Self {
+        self.questions = Questions::new(mix, seed);
+        self
+    }
+
+    pub fn question_mix(&self) -> QuestionMix {
+        self.questions.mix()
+    }
+
+    /// Continues the traffic with a fresh random stream: new event and session
+    /// ids, so a demo restarted on its own data directory adds interactions
+    /// instead of replaying the ones it stored before (dropped as duplicates).
+    /// The world (assistants, users, connectors, documents) stays the same;
+    /// the questions are drawn anew from the same mix.
+    pub fn reseed_traffic(&mut self, seed: u64) {
+        self.rng = SmallRng::seed_from_u64(seed);
+        self.namespace = Uuid::from_u128(self.rng.random());
+        self.sessions.clear();
+        self.questions = Questions::new(self.questions.mix(), seed);
     }
 
     pub fn assistant_ids(&self) -> Vec<Uuid> {
@@ -355,31 +283,18 @@ impl Generator {
             self.sessions.swap_remove(s);
         }
         let id = self.next_id("interaction");
-        let group = self.pick_question.pick(&mut self.rng);
-        let phrasing = self.pick_phrasing[group].pick(&mut self.rng);
-        let question = QUESTIONS[group][phrasing];
         let a = &self.assistants[assistant_index];
-        let (assistant_id, model, reranks, median, cache_rate, embeds) = (
+        let (assistant_id, model, reranks, median, cache_rate) = (
             a.id,
             a.model.clone(),
             a.reranks,
             a.ttft_median,
             a.cache_rate,
-            a.embeds,
         );
-        let embedding = if embeds {
-            let jitter: Vec<f64> = (0..EMBEDDING_DIMS)
-                .map(|_| 0.05 * gaussian(&mut self.rng))
-                .collect();
-            let v: Vec<f64> = self.embeddings[group][phrasing]
-                .iter()
-                .zip(jitter)
-                .map(|(x, j)| round3(f64::from(*x) + j))
-                .collect();
-            json!(v)
-        } else {
-            Value::Null
-        };
+        let question = self.questions.next(Sender {
+            labels: assistant_index % 3 == 1,
+            embeddings: a.embeds,
+        });
         let cache_hit = self.rng.random::<f64>() < cache_rate;
         let input_tokens: i64 = self.rng.random_range(600..4200);
         let cached = if self.rng.random::<f64>() < 0.3 {
@@ -424,7 +339,8 @@ impl Generator {
         json!({
             "type": "interaction", "id": id, "timestamp": Timestamp(ts).to_rfc3339(),
             "assistant_id": assistant_id, "session_id": session_id, "user_id": user,
-            "question": question, "question_embedding": embedding, "model": model,
+            "question": question.text, "question_embedding": question.embedding,
+            "topic": question.label, "model": model,
             "ttft_s": ttft, "total_duration_s": round6(total.max(ttft.as_f64().unwrap_or(0.0))),
             "cache_hit": cache_hit, "input_tokens": if cache_hit { 0 } else { input_tokens },
             "cached_input_tokens": if cache_hit { 0 } else { cached },
@@ -455,43 +371,9 @@ impl Generator {
             "documents_synced": self.rng.random_range(0..200),
             "error": if status == "failure" { json!("upstream returned 503") } else { Value::Null }})
     }
-
-    /// A time of day weighted towards working hours, within the day starting at `day_start`.
-    pub fn time_in_day(&mut self, day_start: i64) -> i64 {
-        let hour = loop {
-            let h = self.rng.random_range(0..24);
-            let weight = if (8..19).contains(&h) { 1.0 } else { 0.25 };
-            if self.rng.random::<f64>() < weight {
-                break h;
-            }
-        };
-        day_start + hour * 3_600_000_000 + self.rng.random_range(0..3_600_000_000)
-    }
 }
 
-/// Dimensions of the synthetic question embeddings.
-const EMBEDDING_DIMS: usize = 48;
-
-/// A random direction per question group, and per phrasing a small offset from
-/// it: paraphrases land at cosine ≈ 0.97 from each other, other groups near 0.
-fn phrasing_embeddings(rng: &mut SmallRng) -> Vec<Vec<Vec<f32>>> {
-    QUESTIONS
-        .iter()
-        .map(|group| {
-            let base: Vec<f32> = (0..EMBEDDING_DIMS).map(|_| gaussian(rng) as f32).collect();
-            group
-                .iter()
-                .map(|_| {
-                    base.iter()
-                        .map(|b| b + 0.15 * gaussian(rng) as f32)
-                        .collect()
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn gaussian(rng: &mut SmallRng) -> f64 {
+pub(super) fn gaussian(rng: &mut SmallRng) -> f64 {
     let u1: f64 = rng.random_range(f64::EPSILON..1.0);
     let u2: f64 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
@@ -520,12 +402,12 @@ fn topic_slug(i: usize) -> &'static str {
 
 /// Indices in `0..n` with probability ∝ 1 / (i + 1)^s, drawn by binary search
 /// over the precomputed cumulative weights.
-struct Zipf {
+pub(super) struct Zipf {
     cdf: Vec<f64>,
 }
 
 impl Zipf {
-    fn new(n: usize, s: f64) -> Self {
+    pub(super) fn new(n: usize, s: f64) -> Self {
         let mut total = 0.0;
         let cdf = (1..=n.max(1))
             .map(|k| {
@@ -536,7 +418,7 @@ impl Zipf {
         Self { cdf }
     }
 
-    fn pick(&self, rng: &mut SmallRng) -> usize {
+    pub(super) fn pick(&self, rng: &mut SmallRng) -> usize {
         let total = self.cdf.last().copied().unwrap_or(0.0);
         let target = rng.random::<f64>() * total;
         self.cdf
@@ -582,6 +464,31 @@ mod tests {
             if let Err(e) = validate(&crate::ingest::json::Json::borrow(event), &limits, now) {
                 panic!("{e}: {event}");
             }
+        }
+    }
+
+    #[test]
+    fn reseeded_traffic_has_new_ids_and_sessions_in_the_same_world() {
+        let now = 1_800_000_000_000_000;
+        let mut first = Generator::new(&Shape::default(), now);
+        let mut again = Generator::new(&Shape::default(), now);
+        again.reseed_traffic(99);
+        assert_eq!(first.registry_events(), again.registry_events());
+        let ids = |g: &mut Generator| -> Vec<(Value, Value)> {
+            (0..200)
+                .map(|i| {
+                    let e = g.interaction(now + i * 1_000_000);
+                    (e["id"].clone(), e["session_id"].clone())
+                })
+                .collect()
+        };
+        let (before, after) = (ids(&mut first), ids(&mut again));
+        for (id, session) in &after {
+            assert!(before.iter().all(|(i, _)| i != id), "id {id} replayed");
+            assert!(
+                before.iter().all(|(_, s)| s != session),
+                "session {session} reused"
+            );
         }
     }
 

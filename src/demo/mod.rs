@@ -1,12 +1,18 @@
 //! `ragpulse demo`: a server on synthetic history with live synthetic traffic,
-//! so a new user sees every metric populated within seconds.
+//! so a new user sees every metric populated within seconds. The live traffic
+//! continues the history at its rate; started again on its data directory the
+//! demo adds the traffic it missed and carries on with new ids.
 
 pub mod generate;
+pub mod questions;
+pub mod traffic;
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 use serde_json::Value;
 
 use crate::cli::DemoArgs;
@@ -15,6 +21,7 @@ use crate::ingest::ingest_values;
 use crate::server::{self, AppState};
 use crate::time::{MICROS_PER_DAY, Timestamp};
 use generate::{Generator, Shape};
+use traffic::Curve;
 
 /// Events per stored batch while loading the history.
 const HISTORY_BATCH: usize = 5_000;
@@ -43,59 +50,109 @@ pub async fn run(args: DemoArgs, config: Option<&Path>) -> anyhow::Result<()> {
         },
         now,
     );
+    let curve = Curve::new(f64::from(args.per_day), args.days, now);
+    let history_start = now - i64::from(args.days) * MICROS_PER_DAY;
+    // A time-seeded stream for what is new in this run: its ids never repeat a
+    // run's before on the same data directory.
+    let fresh_seed = args.seed ^ now as u64;
+    let mut timing = SmallRng::seed_from_u64(args.seed);
+    let from = match latest_stored(&state).await? {
+        None => {
+            tracing::info!(
+                days = args.days,
+                per_day = args.per_day,
+                "generating synthetic history"
+            );
+            history_start
+        }
+        Some(latest) => {
+            generator.reseed_traffic(fresh_seed);
+            timing = SmallRng::seed_from_u64(fresh_seed);
+            tracing::info!(
+                since = %Timestamp(latest).to_rfc3339(),
+                "the data directory holds the demo's data already: adding only the traffic since its latest interaction"
+            );
+            latest.max(history_start)
+        }
+    };
+    let started = std::time::Instant::now();
+    let stored = load_history(&state, &mut generator, &curve, &mut timing, from, now).await?;
     tracing::info!(
-        days = args.days,
-        per_day = args.per_day,
-        "generating synthetic history"
+        interactions = stored,
+        seconds = started.elapsed().as_secs_f64(),
+        "history stored"
     );
-    load_history(&state, &mut generator, args.days, args.per_day, now).await?;
     let listener = server::bind(&state.settings)
         .await
         .with_context(|| format!("failed to listen on {}", state.settings.listen))?;
     let addr = listener.local_addr()?;
     print_welcome(&addr.to_string(), &state, &generator);
-    if args.live_rate > 0.0 {
-        tokio::spawn(live_traffic(state.clone(), generator, args.live_rate));
+    let live_rate = args
+        .live_rate
+        .map_or(LiveRate::FollowHistory(curve), LiveRate::Fixed);
+    if !matches!(live_rate, LiveRate::Fixed(r) if r <= 0.0) {
+        generator.reseed_traffic(fresh_seed.rotate_left(17));
+        let rng = SmallRng::seed_from_u64(fresh_seed.rotate_left(31));
+        tokio::spawn(live_traffic(state.clone(), generator, live_rate, rng));
     }
     server::serve(listener, state, server::shutdown_signal()).await?;
     drop(temp);
     Ok(())
 }
 
+/// Time of the latest stored interaction (µs), `None` on an empty store.
+async fn latest_stored(state: &AppState) -> anyhow::Result<Option<i64>> {
+    let assistants = state
+        .analytics
+        .assistants()
+        .await
+        .context("failed to read the stored assistants")?;
+    Ok(assistants
+        .iter()
+        .filter_map(|a| a.last_active)
+        .map(Timestamp::micros)
+        .max())
+}
+
+/// Stores the registry, then the interactions and syncs of `[from, to)` in
+/// time order, as traffic arrives (conversations then hold together). Each
+/// batch is stored while the next one is generated. Returns the number of
+/// interactions.
 async fn load_history(
     state: &AppState,
     generator: &mut Generator,
-    days: u32,
-    per_day: u32,
-    now: i64,
-) -> anyhow::Result<()> {
+    curve: &Curve,
+    timing: &mut SmallRng,
+    from: i64,
+    to: i64,
+) -> anyhow::Result<usize> {
     let limits = state.settings.event_limits.clone();
     store_events(state, generator.registry_events(), &limits).await?;
-    let mut batch: Vec<Value> = Vec::with_capacity(HISTORY_BATCH);
-    for day in (0..days).rev() {
-        let day_start = now - i64::from(day + 1) * MICROS_PER_DAY;
-        // Traffic grows over the history, so trends have a direction.
-        let growth = 0.6 + 0.4 * f64::from(days - day) / f64::from(days.max(1));
-        let count = (f64::from(per_day) * growth) as u32;
-        // In time order, as traffic arrives: conversations then hold together.
-        let mut times: Vec<i64> = (0..count)
-            .map(|_| generator.time_in_day(day_start).min(now))
-            .collect();
-        times.sort_unstable();
-        for ts in times {
+    let times = curve.arrivals(timing, from, to);
+    let mut syncs = traffic::sync_times(from, to).peekable();
+    let mut pending: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
+    for chunk in times.chunks(HISTORY_BATCH) {
+        let mut batch: Vec<Value> = Vec::with_capacity(chunk.len() + 8);
+        for &ts in chunk {
+            while let Some(sync) = syncs.next_if(|&s| s <= ts) {
+                batch.push(generator.sync(sync));
+            }
             batch.push(generator.interaction(ts));
         }
-        for hour in 0..24 {
-            let ts = day_start + hour * 3_600_000_000;
-            if ts <= now && hour % 3 == 0 {
-                batch.push(generator.sync(ts));
-            }
+        if let Some(previous) = pending.take() {
+            previous.await??;
         }
-        if batch.len() >= HISTORY_BATCH {
-            store_events(state, std::mem::take(&mut batch), &limits).await?;
-        }
+        let (state, limits) = (state.clone(), limits.clone());
+        pending = Some(tokio::spawn(async move {
+            store_events(&state, batch, &limits).await
+        }));
     }
-    store_events(state, batch, &limits).await
+    if let Some(previous) = pending.take() {
+        previous.await??;
+    }
+    let rest: Vec<Value> = syncs.map(|ts| generator.sync(ts)).collect();
+    store_events(state, rest, &limits).await?;
+    Ok(times.len())
 }
 
 async fn store_events(
@@ -103,8 +160,12 @@ async fn store_events(
     events: Vec<Value>,
     limits: &crate::ingest::validate::EventLimits,
 ) -> anyhow::Result<()> {
-    for chunk in events.chunks(HISTORY_BATCH) {
-        let values = chunk.iter().cloned().enumerate().collect();
+    let mut events = events.into_iter();
+    loop {
+        let values: Vec<(usize, Value)> = events.by_ref().take(HISTORY_BATCH).enumerate().collect();
+        if values.is_empty() {
+            return Ok(());
+        }
         let answer = ingest_values(&state.store, values, limits).await?;
         if let Some(first) = answer.rejected.first() {
             anyhow::bail!(
@@ -113,25 +174,54 @@ async fn store_events(
             );
         }
     }
-    Ok(())
 }
 
-/// One synthetic interaction every 1/rate seconds (and a sync now and then)
-/// until the server shuts down.
-async fn live_traffic(state: AppState, mut generator: Generator, rate: f64) {
+/// How fast the live traffic flows.
+#[derive(Debug, Clone, Copy)]
+enum LiveRate {
+    /// As the history at this hour of the day (the default).
+    FollowHistory(Curve),
+    /// A fixed number of interactions per second (`--live-rate`).
+    Fixed(f64),
+}
+
+/// At most this long between two looks at the rate: an hour's rate change is
+/// never missed by a long draw (the process is memoryless, so a draw cut short
+/// and drawn again keeps the same statistics).
+const MAX_LIVE_WAIT_S: f64 = 60.0;
+
+/// Synthetic interactions as a Poisson process at the live rate, and a
+/// connector sync every three hours, until the server shuts down.
+async fn live_traffic(
+    state: AppState,
+    mut generator: Generator,
+    rate: LiveRate,
+    mut rng: SmallRng,
+) {
     let limits = state.settings.event_limits.clone();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.clamp(0.01, 1_000.0)));
-    let mut n: u64 = 0;
+    let mut last_sync_check = Timestamp::now().micros();
     loop {
+        let now = Timestamp::now().micros();
+        let per_second = match rate {
+            LiveRate::FollowHistory(curve) => curve.per_second(now),
+            LiveRate::Fixed(r) => r.clamp(0.0, 1_000.0),
+        };
+        let gap = traffic::gap_seconds(&mut rng, per_second);
+        let due = gap <= MAX_LIVE_WAIT_S;
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(Duration::from_secs_f64(gap.min(MAX_LIVE_WAIT_S))) => {}
         }
-        n += 1;
         let now = Timestamp::now().micros();
-        let mut events = vec![generator.interaction(now)];
-        if n.is_multiple_of(120) {
-            events.push(generator.sync(now));
+        let mut events: Vec<Value> = traffic::sync_times(last_sync_check, now)
+            .map(|ts| generator.sync(ts))
+            .collect();
+        last_sync_check = now;
+        if due {
+            events.push(generator.interaction(now));
+        }
+        if events.is_empty() {
+            continue;
         }
         let values = events.into_iter().enumerate().collect();
         if let Err(error) = ingest_values(&state.store, values, &limits).await {

@@ -31,9 +31,39 @@ pub struct AssistantEvent {
     pub model: Patch<String>,
 }
 
+/// A user id: any non-empty string of at most [`UserId::MAX_CHARS`]
+/// characters, since platforms (and OpenTelemetry's `user.id`) name users
+/// their own way. A string that parses as a UUID is kept in the UUID's
+/// canonical form, so `5D1C…` and `5d1c…` are one user, as before ids were free.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+impl UserId {
+    pub const MAX_CHARS: usize = 256;
+
+    /// The id, or what is wrong with it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Ok(uuid) = Uuid::parse_str(text) {
+            return Ok(Self(uuid.to_string()));
+        }
+        let chars = text.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS {
+            return Err(format!(
+                "must be 1 to {} characters, got {chars}",
+                Self::MAX_CHARS
+            ));
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserEvent {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: Patch<String>,
     pub full_name: Patch<String>,
 }
@@ -120,7 +150,7 @@ pub struct InteractionEvent {
     pub timestamp: i64,
     pub assistant_id: Uuid,
     pub session_id: String,
-    pub user_id: Option<Uuid>,
+    pub user_id: Option<UserId>,
     /// The raw question, trimmed; `None` when absent or blank.
     pub question: Option<String>,
     /// Unit length; used at ingest for topic assignment only, never stored per interaction.

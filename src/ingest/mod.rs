@@ -1,12 +1,13 @@
 //! `POST /api/v1/ingest`: decode the body, validate every event, hand the valid
 //! ones to the store's writer and answer only once they are committed.
 
+pub mod body;
 pub mod decode;
 pub mod event;
 pub mod json;
 pub mod validate;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -150,6 +151,7 @@ pub fn rejection_reason(message: &str) -> String {
         (status = 200, description = "Every event valid and committed", body = IngestResponse),
         (status = 207, description = "Some events rejected; the valid ones are committed", body = IngestResponse),
         (status = 400, description = "The body cannot be read", body = crate::api::docs::Detail),
+        (status = 408, description = "The body arrived slower than 64 KiB/s after its first 5 s", body = crate::api::docs::Detail),
         (status = 401, description = "Missing or wrong token", body = crate::api::docs::Detail),
         (status = 413, description = "Body or event count over the limit", body = crate::api::docs::Detail),
         (status = 415, description = "Unsupported content type or encoding", body = crate::api::docs::Detail),
@@ -168,10 +170,14 @@ pub async fn ingest(
     // A declared length over the limit is refused before any of the body is
     // read: a client that sent `Expect: 100-continue` then sends none of it.
     if content_length(&headers).is_some_and(|length| length > limit as u64) {
-        return Err(too_large(limit));
+        return Err(body::too_large(limit));
     }
-    // Held while the body is in memory as bytes and values, released before
-    // the wait for the writer (whose queue has its own bound).
+    // The body first, at a minimum rate and within the shared byte budget,
+    // then a decode slot: a slow sender never holds a slot. The slot bounds
+    // the parsed values (many times the text) while they are in memory, and
+    // is released before the wait for the writer (whose queue has its own bound).
+    let declared = content_length(&headers);
+    let (bytes, _budget) = body::read(body, declared, limit, &state.ingest_bytes).await?;
     let slot = state
         .ingest_slots
         .clone()
@@ -181,7 +187,6 @@ pub async fn ingest(
             message: "the server is shutting down; retry against the restarted server".to_string(),
             retry_after_s: 5,
         })?;
-    let bytes = read_body(body, limit).await?;
     let settings = state.settings.clone();
     let now = Timestamp::now().micros();
     let checked = tokio::task::spawn_blocking(move || {
@@ -305,12 +310,6 @@ fn content_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
     }
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::PayloadTooLarge(format!(
-        "the body is larger than the limit of {limit} bytes"
-    ))
-}
-
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
@@ -319,20 +318,6 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // `to_bytes` reports both "too long" and transport errors the same way;
-        // tell them apart by the source so a broken upload is not called too large.
-        let is_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if is_limit {
-            too_large(limit)
-        } else {
-            ApiError::BadRequest(format!("could not read the body: {e}"))
-        }
-    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::event::*;
 use super::json::{Json, Object};
-use crate::time::{MICROS_PER_SECOND, Timestamp};
+use crate::time::{MICROS_PER_DAY, MICROS_PER_SECOND, Timestamp};
 
 /// Per-event limits (the body-level ones live with the decoder).
 #[derive(Debug, Clone)]
@@ -16,7 +16,14 @@ pub struct EventLimits {
     pub max_retrieved_documents: usize,
     /// How far in the future a timestamp may be, microseconds.
     pub max_future_us: i64,
+    /// How far in the past an interaction's `timestamp` or a sync's
+    /// `started_at` may be, days. A document's `updated_at` may be any date.
+    pub max_age_days: u32,
 }
+
+/// The default of [`EventLimits::max_age_days`]: a year and a month, so a
+/// year-over-year comparison still finds last year's events.
+pub const DEFAULT_MAX_EVENT_AGE_DAYS: u32 = 400;
 
 impl Default for EventLimits {
     fn default() -> Self {
@@ -26,6 +33,7 @@ impl Default for EventLimits {
             max_steps: 256,
             max_retrieved_documents: 1024,
             max_future_us: 5 * 60 * MICROS_PER_SECOND,
+            max_age_days: DEFAULT_MAX_EVENT_AGE_DAYS,
         }
     }
 }
@@ -78,7 +86,7 @@ pub fn validate(value: &Json<'_>, limits: &EventLimits, now_us: i64) -> Result<E
             model: fields.patch_string("model")?,
         })),
         "user" => Ok(Event::User(UserEvent {
-            id: fields.uuid("id")?,
+            id: fields.user_id("id")?,
             email: fields.patch_string("email")?,
             full_name: fields.patch_string("full_name")?,
         })),
@@ -123,7 +131,7 @@ fn sync(f: &Fields) -> Result<SyncEvent> {
         id: f.uuid("id")?,
         connector_id: f.uuid("connector_id")?,
         status,
-        started_at: f.timestamp("started_at")?,
+        started_at: f.recent_timestamp("started_at")?,
         duration_us: f.optional(&"duration_s", |f, k| f.duration(k))?,
         documents_synced: f.optional(&"documents_synced", |f, k| f.count(k))?,
         error: f.optional(&"error", |f, k| f.string(k))?,
@@ -132,7 +140,7 @@ fn sync(f: &Fields) -> Result<SyncEvent> {
 
 fn interaction(f: &Fields) -> Result<InteractionEvent> {
     let id = f.uuid("id")?;
-    let timestamp = f.timestamp("timestamp")?;
+    let timestamp = f.recent_timestamp("timestamp")?;
     let assistant_id = f.uuid("assistant_id")?;
     let session_id = f.string("session_id")?;
     let session_chars = session_id.chars().count();
@@ -174,7 +182,7 @@ fn interaction(f: &Fields) -> Result<InteractionEvent> {
         timestamp,
         assistant_id,
         session_id,
-        user_id: f.optional(&"user_id", |f, k| f.uuid(k))?,
+        user_id: f.optional(&"user_id", |f, k| f.user_id(k))?,
         topic_key: crate::topics::topic_key(
             topic.as_deref(),
             question.as_deref(),
@@ -457,6 +465,16 @@ impl<'a> Fields<'a> {
         parse_uuid(self.present(key)?).or_else(|message| reject(&self.path(key), message))
     }
 
+    fn user_id(&self, key: &str) -> Result<UserId> {
+        match self.present(key)? {
+            Json::String(s) => UserId::parse(s).or_else(|message| reject(&self.path(key), message)),
+            other => reject(
+                &self.path(key),
+                format!("must be a string, got {}", json_kind(other)),
+            ),
+        }
+    }
+
     fn boolean(&self, key: &str) -> Result<bool> {
         match self.present(key)? {
             Json::Bool(b) => Ok(*b),
@@ -503,6 +521,28 @@ impl<'a> Fields<'a> {
             );
         }
         Ok(ts.0)
+    }
+
+    /// A timestamp of something that happens now (an interaction, a sync):
+    /// at most [`EventLimits::max_age_days`] old. A client clock at epoch 0
+    /// would otherwise reopen a long-sealed day with every batch.
+    fn recent_timestamp(&self, key: &str) -> Result<i64> {
+        let ts = self.timestamp(key)?;
+        let days = self.limits.max_age_days;
+        let oldest = self
+            .now_us
+            .saturating_sub(i64::from(days).saturating_mul(MICROS_PER_DAY));
+        if ts < oldest {
+            return reject(
+                &self.path(key),
+                format!(
+                    "{} is more than {days} days in the past (the server's --max-event-age-days); \
+                     load older history with `ragpulse import --max-event-age-days N`",
+                    Timestamp(ts).to_rfc3339()
+                ),
+            );
+        }
+        Ok(ts)
     }
 
     fn finite(&self, key: &str) -> Result<f64> {
@@ -671,6 +711,40 @@ mod tests {
     }
 
     #[test]
+    fn interactions_and_syncs_older_than_the_horizon_are_refused_documents_are_not() {
+        let epoch = rejected(interaction(json!({"timestamp": "1970-01-01T00:00:00Z"})));
+        assert_eq!(
+            epoch,
+            "timestamp: 1970-01-01T00:00:00.000000Z is more than 400 days in the past \
+             (the server's --max-event-age-days); load older history with \
+             `ragpulse import --max-event-age-days N`"
+        );
+        // 400 days before NOW is the last instant accepted.
+        let edge = Timestamp(NOW - 400 * MICROS_PER_DAY).to_rfc3339();
+        accepted(interaction(json!({"timestamp": edge})));
+        let before = Timestamp(NOW - 400 * MICROS_PER_DAY - 1).to_rfc3339();
+        assert!(rejected(interaction(json!({"timestamp": before}))).contains("400 days"));
+        let sync = json!({
+            "type": "connector_sync", "id": "33333333-3333-4333-8333-333333333333",
+            "connector_id": "44444444-4444-4444-8444-444444444444",
+            "status": "success", "started_at": "2001-01-01T00:00:00Z",
+        });
+        assert!(rejected(sync).starts_with("started_at: 2001-01-01T00:00:00"));
+        let document = json!({
+            "type": "document", "id": "55555555-5555-4555-8555-555555555555",
+            "updated_at": "1999-01-01T00:00:00Z",
+        });
+        assert!(check(document).is_ok(), "a document may be of any age");
+        // A wider horizon, as `import --max-event-age-days` gives.
+        let wide = EventLimits {
+            max_age_days: 30_000,
+            ..EventLimits::default()
+        };
+        let old = interaction(json!({"timestamp": "1970-01-01T00:00:00Z"}));
+        assert!(validate(&Json::borrow(&old), &wide, NOW).is_ok());
+    }
+
+    #[test]
     fn a_minimal_interaction_gets_the_documented_defaults() {
         let e = accepted(interaction(json!({})));
         assert!(!e.cache_hit);
@@ -790,6 +864,35 @@ mod tests {
                 "{case}: {message:?} should contain {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn user_ids_are_free_strings_and_uuids_keep_their_canonical_form() {
+        let e = accepted(interaction(json!({"user_id": "auth0|5f1c"})));
+        assert_eq!(e.user_id.as_ref().map(UserId::as_str), Some("auth0|5f1c"));
+        let e = accepted(interaction(
+            json!({"user_id": "5D1C7E2A-0000-4000-8000-000000000002"}),
+        ));
+        assert_eq!(
+            e.user_id.as_ref().map(UserId::as_str),
+            Some("5d1c7e2a-0000-4000-8000-000000000002")
+        );
+        assert!(
+            rejected(interaction(json!({"user_id": ""})))
+                .starts_with("user_id: must be 1 to 256 characters, got 0")
+        );
+        assert!(
+            rejected(interaction(json!({"user_id": "u".repeat(257)})))
+                .starts_with("user_id: must be 1 to 256 characters, got 257")
+        );
+        assert!(
+            rejected(interaction(json!({"user_id": 7})))
+                .starts_with("user_id: must be a string, got a number")
+        );
+        let Ok(Event::User(user)) = check(json!({"type": "user", "id": "ada@example.com"})) else {
+            panic!("a user event expected")
+        };
+        assert_eq!(user.id.as_str(), "ada@example.com");
     }
 
     #[test]

@@ -28,9 +28,18 @@ const CLOSE_TRY_AGAIN: u16 = 1013;
 const MAX_CLIENT_MESSAGE: usize = 4096;
 /// "Going away": the server is shutting down.
 const CLOSE_GOING_AWAY: u16 = 1001;
+/// Scope changes a socket may make at once, and how fast that allowance comes
+/// back: every change to a scope nobody watches starts a snapshot computation,
+/// so a client alternating scopes in a loop would otherwise keep the live
+/// readers busy for everyone.
+const SUBSCRIBE_BURST: f64 = 10.0;
+const SUBSCRIBES_PER_SECOND: f64 = 1.0;
 
 #[utoipa::path(get, path = "/api/v1/ws", tag = "live",
-    params(("token" = Option<String>, Query, description = "The admin token, for browsers that cannot set headers")),
+    params(
+        ("Sec-WebSocket-Protocol" = Option<String>, Header, description = "`ragpulse, bearer.<admin token>`: the admin token for browsers, which cannot set `Authorization`; the server selects `ragpulse` and never echoes the token"),
+        ("token" = Option<String>, Query, description = "The admin token in the URL (proxies may log it: prefer the subprotocol)"),
+    ),
     responses(
         (status = 101, description = "WebSocket: `{\"type\":\"ADVANCED_ANALYTICS_STATS\",\"data\":{...}}` at once and every tick; send `{\"type\":\"subscribe\",\"assistant_id\":\"<uuid>\"|null}` to change scope, `ping` for `pong`"),
         (status = 401, body = crate::api::docs::Detail), (status = 403, body = crate::api::docs::Detail),
@@ -48,6 +57,8 @@ pub async fn handler(
     // MiB messages) would let a thousand idle sockets hold hundreds of MiB, or
     // one client make the server buffer a 64 MiB message.
     let upgrade = upgrade
+        // Selected when offered; the `bearer.<token>` protocol never is.
+        .protocols([crate::api::auth::WS_PROTOCOL])
         .read_buffer_size(MAX_CLIENT_MESSAGE)
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_MESSAGE)
@@ -113,6 +124,8 @@ async fn forward(
         return End::Close(CLOSE_TRY_AGAIN, "too slow");
     }
     let mut checks = tokio::time::interval(CHECK_EVERY);
+    let mut budget = SubscribeBudget::new(Instant::now());
+    let mut scope: Scope = None;
     let mut last_pong = Instant::now();
     let mut last_ping = Instant::now();
     loop {
@@ -145,14 +158,58 @@ async fn forward(
                         return End::Close(CLOSE_TRY_AGAIN, "too slow");
                     }
                 }
-                Some(Inbound::Subscribe(scope)) => {
-                    // The new subscription first, so a shared scope task never stops in between.
-                    subscription = live.subscribe(scope);
+                Some(Inbound::Subscribe(wanted)) => {
+                    // The same scope costs no computation: its latest snapshot again.
+                    if wanted != scope && !budget.take(Instant::now()) {
+                        let refused = error(&format!(
+                            "too many scope changes: at most {SUBSCRIBE_BURST} at once and \
+                             {SUBSCRIBES_PER_SECOND} per second after that; this one was ignored"
+                        ));
+                        if send(sink, Message::Text(refused.into())).await.is_err() {
+                            return End::Close(CLOSE_TRY_AGAIN, "too slow");
+                        }
+                        continue;
+                    }
+                    if wanted != scope {
+                        // The new subscription first, so a shared scope task never stops in between.
+                        subscription = live.subscribe(wanted);
+                        scope = wanted;
+                    } else {
+                        subscription.receiver.mark_changed();
+                    }
                     if send_latest(live, sink, &mut subscription).await.is_err() {
                         return End::Close(CLOSE_TRY_AGAIN, "too slow");
                     }
                 }
             },
+        }
+    }
+}
+
+/// A token bucket of scope changes for one socket.
+struct SubscribeBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl SubscribeBudget {
+    fn new(now: Instant) -> Self {
+        Self {
+            tokens: SUBSCRIBE_BURST,
+            at: now,
+        }
+    }
+
+    /// Takes one change if the budget has one.
+    fn take(&mut self, now: Instant) -> bool {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * SUBSCRIBES_PER_SECOND;
+        self.tokens = (self.tokens + earned).min(SUBSCRIBE_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -236,6 +293,19 @@ fn error(detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scope_changes_come_in_a_burst_then_one_per_second() {
+        let start = Instant::now();
+        let mut budget = SubscribeBudget::new(start);
+        let burst = (0..20).filter(|_| budget.take(start)).count();
+        assert_eq!(burst, 10);
+        assert!(!budget.take(start + Duration::from_millis(900)));
+        assert!(budget.take(start + Duration::from_millis(1_000)));
+        assert!(!budget.take(start + Duration::from_millis(1_500)));
+        let later = start + Duration::from_secs(60);
+        assert_eq!((0..20).filter(|_| budget.take(later)).count(), 10);
+    }
 
     #[test]
     fn client_messages_are_understood_or_answered_with_an_error() {

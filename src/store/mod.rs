@@ -77,6 +77,15 @@ pub enum StoreError {
     Open(String),
     #[error("a read task failed: {0}")]
     Task(String),
+    /// Every reader is busy and the reads waiting for them fill the queue.
+    #[error("the readers are busy: too many reads are waiting; retry shortly")]
+    ReadersBusy,
+    /// A reprice is already running (one at a time).
+    #[error("a reprice is already running; follow it at GET /api/v1/pricing/reprice")]
+    RepriceRunning,
+    /// The writer thread ended (a bug): nothing can be stored until a restart.
+    #[error("the writer thread stopped; restart the server")]
+    WriterStopped,
     /// The group this batch was committed with failed and was rolled back.
     #[error("the events could not be committed to storage")]
     Commit { unavailable: bool },
@@ -86,7 +95,10 @@ impl StoreError {
     /// Failures that say "come back later" rather than "this is broken".
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::QueueFull | StoreError::ShuttingDown => true,
+            StoreError::QueueFull
+            | StoreError::ShuttingDown
+            | StoreError::ReadersBusy
+            | StoreError::WriterStopped => true,
             StoreError::Commit { unavailable } => *unavailable,
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,

@@ -83,10 +83,12 @@ async fn advanced_returns_every_metric_exactly_for_an_assistant_and_for_all() {
     let password_topic = json!({
         "topic": "How do I reset my password?", "canonical_text": "How do I reset my password?",
         "frequency": 1, "variation_count": 1, "last_asked": clock.ago_min(10), "growth": null,
+        "assistant_id": a,
     });
     let invoice_topic = json!({
         "topic": "Where is my invoice?", "canonical_text": "Where is my invoice?",
         "frequency": 1, "variation_count": 1, "last_asked": clock.ago_min(20), "growth": null,
+        "assistant_id": b,
     });
     let a_cost = json!({"assistant_id": a, "assistant_name": "Bot", "total_tokens": 120,
         "input_tokens": 100, "output_tokens": 20, "estimated_cost_usd": 0.01});

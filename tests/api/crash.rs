@@ -1,4 +1,4 @@
-//! Crash safety (issue #7): several clients ingest concurrently while the real
+//! Crash safety: several clients ingest concurrently while the real
 //! binary is killed with SIGKILL at random moments, many times in a row, and
 //! restarted each time. After every restart, a read-only connection of our own
 //! (WAL lets a second process read beside the server) checks that every

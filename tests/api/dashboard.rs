@@ -1,4 +1,4 @@
-//! The dashboard's HTTP side (issue #5): the embedded page and assets (no
+//! The dashboard's HTTP side: the embedded page and assets (no
 //! token, strict CSP, revalidation) and `GET /api/v1/assistants`. The page's
 //! behaviour in a real browser is tested by `tests/browser`.
 

@@ -1,4 +1,4 @@
-//! Faults of the data directory (issue #7), on the real binary: a full disk
+//! Faults of the data directory, on the real binary: a full disk
 //! (a small tmpfs), a read-only file system, the database locked by another
 //! process, and a damaged database file at start. Ingest answers 503 with a
 //! message naming the cause and stores nothing, reads keep working, `/readyz`
@@ -231,6 +231,7 @@ fn assert_refused(answer: &(StatusCode, Option<String>, Value), cause: &[&str], 
 }
 
 #[tokio::test]
+#[ignore = "mounts a file system (root): .ci/run runs it with --ignored"]
 async fn a_full_disk_answers_503_keeps_reads_and_readyz_red_until_space_returns() {
     // Arrange
     let root = tempfile::tempdir().unwrap();
@@ -354,6 +355,7 @@ fn ext4_sysfs(point: &Path) -> PathBuf {
 }
 
 #[tokio::test]
+#[ignore = "mounts a file system (root): .ci/run runs it with --ignored"]
 async fn a_file_system_turned_read_only_answers_503_keeps_reads_and_loses_nothing_acknowledged() {
     // Arrange: Linux refuses `mount -o remount,ro` while files are open for
     // writing (the database is), so the fault is the kernel's own: ext4 with
@@ -404,6 +406,7 @@ async fn a_file_system_turned_read_only_answers_503_keeps_reads_and_loses_nothin
 }
 
 #[tokio::test]
+#[ignore = "mounts a file system (root): .ci/run runs it with --ignored"]
 async fn a_read_only_file_system_that_becomes_writable_again_heals_by_itself() {
     // Arrange
     let root = tempfile::tempdir().unwrap();

@@ -116,10 +116,12 @@ impl TestApp {
         };
         configure(&mut args);
         let settings = Settings::from_args(args).expect("the test settings are invalid");
+        // 127.0.0.1:0 unless `configure` chose an address (a restart on the same port).
+        let listen = settings.listen;
         let state = AppState::build(settings).expect("failed to build the app state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .expect("failed to bind 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("failed to bind {listen}: {e}"));
         let port = listener.local_addr().unwrap().port();
         let (shutdown, signal) = oneshot::channel::<()>();
         let server = tokio::spawn(server::serve(listener, state, async move {

@@ -96,3 +96,64 @@ async fn import_stores_valid_lines_counts_duplicates_and_rejects_bad_lines_one_b
         })
     );
 }
+
+/// Runs the real binary in `dir` with no `RAGPULSE_*` variable of this
+/// process; its stdout, or a panic with everything it printed.
+fn offline(dir: &std::path::Path, args: &[&str]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ragpulse"));
+    command.args(args).current_dir(dir).env("NO_COLOR", "1");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("RAGPULSE_") {
+            command.env_remove(key);
+        }
+    }
+    let output = command.output().expect("failed to run ragpulse");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?}\n{stdout}\n{stderr}");
+    stdout
+}
+
+#[test]
+fn the_offline_commands_work_on_the_data_directory_and_horizon_of_the_config_file() {
+    // Arrange: ./ragpulse.toml names a data directory and a horizon of 1,000
+    // days, and the file holds an interaction 500 days old (refused under the
+    // default horizon of 400).
+    let root = tempfile::tempdir().unwrap();
+    let configured = root.path().join("from-config");
+    let config = format!(
+        "data_dir = {:?}\nmax_event_age_days = 1000\n",
+        configured.display().to_string()
+    );
+    std::fs::write(root.path().join("ragpulse.toml"), &config).unwrap();
+    let old = interaction(new_id(), "s1", &Clock::new().ago_h(500 * 24));
+    std::fs::write(root.path().join("events.ndjson"), format!("{old}\n")).unwrap();
+
+    // Act: import reads ./ragpulse.toml; the others get it as --config from
+    // another directory.
+    let imported = offline(root.path(), &["import", "events.ndjson", "--quiet"]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config_path = root.path().join("ragpulse.toml");
+    let config_arg = config_path.to_str().unwrap();
+    let rebuilt = offline(
+        elsewhere.path(),
+        &["rebuild-rollups", "--quiet", "--config", config_arg],
+    );
+    let repriced = offline(
+        elsewhere.path(),
+        &["reprice", "--since", "2000-01-01", "--config", config_arg],
+    );
+
+    // Assert: all three worked on the configured directory, none in a
+    // ./ragpulse-data of their own.
+    assert!(
+        imported.contains("1 accepted, 0 duplicates, 0 rejected"),
+        "{imported}"
+    );
+    assert!(configured.join("ragpulse.db").is_file());
+    assert!(rebuilt.contains("rollups of 1 interactions"), "{rebuilt}");
+    assert!(repriced.contains("of 1 interactions"), "{repriced}");
+    for dir in [root.path(), elsewhere.path()] {
+        assert!(!dir.join("ragpulse-data").exists(), "{}", dir.display());
+    }
+}

@@ -1,4 +1,4 @@
-//! Limits and abuse (issue #7): oversized and over-counted bodies, gzip bombs,
+//! Limits and abuse: oversized and over-counted bodies, gzip bombs,
 //! deep nesting, huge strings, slow (slowloris) clients and many idle
 //! WebSockets are each answered cleanly, and the server's memory stays
 //! bounded (measured on the real binary from /proc).
@@ -353,7 +353,7 @@ async fn a_slowloris_client_and_an_idle_connection_are_cut_off_after_the_header_
 }
 
 #[tokio::test]
-async fn a_body_that_trickles_in_is_answered_408_at_the_request_timeout() {
+async fn a_body_that_trickles_in_is_answered_408_once_it_falls_below_the_minimum_rate() {
     // Arrange
     let app = TestApp::spawn().await;
     let host = app.address.trim_start_matches("http://").to_string();
@@ -392,8 +392,9 @@ async fn a_body_that_trickles_in_is_answered_408_at_the_request_timeout() {
         answer.starts_with("HTTP/1.1 408"),
         "answer after {elapsed:?}: {answer:?}"
     );
+    // A byte a second is below the minimum rate from the end of the grace period.
     assert!(
-        elapsed >= Duration::from_secs(59) && elapsed < Duration::from_secs(70),
+        elapsed >= Duration::from_secs(5) && elapsed < Duration::from_secs(10),
         "the slow body was cut off after {elapsed:?}"
     );
 }

@@ -1,4 +1,4 @@
-//! Load (issue #7): the real binary under mixed load from this second process
+//! Load: the real binary under mixed load from this second process
 //! on loopback (ingest clients, `/advanced` readers, WebSocket clients), then
 //! overloaded with more ingest than its writer takes. Reports throughput,
 //! latency percentiles, errors and peak RSS; asserts no error but deliberate

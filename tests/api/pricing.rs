@@ -1,5 +1,5 @@
 //! Pricing: the unpriced-model report and repricing after a catalogue change
-//! (`ingest.md`, Cost; issue "an honest cost engine").
+//! (`ingest.md`, Cost).
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

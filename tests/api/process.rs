@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{INGEST_TOKEN, parse_json_exact};
 
-/// A `ragpulse serve` child process and what it printed.
+/// A `ragpulse serve` (or `demo`) child process and what it printed.
 pub struct Process {
     child: Child,
     pub address: String,
@@ -44,9 +44,28 @@ pub fn start_with(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Result<Process, Exited> {
+    start_command("serve", data_dir, tokens, extra, env)
+}
+
+/// `ragpulse demo` on `data_dir` and port 0 with extra flags, as [`start`].
+pub fn start_demo(
+    data_dir: &Path,
+    tokens: Option<(&str, &str)>,
+    extra: &[&str],
+) -> Result<Process, Exited> {
+    start_command("demo", data_dir, tokens, extra, &[])
+}
+
+fn start_command(
+    subcommand: &str,
+    data_dir: &Path,
+    tokens: Option<(&str, &str)>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Process, Exited> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ragpulse"));
     command
-        .arg("serve")
+        .arg(subcommand)
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0"])

@@ -1,4 +1,4 @@
-//! API fuzzing against the published OpenAPI document (issue #7):
+//! API fuzzing against the published OpenAPI document:
 //! schemathesis runs all of its checks (no 5xx, responses match the schema,
 //! documented status codes and content types, schema-valid requests accepted,
 //! invalid ones refused, auth enforced) against the real binary.
@@ -10,7 +10,10 @@
 //!
 //! Not fuzzed: `/api/v1/ws` (a WebSocket upgrade, which schemathesis cannot
 //! speak) and `/api/v1/analytics/stream` (an endless SSE stream: every call
-//! would end in a client timeout). tests/api/live.rs covers both.
+//! would end in a client timeout). tests/api/live.rs covers both. Nor
+//! `/v1/traces`: its body is an OTLP export whose protobuf and JSON forms
+//! OpenAPI cannot describe fully (tests/api/otlp.rs and the otlp_decode fuzz
+//! target cover it).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,6 +33,7 @@ fn schemathesis() -> Option<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs schemathesis: .ci/run installs it and runs this with --ignored"]
 async fn schemathesis_finds_no_failure_in_any_documented_operation() {
     // Arrange
     let Some(program) = schemathesis() else {
@@ -65,6 +69,7 @@ async fn schemathesis_finds_no_failure_in_any_documented_operation() {
                 .args(["--max-examples", &examples])
                 .args(["--exclude-path", "/api/v1/ws"])
                 .args(["--exclude-path", "/api/v1/analytics/stream"])
+                .args(["--exclude-path", "/v1/traces"])
                 .args(["--request-timeout", "30", "--seed", "1", "--no-color"])
                 .args(["--generation-database", "none"])
                 .env("SCHEMATHESIS_HOOKS", "")
@@ -88,8 +93,8 @@ async fn schemathesis_finds_no_failure_in_any_documented_operation() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    // Every operation but the two live ones.
-    let tested = format!("Tested: {}", operations - 2);
+    // Every operation but the two live ones and the OTLP receiver.
+    let tested = format!("Tested: {}", operations - 3);
     assert!(
         report.contains(&tested),
         "not every operation was tested ({tested}):\n{report}"

@@ -1,4 +1,4 @@
-//! `GET /api/v1/analytics/timeseries` (issue #5): epoch-aligned buckets with
+//! `GET /api/v1/analytics/timeseries`: epoch-aligned buckets with
 //! count, TTFT p50/p95 and cache hit rate, `null` where unknown; expectations
 //! are computed here from the events, independently of the server.
 

@@ -33,7 +33,8 @@ fn summary(trending: &Value) -> Vec<(String, i64, i64)> {
 
 #[tokio::test]
 async fn paraphrases_without_embeddings_join_one_topic_and_a_different_subject_stays_apart() {
-    // Arrange: the issue's own example.
+    // Arrange: three rewordings of one question, and a question on another
+    // subject that shares most of its words.
     let app = TestApp::spawn().await;
     let clock = Clock::new();
     let a = new_id();

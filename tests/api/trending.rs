@@ -14,6 +14,7 @@ fn asked(assistant: Uuid, ts: &str, question: Option<&str>, topic: Option<&str>)
 }
 
 fn topic(
+    assistant: Uuid,
     name: &str,
     canonical: &str,
     frequency: i64,
@@ -28,6 +29,7 @@ fn topic(
         "variation_count": variations,
         "last_asked": last,
         "growth": growth,
+        "assistant_id": assistant,
     })
 }
 
@@ -95,9 +97,10 @@ async fn topics() -> Topics {
 async fn trending_lists_topics_by_frequency_then_last_asked_with_canonical_text_and_variations() {
     // Arrange
     let Topics { app, clock, a, b } = topics().await;
-    let password_a = topic(PASSWORD, PASSWORD, 5, 2, &clock.ago_h(1), Value::Null);
-    let password_b = topic(PASSWORD, PASSWORD, 4, 1, &clock.ago_h(6), Value::Null);
+    let password_a = topic(a, PASSWORD, PASSWORD, 5, 2, &clock.ago_h(1), Value::Null);
+    let password_b = topic(b, PASSWORD, PASSWORD, 4, 1, &clock.ago_h(6), Value::Null);
     let billing = topic(
+        a,
         "Billing",
         "Where is my invoice?",
         3,
@@ -106,6 +109,7 @@ async fn trending_lists_topics_by_frequency_then_last_asked_with_canonical_text_
         Value::Null,
     );
     let onboarding = topic(
+        b,
         "Onboarding",
         "Onboarding",
         1,
@@ -114,6 +118,7 @@ async fn trending_lists_topics_by_frequency_then_last_asked_with_canonical_text_
         Value::Null,
     );
     let refund = topic(
+        a,
         "What is the refund policy?",
         "What is the refund policy?",
         1,
@@ -168,6 +173,7 @@ async fn trending_with_days_counts_only_the_window_and_reports_growth_against_th
     // Growth: Billing had none the day before → null; password A 2 → (3 − 2)/2 × 100 = 50.0;
     // password B 3 → (1 − 3)/3 × 100 = −66.666… → −66.67; Onboarding none → null.
     let billing = topic(
+        a,
         "Billing",
         "Where is my invoice?",
         3,
@@ -176,6 +182,7 @@ async fn trending_with_days_counts_only_the_window_and_reports_growth_against_th
         Value::Null,
     );
     let password_a = topic(
+        a,
         PASSWORD_LOWER,
         PASSWORD_LOWER,
         3,
@@ -183,8 +190,9 @@ async fn trending_with_days_counts_only_the_window_and_reports_growth_against_th
         &clock.ago_h(1),
         json!(50.0),
     );
-    let password_b = topic(PASSWORD, PASSWORD, 1, 1, &clock.ago_h(6), json!(-66.67));
+    let password_b = topic(b, PASSWORD, PASSWORD, 1, 1, &clock.ago_h(6), json!(-66.67));
     let onboarding = topic(
+        b,
         "Onboarding",
         "Onboarding",
         1,
@@ -194,9 +202,10 @@ async fn trending_with_days_counts_only_the_window_and_reports_growth_against_th
     );
     // Two days: everything but the refund; the two days before hold nothing → growth null.
     let two_days = json!([
-        topic(PASSWORD, PASSWORD, 5, 2, &clock.ago_h(1), Value::Null),
-        topic(PASSWORD, PASSWORD, 4, 1, &clock.ago_h(6), Value::Null),
+        topic(a, PASSWORD, PASSWORD, 5, 2, &clock.ago_h(1), Value::Null),
+        topic(b, PASSWORD, PASSWORD, 4, 1, &clock.ago_h(6), Value::Null),
         topic(
+            a,
             "Billing",
             "Where is my invoice?",
             3,
@@ -205,6 +214,7 @@ async fn trending_with_days_counts_only_the_window_and_reports_growth_against_th
             Value::Null
         ),
         topic(
+            b,
             "Onboarding",
             "Onboarding",
             1,
@@ -266,20 +276,26 @@ async fn trending_breaks_ties_by_topic_then_assistant_id() {
     let got = app.analytics("/trending").await;
 
     // Assert: topic asc ("Apple" < "Same" < "Zebra"); the two "Same question" topics by
-    // assistant id asc (their rows are identical, so count them).
-    let names: Vec<&str> = got
+    // assistant id asc, each row naming its assistant.
+    let rows: Vec<(&str, &str)> = got
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t["topic"].as_str().unwrap())
+        .map(|t| {
+            (
+                t["topic"].as_str().unwrap(),
+                t["assistant_id"].as_str().unwrap(),
+            )
+        })
         .collect();
+    let (low_id, high_id) = (low.to_string(), high.to_string());
     assert_eq!(
-        names,
+        rows,
         vec![
-            "Apple question",
-            "Same question",
-            "Same question",
-            "Zebra question"
+            ("Apple question", low_id.as_str()),
+            ("Same question", low_id.as_str()),
+            ("Same question", high_id.as_str()),
+            ("Zebra question", high_id.as_str()),
         ],
         "{got}"
     );
@@ -314,6 +330,7 @@ async fn questions_equal_after_normalisation_share_a_topic_and_others_stay_apart
         got,
         json!([
             topic(
+                a,
                 "Reset password?",
                 "Reset password?",
                 2,
@@ -322,6 +339,7 @@ async fn questions_equal_after_normalisation_share_a_topic_and_others_stay_apart
                 Value::Null
             ),
             topic(
+                a,
                 "reset password",
                 "reset password",
                 1,
@@ -330,6 +348,7 @@ async fn questions_equal_after_normalisation_share_a_topic_and_others_stay_apart
                 Value::Null
             ),
             topic(
+                a,
                 "Reset router?",
                 "Reset router?",
                 1,
@@ -382,6 +401,7 @@ async fn questions_with_similar_embeddings_join_one_topic() {
         got,
         json!([
             topic(
+                a,
                 "How can I change my email address?",
                 "How can I change my email address?",
                 2,
@@ -390,6 +410,7 @@ async fn questions_with_similar_embeddings_join_one_topic() {
                 Value::Null
             ),
             topic(
+                a,
                 "What are your opening hours?",
                 "What are your opening hours?",
                 1,

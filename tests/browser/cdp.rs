@@ -225,6 +225,10 @@ impl Browser {
             json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
         )
         .await;
+        // The page formats numbers and times in the reader's locale: the
+        // expectations are en-US's, whatever the machine's.
+        page.call("Emulation.setLocaleOverride", json!({"locale": "en-US"}))
+            .await;
         page
     }
 

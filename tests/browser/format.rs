@@ -1,7 +1,9 @@
 //! The dashboard's number formatting (`src/api/dashboard/app.js`), rebuilt
 //! from JavaScript's definitions so the test predicts every rendered text from
-//! the API's JSON. `toFixed` and `Math.round` round ties up (away from zero),
-//! not to even as Rust's `format!` does: both are reproduced exactly here.
+//! the API's JSON. The page formats with `Intl.NumberFormat` in the reader's
+//! locale; the tests pin the browser to en-US. `Intl` and `Math.round` round
+//! ties up (away from zero) on the exact binary value, not to even as Rust's
+//! `format!` does: both are reproduced exactly here.
 
 use serde_json::{Value, json};
 
@@ -24,13 +26,15 @@ pub fn js_round(x: f64) -> f64 {
     if x - floor >= 0.5 { floor + 1.0 } else { floor }
 }
 
-/// JavaScript's `Number.prototype.toFixed(d)` for |x| < 1e21: the exact
-/// decimal value of the double, rounded half up on its magnitude.
-pub fn js_to_fixed(x: f64, d: usize) -> String {
-    let negative = x < 0.0;
-    // Rust prints the exact binary value at any precision; 1,100 digits cover every double.
-    let exact = format!("{:.1100}", x.abs());
-    let (whole, fraction) = exact.split_once('.').unwrap();
+/// `Intl.NumberFormat` with `d` fraction digits, before grouping, as Chromium
+/// does it: the double's shortest round-trip decimal (what `String(x)` and
+/// Rust's `{}` print) rounded half away from zero, so 1.005 gives "1.01"
+/// where `toFixed` would give "1.00".
+pub fn intl_fixed(x: f64, d: usize) -> String {
+    let negative = x.is_sign_negative();
+    let shortest = format!("{}", x.abs());
+    let (whole, fraction) = shortest.split_once('.').unwrap_or((&shortest, ""));
+    let fraction = format!("{fraction:0<width$}", width = d + 1);
     let mut digits: Vec<u8> = whole.bytes().chain(fraction.bytes().take(d)).collect();
     let round_up = fraction.as_bytes()[d] >= b'5';
     if round_up {
@@ -69,7 +73,7 @@ pub fn fmt_int(n: i64) -> String {
 }
 
 pub fn fmt_fixed(x: f64, d: usize) -> String {
-    let text = js_to_fixed(x, d);
+    let text = intl_fixed(x, d);
     let (sign, text) = match text.strip_prefix('-') {
         Some(rest) => ("-", rest),
         None => ("", text.as_str()),
@@ -93,20 +97,43 @@ pub fn fmt_seconds(x: f64) -> String {
 }
 
 pub fn fmt_pct(x: f64) -> String {
-    format!("{}%", js_to_fixed(x, 2))
+    format!("{}%", fmt_fixed(x, 2))
 }
 
-pub fn fmt_usd(x: f64) -> String {
-    if x >= 10.0 {
-        format!("${}", fmt_fixed(x, 2))
-    } else {
-        format!("${}", fmt_fixed(x, 4))
+/// Decimals shared by costs shown together: two, or enough to give the
+/// smallest non-zero one two significant digits (six at most).
+pub fn usd_digits(values: &[f64]) -> usize {
+    let Some(least) = values.iter().copied().filter(|v| *v > 0.0).reduce(f64::min) else {
+        return 2;
+    };
+    let mut digits = 2;
+    for step in [0.1, 0.01, 0.001, 0.0001] {
+        if least >= step {
+            break;
+        }
+        digits += 1;
     }
+    digits
+}
+
+pub fn fmt_usd(x: f64, digits: usize) -> String {
+    format!("${}", fmt_fixed(x, digits))
+}
+
+/// The page's words for the API's session buckets.
+pub fn session_label(api: &str) -> String {
+    match api {
+        "Single Question" => "Single question",
+        "Normal (2-5)" => "Normal (2–5 questions)",
+        "Power User (5+)" => "Power user (6+ questions)",
+        other => other,
+    }
+    .to_string()
 }
 
 pub fn fmt_signed(x: f64, d: usize) -> String {
     let sign = if x >= 0.0 { "+" } else { "" };
-    format!("{sign}{}", js_to_fixed(x, d))
+    format!("{sign}{}", fmt_fixed(x, d))
 }
 
 fn f(v: &Value) -> f64 {
@@ -145,8 +172,16 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// What every section of the page must show for these API answers: the
-/// `/advanced` JSON, the `/timeseries` JSON and the cold-document listing.
-pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
+/// `/advanced` JSON, the `/timeseries` JSON, the cold-document listing and
+/// `/assistants` (trending rows name their assistant when the page is not
+/// scoped to one).
+pub fn expected_page(
+    advanced: &Value,
+    series: &Value,
+    cold: &Value,
+    assistants: &Value,
+    scoped: bool,
+) -> Value {
     let degraded: Vec<String> = advanced["degraded"]
         .as_array()
         .map(|d| d.iter().map(s).collect())
@@ -205,7 +240,7 @@ pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
             }
             section(
                 "ok",
-                json!({"total": fmt_usd(total), "tokens": fmt_int(tokens)}),
+                json!({"total": fmt_usd(total, usd_digits(&[total])), "tokens": fmt_int(tokens)}),
                 vec![],
             )
         }),
@@ -262,6 +297,14 @@ pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
                     if t["topic"] != t["canonical_text"] {
                         row["topic"] = json!(s(&t["topic"]));
                     }
+                    if !scoped {
+                        let id = s(&t["assistant_id"]);
+                        let name = assistants
+                            .as_array()
+                            .and_then(|list| list.iter().find(|a| a["assistant_id"] == id.as_str()))
+                            .map_or(id.clone(), |a| s(&a["assistant_name"]));
+                        row["assistant"] = json!(name);
+                    }
                     row
                 }),
             )
@@ -272,7 +315,7 @@ pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
         of("topic_diversity", &|d| {
             section(
                 "ok",
-                json!({"score": js_to_fixed(f(&d["diversity_score"]), 3),
+                json!({"score": fmt_fixed(f(&d["diversity_score"]), 3),
                        "topics": fmt_int(i(&d["total_topics"])),
                        "dominant": fmt_pct(f(&d["dominant_topic_share"]))}),
                 vec![],
@@ -282,6 +325,13 @@ pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
     page.insert(
         "costs".into(),
         of("assistant_costs", &|costs| {
+            let all: Vec<f64> = costs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| f(&c["estimated_cost_usd"]))
+                .collect();
+            let digits = usd_digits(&all);
             section(
                 "ok",
                 json!({}),
@@ -290,7 +340,7 @@ pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
                         "tokens": fmt_int(i(&c["total_tokens"])),
                         "input": fmt_int(i(&c["input_tokens"])),
                         "output": fmt_int(i(&c["output_tokens"])),
-                        "cost": fmt_usd(f(&c["estimated_cost_usd"]))})
+                        "cost": fmt_usd(f(&c["estimated_cost_usd"]), digits)})
                 }),
             )
         }),
@@ -302,7 +352,7 @@ pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
                 "ok",
                 json!({}),
                 rows(sessions, &|_, x| {
-                    json!({"type": s(&x["session_type"]), "count": fmt_int(i(&x["session_count"])),
+                    json!({"type": session_label(&s(&x["session_type"])), "count": fmt_int(i(&x["session_count"])),
                         "percentage": fmt_pct(f(&x["percentage"]))})
                 }),
             )
@@ -347,7 +397,7 @@ pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
         of("document_utilization", &|docs| {
             let mut listed = rows(docs, &|_, d| {
                 json!({"file": s(&d["file_name"]), "connector": s(&d["connector_name"]),
-                    "count": fmt_int(i(&d["retrieval_count"])), "status": s(&d["status"]),
+                    "count": fmt_int(i(&d["retrieval_count"])),
                     "last_retrieved": time(&d["last_retrieved"])})
             });
             // The page lists the ten most retrieved.
@@ -366,9 +416,12 @@ pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
                         Value::Null => "—".to_string(),
                         d => fmt_duration(f(d)),
                     };
+                    let partial =
+                        i(&r["total_syncs"]) - i(&r["successful_syncs"]) - i(&r["failed_syncs"]);
                     json!({"connector": s(&r["connector_name"]),
                         "rate": fmt_pct(f(&r["success_rate"])),
                         "ok": fmt_int(i(&r["successful_syncs"])),
+                        "partial": fmt_int(partial),
                         "failed": fmt_int(i(&r["failed_syncs"])),
                         "total": fmt_int(i(&r["total_syncs"])), "duration": duration})
                 }),
@@ -431,13 +484,17 @@ pub fn expected_page(advanced: &Value, series: &Value, cold: &Value) -> Value {
 
 #[test]
 fn formatting_follows_javascript() {
-    // Ties round up as JavaScript does (Rust's format! would give 0.12 and 2).
-    assert_eq!(js_to_fixed(0.125, 2), "0.13");
-    assert_eq!(js_to_fixed(2.5, 0), "3");
-    // A decimal-looking tie follows the binary value: 1.005 is below 1.005.
-    assert_eq!(js_to_fixed(1.005, 2), "1.00");
-    assert_eq!(js_to_fixed(9.999, 2), "10.00");
-    assert_eq!(js_to_fixed(-0.0001, 2), "-0.00");
+    // Ties round away from zero as Intl does (Rust's format! would give 0.12 and 2).
+    assert_eq!(intl_fixed(0.125, 2), "0.13");
+    assert_eq!(intl_fixed(2.5, 0), "3");
+    // A tie is read on the shortest decimal, not on the binary value just below it.
+    assert_eq!(intl_fixed(1.005, 2), "1.01");
+    assert_eq!(intl_fixed(7.925, 2), "7.93");
+    assert_eq!(intl_fixed(0.045, 2), "0.05");
+    assert_eq!(intl_fixed(9.999, 2), "10.00");
+    assert_eq!(intl_fixed(-0.0001, 2), "-0.00");
+    assert_eq!(intl_fixed(1e-7, 2), "0.00");
+    assert_eq!(intl_fixed(123_456.785, 0), "123457");
     assert_eq!(fmt_fixed(1234567.891, 2), "1,234,567.89");
     assert_eq!(fmt_int(1234), "1,234");
     assert_eq!(fmt_int(999), "999");
@@ -446,8 +503,17 @@ fn formatting_follows_javascript() {
     assert_eq!(fmt_duration(0.8404), "840 ms");
     assert_eq!(fmt_duration(1.234), "1.23 s");
     assert_eq!(fmt_seconds(0.8404), "0.84 s");
-    assert_eq!(fmt_usd(0.01234), "$0.0123");
-    assert_eq!(fmt_usd(1234.5), "$1,234.50");
+    assert_eq!(usd_digits(&[0.01234, 12.5, 0.0]), 3);
+    assert_eq!(usd_digits(&[0.5, 1234.5]), 2);
+    assert_eq!(usd_digits(&[0.000_001]), 6);
+    assert_eq!(usd_digits(&[0.0]), 2);
+    assert_eq!(fmt_usd(0.01234, 3), "$0.012");
+    assert_eq!(fmt_usd(1234.5, 2), "$1,234.50");
+    assert_eq!(fmt_pct(12.5), "12.50%");
+    assert_eq!(
+        session_label("Power User (5+)"),
+        "Power user (6+ questions)"
+    );
     assert_eq!(fmt_signed(0.2, 3), "+0.200");
     assert_eq!(fmt_signed(-0.05, 3), "-0.050");
 }

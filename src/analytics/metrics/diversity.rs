@@ -1,35 +1,79 @@
 //! Topic diversity: one minus the Herfindahl index of the topic frequencies, the
 //! number of topics and the dominant topic's share. Computed from the trending
 //! state's frequencies ([`TrendingState::frequencies`](super::trending::TrendingState::frequencies)),
-//! so it needs no state of its own.
+//! or from [`Totals`] a store keeps up to date at ingest.
 
 use super::count_i64;
 use super::round::round_dp;
 use crate::analytics::models::TopicDiversity;
 
 /// `None` when the frequencies sum to 0.
-///
-/// 1 − Σ(fᵢ/F)² is evaluated as the single exact fraction (F² − Σfᵢ²) / F² in
-/// integers, so the score does not depend on the order of the topics.
 pub fn diversity(freqs: impl IntoIterator<Item = u64>) -> Option<TopicDiversity> {
-    let (mut total, mut squares, mut topics, mut max) = (0u128, 0u128, 0u64, 0u64);
-    for f in freqs.into_iter().filter(|&f| f > 0) {
-        total += u128::from(f);
-        squares += u128::from(f) * u128::from(f);
-        topics += 1;
-        max = max.max(f);
+    let mut totals = Totals::default();
+    for f in freqs {
+        totals.add(f);
     }
-    if total == 0 {
-        return None;
+    totals.finish()
+}
+
+/// What diversity needs of a set of topic frequencies: their number, sum,
+/// sum of squares and largest. A store can keep these up to date as
+/// frequencies grow instead of reading every topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Topics with a frequency above 0.
+    pub topics: u64,
+    /// F = Σfᵢ.
+    pub total: u128,
+    /// Σfᵢ².
+    pub squares: u128,
+    /// The largest fᵢ.
+    pub max: u64,
+}
+
+impl Totals {
+    /// Counts one topic of frequency `f` (a 0 is no topic).
+    pub fn add(&mut self, f: u64) {
+        if f == 0 {
+            return;
+        }
+        self.topics += 1;
+        self.total += u128::from(f);
+        self.squares += u128::from(f) * u128::from(f);
+        self.max = self.max.max(f);
     }
-    // F < 2^64 for any real count of interactions, so F² fits; saturating keeps
-    // an impossible input from panicking.
-    let total_sq = total.saturating_mul(total);
-    Some(TopicDiversity {
-        diversity_score: round_dp((total_sq - squares) as f64 / total_sq as f64, 3),
-        total_topics: count_i64(topics),
-        dominant_topic_share: round_dp((max as f64 / total as f64) * 100.0, 2),
-    })
+
+    /// Adds another disjoint set of topics (another assistant's).
+    pub fn merge(&mut self, other: Totals) {
+        self.topics += other.topics;
+        self.total += other.total;
+        self.squares += other.squares;
+        self.max = self.max.max(other.max);
+    }
+
+    /// `None` when the frequencies sum to 0.
+    ///
+    /// 1 − Σ(fᵢ/F)² is evaluated as the single exact fraction (F² − Σfᵢ²) / F² in
+    /// integers, so the score does not depend on the order of the topics.
+    pub fn finish(&self) -> Option<TopicDiversity> {
+        let Totals {
+            topics,
+            total,
+            squares,
+            max,
+        } = *self;
+        if total == 0 {
+            return None;
+        }
+        // F < 2^64 for any real count of interactions, so F² fits; saturating keeps
+        // an impossible input from panicking.
+        let total_sq = total.saturating_mul(total);
+        Some(TopicDiversity {
+            diversity_score: round_dp(total_sq.saturating_sub(squares) as f64 / total_sq as f64, 3),
+            total_topics: count_i64(topics),
+            dominant_topic_share: round_dp((max as f64 / total as f64) * 100.0, 2),
+        })
+    }
 }
 
 #[cfg(test)]

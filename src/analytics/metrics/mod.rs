@@ -79,8 +79,12 @@ pub struct DocumentMeta {
 pub trait DocumentDirectory {
     type Error;
     fn document(&self, key: i64) -> Result<DocumentMeta, Self::Error>;
-    /// Keys of the registered, not deleted documents (the candidates for `cold`).
-    fn live_documents(&self) -> Result<Vec<i64>, Self::Error>;
+    /// Visits the keys of the registered, not deleted documents (the
+    /// candidates for `cold`) in the listing's order: file name (the id's
+    /// text when it has none), then id; stops when `visit` returns `false`,
+    /// so a listing reads only as far as its limit.
+    fn live_documents_by_name(&self, visit: &mut dyn FnMut(i64) -> bool)
+    -> Result<(), Self::Error>;
     /// Latest retrieval (µs since the epoch, up to now, in the request's scope) of each
     /// key, in the order given. Called once per `finish`, with only the rows returned,
     /// so the store never computes it for documents cut by the limit.
@@ -90,7 +94,8 @@ pub trait DocumentDirectory {
 /// Registry data of a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserMeta {
-    pub uuid: Uuid,
+    /// The user id as clients send it (a UUID in its canonical form).
+    pub id: String,
     pub email: Option<String>,
     pub full_name: Option<String>,
 }
@@ -218,8 +223,26 @@ pub(crate) mod fixture {
                 connector_name: self.connector_names.get(&key).cloned(),
             })
         }
-        fn live_documents(&self) -> Result<Vec<i64>, Infallible> {
-            Ok(self.live.clone())
+        fn live_documents_by_name(
+            &self,
+            visit: &mut dyn FnMut(i64) -> bool,
+        ) -> Result<(), Infallible> {
+            // A store's keys are unique; the fixture's list may repeat one.
+            let mut live = self.live.clone();
+            live.sort_unstable();
+            live.dedup();
+            let name = |k: &i64| {
+                let uuid = uuid_of(*k);
+                let name = self.names.get(k).cloned();
+                (name.unwrap_or_else(|| uuid.to_string()), uuid)
+            };
+            live.sort_by_key(name);
+            for key in live {
+                if !visit(key) {
+                    break;
+                }
+            }
+            Ok(())
         }
         fn last_retrieved(&self, keys: &[i64]) -> Result<Vec<Option<i64>>, Infallible> {
             self.asked_last_retrieved
@@ -237,7 +260,7 @@ pub(crate) mod fixture {
         fn user(&self, key: i64) -> Result<UserMeta, Infallible> {
             self.asked_meta.borrow_mut().push(key);
             Ok(UserMeta {
-                uuid: uuid_of(key),
+                id: uuid_of(key).to_string(),
                 email: self.emails.get(&key).cloned(),
                 full_name: self.names.get(&key).cloned(),
             })

@@ -13,6 +13,8 @@ use super::{TopicDirectory, count_i64, keep_contenders};
 use crate::analytics::models::TrendingTopic;
 use crate::time::Timestamp;
 
+pub mod window;
+
 /// How often a phrasing was asked, and when first (for the canonical tie-break).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct PhrasingAcc {
@@ -116,6 +118,7 @@ impl Ranked {
             variation_count: count_i64(self.variations as u64),
             last_asked: Timestamp(self.last_ts),
             growth,
+            assistant_id: self.assistant,
             recent_phrasings: self.recent,
         }
     }
@@ -217,44 +220,94 @@ impl TrendingState {
         let contenders = keep_contenders(all, limit, |(_, t)| {
             (Reverse(t.frequency), Reverse(t.last_ts))
         });
-        let mut ranked = contenders
+        let summaries = contenders
             .into_iter()
-            .map(|(&key, acc)| resolve(key, acc, directory))
-            .collect::<Result<Vec<_>, _>>()?;
-        ranked.sort_by(Ranked::order);
-        ranked.truncate(limit);
-        if let Some(n) = recent {
-            for r in &mut ranked {
-                let keys = self
+            .map(|(&key, acc)| TopicSummary {
+                key,
+                frequency: acc.frequency,
+                last_ts: acc.last_ts,
+                canonical: acc.canonical_phrasing(),
+                variations: acc.phrasings.len() as u64,
+            })
+            .collect();
+        let recent = recent.map(|n| {
+            move |key: i64| {
+                Ok(self
                     .topics
-                    .get(&r.key)
+                    .get(&key)
                     .map(|acc| acc.recent_phrasings(n))
-                    .unwrap_or_default();
-                let texts = keys
-                    .into_iter()
-                    .map(|k| directory.phrasing_text(k))
-                    .collect::<Result<Vec<_>, _>>()?;
-                r.recent = Some(texts);
+                    .unwrap_or_default())
             }
-        }
-        Ok(ranked.into_iter().map(|r| r.into_model(previous)).collect())
+        });
+        rank_topics(summaries, limit, directory, previous, recent)
     }
 }
 
-fn resolve<D: TopicDirectory>(key: i64, acc: &TopicAcc, dir: &D) -> Result<Ranked, D::Error> {
-    let meta = dir.topic(key)?;
-    let canonical_text = match acc.canonical_phrasing() {
+/// One topic's totals over a window or all time, however they were gathered:
+/// all that the ordering and a listed row need besides registry data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSummary {
+    pub key: i64,
+    pub frequency: u64,
+    pub last_ts: i64,
+    /// The canonical phrasing (most asked, then first asked earliest, then
+    /// the smaller key); `None` for a labelled topic asked without a question.
+    pub canonical: Option<i64>,
+    /// Distinct phrasings asked.
+    pub variations: u64,
+}
+
+/// The top `limit` of `topics` in the trending order, with growth against
+/// `previous` (a window's previous window; `None` for all time). `topics` may
+/// be every topic or only the contenders: those ranked by (frequency,
+/// last asked) at or before the `limit`-th, ties included (see
+/// [`keep_contenders`]). `recent` gives a listed topic's latest phrasings,
+/// latest first, when they are asked for.
+///
+/// # Errors
+/// Whatever the directory or `recent` returns.
+pub fn rank_topics<D: TopicDirectory>(
+    topics: Vec<TopicSummary>,
+    limit: usize,
+    directory: &D,
+    previous: Option<&HashMap<i64, u64>>,
+    recent: Option<impl Fn(i64) -> Result<Vec<i64>, D::Error>>,
+) -> Result<Vec<TrendingTopic>, D::Error> {
+    let contenders = keep_contenders(topics, limit, |t| {
+        (Reverse(t.frequency), Reverse(t.last_ts))
+    });
+    let mut ranked = contenders
+        .iter()
+        .map(|t| resolve(t, directory))
+        .collect::<Result<Vec<_>, _>>()?;
+    ranked.sort_by(Ranked::order);
+    ranked.truncate(limit);
+    if let Some(recent) = recent {
+        for r in &mut ranked {
+            let texts = recent(r.key)?
+                .into_iter()
+                .map(|k| directory.phrasing_text(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            r.recent = Some(texts);
+        }
+    }
+    Ok(ranked.into_iter().map(|r| r.into_model(previous)).collect())
+}
+
+fn resolve<D: TopicDirectory>(t: &TopicSummary, dir: &D) -> Result<Ranked, D::Error> {
+    let meta = dir.topic(t.key)?;
+    let canonical_text = match t.canonical {
         Some(phrasing) => dir.phrasing_text(phrasing)?,
         None => meta.label.clone().unwrap_or_default(),
     };
     Ok(Ranked {
-        key,
-        frequency: acc.frequency,
-        last_ts: acc.last_ts,
+        key: t.key,
+        frequency: t.frequency,
+        last_ts: t.last_ts,
         topic: meta.label.unwrap_or_else(|| canonical_text.clone()),
         canonical_text,
         assistant: meta.assistant,
-        variations: acc.phrasings.len(),
+        variations: t.variations as usize,
         recent: None,
     })
 }

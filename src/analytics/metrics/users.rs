@@ -63,7 +63,7 @@ impl UsersState {
             .or_insert(acc);
     }
 
-    /// The top `limit` users: tokens desc, interactions desc, user uuid asc. Only
+    /// The top `limit` users: tokens desc, interactions desc, user id asc. Only
     /// users that can make the cut are looked up.
     ///
     /// # Errors
@@ -86,12 +86,14 @@ impl UsersState {
 }
 
 fn order(a: &(UserMeta, UserAcc), b: &(UserMeta, UserAcc)) -> Ordering {
-    a.1.rank().cmp(&b.1.rank()).then(a.0.uuid.cmp(&b.0.uuid))
+    a.1.rank()
+        .cmp(&b.1.rank())
+        .then_with(|| a.0.id.cmp(&b.0.id))
 }
 
 fn row(meta: UserMeta, acc: UserAcc) -> UserStat {
     UserStat {
-        user_id: meta.uuid,
+        user_id: meta.id,
         email: meta.email.unwrap_or_default(),
         full_name: meta.full_name.unwrap_or_default(),
         total_tokens: sum_i64(acc.tokens),
@@ -115,8 +117,12 @@ mod tests {
         s
     }
 
-    fn ids(rows: &[UserStat]) -> Vec<uuid::Uuid> {
-        rows.iter().map(|r| r.user_id).collect()
+    fn ids(rows: &[UserStat]) -> Vec<String> {
+        rows.iter().map(|r| r.user_id.clone()).collect()
+    }
+
+    fn id_of(key: i64) -> String {
+        uuid_of(key).to_string()
     }
 
     #[test]
@@ -135,7 +141,7 @@ mod tests {
         assert_eq!(
             s.finish(10, &d).unwrap(),
             vec![UserStat {
-                user_id: uuid_of(1),
+                user_id: id_of(1),
                 email: "ada@example.com".to_owned(),
                 full_name: "Ada".to_owned(),
                 total_tokens: 125,
@@ -166,7 +172,7 @@ mod tests {
             (4, 0, 10, 1),
         ]);
         let got = s.finish(10, &MapDirectory::default()).unwrap();
-        assert_eq!(ids(&got), [3, 2, 1, 4, 5].map(uuid_of));
+        assert_eq!(ids(&got), [3, 2, 1, 4, 5].map(id_of));
     }
 
     #[test]
@@ -176,7 +182,7 @@ mod tests {
         // 6 (1 token) cannot make it and is never looked up.
         let s = fold(&[(3, 500, 0, 1), (5, 10, 0, 1), (4, 10, 0, 1), (6, 1, 0, 1)]);
         let got = s.finish(2, &d).unwrap();
-        assert_eq!(ids(&got), [3, 4].map(uuid_of));
+        assert_eq!(ids(&got), [3, 4].map(id_of));
         let mut asked = d.asked_meta.borrow().clone();
         asked.sort_unstable();
         assert_eq!(asked, vec![3, 4, 5]);

@@ -95,6 +95,14 @@ impl UtilizationState {
         *self.retrievals.entry(document).or_default() += 1;
     }
 
+    /// How many of `live` (current documents' keys) no interaction of the
+    /// window retrieved: the cold documents, counted without listing them.
+    pub fn count_cold(&self, live: &[i64]) -> u64 {
+        live.iter()
+            .filter(|key| !self.retrievals.contains_key(key))
+            .count() as u64
+    }
+
     pub fn merge(&mut self, other: Self) {
         for (doc, n) in other.retrievals {
             *self.retrievals.entry(doc).or_default() += n;
@@ -154,14 +162,23 @@ impl UtilizationState {
         limit: usize,
         directory: &D,
     ) -> Result<Vec<Pick>, D::Error> {
-        let live: HashSet<i64> = directory.live_documents()?.into_iter().collect();
-        let mut picks = live
+        // In name order from the store, so only the first `limit` cold
+        // documents are looked up, however many documents there are.
+        let mut keys = Vec::with_capacity(limit.min(1_024));
+        directory.live_documents_by_name(&mut |key| {
+            if keys.len() >= limit {
+                return false;
+            }
+            if !self.retrievals.contains_key(&key) {
+                keys.push(key);
+            }
+            keys.len() < limit
+        })?;
+        let mut picks = keys
             .into_iter()
-            .filter(|key| !self.retrievals.contains_key(key))
             .map(|key| pick(key, 0, directory))
             .collect::<Result<Vec<_>, _>>()?;
         picks.sort_by(Pick::cmp_by_name);
-        picks.truncate(limit);
         Ok(picks)
     }
 }
@@ -219,6 +236,13 @@ mod tests {
         assert_eq!(Status::of(1), Status::Warm);
         assert_eq!(Status::of(10), Status::Warm);
         assert_eq!(Status::of(11), Status::Hot);
+    }
+
+    #[test]
+    fn cold_documents_are_the_live_ones_never_retrieved() {
+        let s = fold(&[vec![1, 2], vec![2]]);
+        assert_eq!(s.count_cold(&[1, 3, 4]), 2);
+        assert_eq!(s.count_cold(&[]), 0);
     }
 
     #[test]

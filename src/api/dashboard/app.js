@@ -3,13 +3,14 @@
 // the live feed on /api/v1/ws (?token=, the only way a browser can send one
 // there) and renders every metric into the sections of index.html. Every
 // number shown sits in an element with data-field so the browser test can read
-// it back; every section carries data-state (loading, ok, empty, degraded, error).
+// it back; every section carries data-state (loading, ok, empty, degraded,
+// error) and data-stale while the figures shown are not those of its controls.
 "use strict";
 
 (function () {
   const TOKEN_KEY = "ragpulse.adminToken";
   // /advanced's defaults: the live feed's snapshots are computed with these.
-  const DEFAULTS = { ttft_hours: "24", cache_hours: "24", cost_hours: "24", step_days: "7", trending_limit: "10" };
+  const DEFAULTS = { assistant_id: "", ttft_hours: "24", cache_hours: "24", cost_hours: "24", step_days: "7", trending_limit: "10" };
   const PARAMS = ["assistant_id", "ttft_hours", "cache_hours", "cost_hours", "step_days", "trending_limit"];
   const FETCH_TIMEOUT_MS = 15000;
   const RETRY_AFTER_ERROR_MS = 10000;
@@ -19,6 +20,26 @@
   const SVG = "http://www.w3.org/2000/svg";
   // TTFT colour thresholds in seconds: [good below, warning below], else bad.
   const TTFT_THRESHOLDS = { p50: [1.0, 2.5], p95: [2.5, 5.0], p99: [4.0, 8.0] };
+  const ADVANCED_SECTIONS = ["ttft", "cache", "cost", "rerank", "steps", "trending", "diversity", "costs", "sessions", "users", "freshness", "utilization", "sync"];
+  const EXTRA_SECTIONS = ["requests-chart", "ttft-chart", "cold"];
+  // The sections whose figures each control changes: marked stale until they arrive.
+  const FEEDS = {
+    assistant_id: ADVANCED_SECTIONS.concat(EXTRA_SECTIONS).filter((x) => x !== "freshness" && x !== "sync"),
+    ttft_hours: ["ttft", "requests-chart", "ttft-chart"],
+    cache_hours: ["cache", "rerank"],
+    cost_hours: ["cost", "costs"],
+    step_days: ["steps", "sessions", "sync"],
+    trending_limit: ["trending"],
+  };
+  // The API's session buckets, said without the overlap of their wire labels
+  // ("Power User (5+)" counts sessions of 6 questions or more).
+  const SESSION_LABELS = {
+    "Single Question": "Single question",
+    "Normal (2-5)": "Normal (2–5 questions)",
+    "Power User (5+)": "Power user (6+ questions)",
+  };
+  // The forms of a UUID the server accepts (hyphenated, simple, braced, URN).
+  const UUID_RE = /^(urn:uuid:)?\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?$/i;
 
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
@@ -28,6 +49,7 @@
   const applied = { advanced: 0, series: 0, cold: 0 };
   let ws = null;
   let wsScopeConfirmed = false;
+  let wasOffline = false;
   let backoffMs = 1000;
   let reconnectTimer = null;
   let countdownTimer = null;
@@ -37,7 +59,11 @@
   let refreshTimer = null;
   let firstRenderDone = false;
   let liveUpdates = 0;
-  let stopped = false;
+  let stopped = true;
+  let lastUpdate = 0;
+  let lastSeries = null;
+  let lastTopics = null;
+  const assistantNames = new Map();
 
   // ---------------------------------------------------------------- token --
 
@@ -60,39 +86,61 @@
   }
 
   // ----------------------------------------------------------- formatting --
-  // The browser test formats the API's JSON with the same rules, so keep
-  // these few functions the only way numbers reach the page.
+  // One format per kind of number, in the reader's locale. The browser test
+  // formats the API's JSON with the same rules (in en-US), so keep these few
+  // functions the only way numbers reach the page.
 
-  function group(digits) {
-    return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  }
-  function fmtInt(n) {
-    const sign = n < 0 ? "-" : "";
-    return sign + group(String(Math.abs(Math.round(n))));
+  const numberFormats = new Map();
+  function numberFormat(digits, currency) {
+    const key = digits + (currency ? "$" : "");
+    if (!numberFormats.has(key)) {
+      const options = { minimumFractionDigits: digits, maximumFractionDigits: digits };
+      if (currency) Object.assign(options, { style: "currency", currency: "USD" });
+      numberFormats.set(key, new Intl.NumberFormat(undefined, options));
+    }
+    return numberFormats.get(key);
   }
   function fmtFixed(x, d) {
-    const text = x.toFixed(d);
-    const [whole, frac] = text.split(".");
-    const sign = whole.startsWith("-") ? "-" : "";
-    const digits = group(whole.replace("-", ""));
-    return sign + digits + (frac !== undefined ? "." + frac : "");
+    return numberFormat(d).format(x);
+  }
+  function fmtInt(n) {
+    return fmtFixed(Math.round(n), 0);
   }
   function fmtDuration(seconds) {
-    if (seconds < 1) return fmtInt(Math.round(seconds * 1000)) + " ms";
+    if (seconds < 1) return fmtInt(seconds * 1000) + " ms";
     return fmtFixed(seconds, 2) + " s";
   }
   // TTFT is read in seconds (its thresholds are in seconds): always "0.84 s".
   function fmtSeconds(x) {
     return fmtFixed(x, 2) + " s";
   }
+  // Percentages as the API rounds them: two decimals, everywhere.
   function fmtPct(x) {
-    return x.toFixed(2) + "%";
+    return fmtFixed(x, 2) + "%";
   }
-  function fmtUsd(x) {
-    return "$" + (x >= 10 ? fmtFixed(x, 2) : fmtFixed(x, 4));
+  // Scores and indices as the API rounds them: three decimals.
+  function fmtScore(x) {
+    return fmtFixed(x, 3);
   }
   function fmtSigned(x, d) {
-    return (x >= 0 ? "+" : "") + x.toFixed(d);
+    return (x >= 0 ? "+" : "") + fmtFixed(x, d);
+  }
+  // Costs shown together share one number of decimals: two, or as many as
+  // give the smallest non-zero one two significant digits (six at most).
+  const USD_STEPS = [0.1, 0.01, 0.001, 0.0001];
+  function usdDigits(values) {
+    const positive = values.filter((v) => v > 0);
+    if (positive.length === 0) return 2;
+    const least = Math.min(...positive);
+    let digits = 2;
+    for (const step of USD_STEPS) {
+      if (least >= step) break;
+      digits += 1;
+    }
+    return digits;
+  }
+  function fmtUsd(x, digits) {
+    return numberFormat(digits, true).format(x);
   }
   function windowLabel(name, value) {
     const v = Number(value);
@@ -100,6 +148,11 @@
     if (v % 24 === 0 && v >= 72) return v / 24 + " d";
     return v + " h";
   }
+  // Times in the 24-hour clock, dates with the month's name: never 5/6.
+  const CLOCK = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const CLOCK_SECONDS = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  const DAY = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+  const FULL = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   function relative(iso) {
     const then = Date.parse(iso);
     if (Number.isNaN(then)) return iso;
@@ -111,13 +164,6 @@
     const h = Math.round(m / 60);
     if (h < 36) return h + " h ago";
     return Math.round(h / 24) + " d ago";
-  }
-  function clock(ms, withDate) {
-    const d = new Date(ms);
-    const hh = String(d.getHours()).padStart(2, "0");
-    const mm = String(d.getMinutes()).padStart(2, "0");
-    if (!withDate) return hh + ":" + mm;
-    return d.getDate() + "/" + (d.getMonth() + 1) + " " + hh + ":" + mm;
   }
 
   // ------------------------------------------------------------------ DOM --
@@ -152,7 +198,7 @@
   }
   function timeField(name, iso, never) {
     if (!iso) return h("span", { "data-field": name, class: "muted" }, never || "never");
-    return h("time", { "data-field": name, datetime: iso, title: iso, "data-rel": "" }, relative(iso));
+    return h("time", { "data-field": name, datetime: iso, title: FULL.format(Date.parse(iso)), "data-rel": "" }, relative(iso));
   }
   function bar(fraction, cls) {
     const pct = Math.max(0, Math.min(1, fraction)) * 100;
@@ -163,28 +209,82 @@
     track.append(fill);
     return track;
   }
+  // A table in a box that scrolls sideways when the table is wider than its
+  // card (a phone); columns marked secondary are left out on a phone.
   function table(headers, rows, caption) {
-    return h("table", {},
-      caption ? h("caption", { class: "sr-only" }, caption) : null,
-      h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col", class: x.num ? "num" : null }, x.label || x)))),
-      h("tbody", {}, rows));
+    const cols = headers.map((x) => (typeof x === "string" ? { label: x } : x));
+    const cls = (x, base) => [base, x.num ? "num" : null, x.secondary ? "secondary" : null].filter(Boolean).join(" ") || null;
+    for (const row of rows) {
+      Array.from(row.children).forEach((td, i) => {
+        if (cols[i] && cols[i].secondary) td.classList.add("secondary");
+      });
+    }
+    return h("div", { class: "scroll", role: "region", "aria-label": caption },
+      h("table", {},
+        h("caption", { class: "sr-only" }, caption),
+        h("thead", {}, h("tr", {}, cols.map((x) => h("th", { scope: "col", class: cls(x) }, x.label)))),
+        h("tbody", {}, rows)));
+  }
+  // A box that scrolls can be reached with the keyboard only when it does
+  // scroll. Measured once per frame, after all the sections of an update.
+  let scrollablesFrame = 0;
+  function refreshScrollables() {
+    if (!scrollablesFrame) scrollablesFrame = requestAnimationFrame(measureScrollables);
+  }
+  function measureScrollables() {
+    scrollablesFrame = 0;
+    for (const box of $$(".scroll")) {
+      const scrolls = box.scrollWidth > box.clientWidth + 1 || box.scrollHeight > box.clientHeight + 1;
+      if (scrolls) box.setAttribute("tabindex", "0");
+      else box.removeAttribute("tabindex");
+    }
   }
 
   const MESSAGES = {
     empty: "No data in this window.",
     degraded: "Metric degraded: the server could not compute it this time. It is retried on the next update.",
-    error: "Could not load this metric.",
+    error: "Could not load this metric",
   };
 
   function section(name) {
     return $(`[data-section="${name}"]`);
   }
+  function markStale(names, how) {
+    for (const name of names) {
+      const sec = section(name);
+      if (!sec || sec.dataset.state === "loading") continue;
+      sec.dataset.stale = how || "";
+      sec.setAttribute("aria-busy", "true");
+    }
+  }
+  function fresh(sec) {
+    delete sec.dataset.stale;
+    sec.removeAttribute("aria-busy");
+  }
+  // Replaces a section's content, keeping what the reader had set: sideways
+  // scroll, an opened table of values, the keyboard focus.
+  function replaceBody(sec, node) {
+    const body = $(".body", sec);
+    const scrolls = $$(".scroll", body).map((el) => [el.scrollLeft, el.scrollTop]);
+    const open = $$("details", body).map((d) => d.open);
+    const focusable = (root) => $$("summary, [tabindex]", root);
+    const focused = focusable(body).indexOf(document.activeElement);
+    body.replaceChildren(node);
+    $$(".scroll", body).forEach((el, i) => {
+      if (scrolls[i]) [el.scrollLeft, el.scrollTop] = scrolls[i];
+    });
+    $$("details", body).forEach((d, i) => {
+      if (open[i]) d.open = true;
+    });
+    refreshScrollables();
+    if (focused >= 0 && focusable(body)[focused]) focusable(body)[focused].focus();
+  }
   function showState(name, state, message) {
     const sec = section(name);
     if (!sec) return;
     sec.dataset.state = state;
-    const body = $(".body", sec);
-    body.replaceChildren(h("p", { class: "state " + state, "data-testid": "state-message" },
+    fresh(sec);
+    replaceBody(sec, h("p", { class: "state " + state, "data-testid": "state-message" },
       state === "degraded" ? h("strong", {}, "⚠ ") : null, message || MESSAGES[state]));
     checkReady();
   }
@@ -195,7 +295,8 @@
     if (empty) return showState(name, "empty", emptyMessage);
     const sec = section(name);
     sec.dataset.state = "ok";
-    $(".body", sec).replaceChildren(render(value));
+    fresh(sec);
+    replaceBody(sec, render(value, sec));
     checkReady();
   }
 
@@ -232,15 +333,16 @@
       tokens += c.total_tokens;
     }
     return h("div", {},
-      h("div", { class: "big" }, field("total", fmtUsd(total), "value")),
+      h("div", { class: "big" }, field("total", fmtUsd(total, usdDigits([total])), "value")),
       h("p", { class: "sub" }, field("tokens", fmtInt(tokens)), " tokens across ", String(costs.length), costs.length === 1 ? " assistant" : " assistants"));
   }
 
   function renderRerank(r) {
     const cls = r.avg_score_improvement > 0 ? "good" : r.avg_score_improvement < 0 ? "bad" : "";
     return h("div", {},
-      h("div", { class: "big " + cls }, field("improvement", fmtSigned(r.avg_score_improvement, 3), "value")),
-      h("p", { class: "sub" }, "mean score gain over ", field("count", fmtInt(r.reranking_enabled_count)), " reranked requests"),
+      h("div", { class: "big " + cls }, field("improvement", fmtSigned(r.avg_score_improvement, 3), "value"),
+        h("span", { class: "unit", title: "points of the reranker's relevance score" }, " pts")),
+      h("p", { class: "sub" }, "mean relevance-score gain over ", field("count", fmtInt(r.reranking_enabled_count)), " reranked requests"),
       h("p", { class: "sub" }, "mean position change ",
         field("position", r.avg_position_change === null ? "—" : fmtFixed(r.avg_position_change, 2))));
   }
@@ -255,29 +357,34 @@
       h("div", { class: "bar-foot" },
         field("count", fmtInt(x.step_count)), " runs",
         x.avg_tokens ? h("span", {}, " · tokens ",
-          field("tokens", `in ${fmtInt(Math.round(x.avg_tokens.input))} · out ${fmtInt(Math.round(x.avg_tokens.output))}`)) : null))));
+          field("tokens", `in ${fmtInt(x.avg_tokens.input)} · out ${fmtInt(x.avg_tokens.output)}`)) : null))));
+  }
+
+  function assistantName(id) {
+    return assistantNames.get(id) || id;
   }
 
   function renderTrending(topics) {
-    const scoped = params().assistant_id !== "";
-    const list = table(
-      ["#", "Question", { label: "Asked", num: true }, { label: "Variations", num: true }, "Last asked"],
+    lastTopics = topics;
+    // Under "All assistants" the same question can be listed once per
+    // assistant (topics are never merged): each row says whose it is.
+    const everyAssistant = params().assistant_id === "";
+    return table(
+      ["#", "Question", { label: "Asked", num: true }, { label: "Variations", num: true, secondary: true }, { label: "Last asked", secondary: true }],
       topics.map((t, i) => h("tr", { "data-row": "" },
         h("td", { class: "rank" }, field("rank", String(i + 1))),
         h("td", { class: "question" }, field("question", t.canonical_text),
-          t.topic !== t.canonical_text ? h("span", { class: "tag" }, field("topic", t.topic)) : null),
+          t.topic !== t.canonical_text ? h("span", { class: "tag" }, field("topic", t.topic)) : null,
+          everyAssistant ? field("assistant", assistantName(t.assistant_id), "line2") : null),
         h("td", { class: "num" }, field("frequency", fmtInt(t.frequency))),
         h("td", { class: "num" }, field("variations", fmtInt(t.variation_count))),
-        h("td", {}, timeField("last_asked", t.last_asked)))),
+        h("td", { class: "whole" }, timeField("last_asked", t.last_asked)))),
       "Trending questions");
-    if (scoped) return list;
-    // Topics belong to one assistant and are never merged: say why a question may repeat.
-    return h("div", {}, list, h("p", { class: "hint" }, "All assistants: each assistant's topics are listed separately, so a question asked of several assistants appears once per assistant."));
   }
 
   function renderDiversity(d) {
     return h("div", {},
-      h("div", { class: "big" }, field("score", d.diversity_score.toFixed(3), "value"), h("span", { class: "unit" }, " / 1")),
+      h("div", { class: "big" }, field("score", fmtScore(d.diversity_score), "value"), h("span", { class: "unit" }, " / 1")),
       bar(d.diversity_score, "accent"),
       h("p", { class: "sub" }, field("topics", fmtInt(d.total_topics)), " topics; the largest holds ",
         field("dominant", fmtPct(d.dominant_topic_share)), " of questions"),
@@ -286,39 +393,44 @@
 
   function renderCosts(costs) {
     const max = Math.max(...costs.map((c) => c.estimated_cost_usd), 1e-12);
+    const digits = usdDigits(costs.map((c) => c.estimated_cost_usd));
     return table(
-      ["Assistant", { label: "Tokens", num: true }, { label: "In / out", num: true }, { label: "Cost", num: true }],
+      ["Assistant", { label: "Tokens", num: true }, { label: "In / out", num: true, secondary: true }, { label: "Cost", num: true }],
       costs.map((c) => h("tr", { "data-row": "" },
-        h("td", {}, field("assistant", c.assistant_name), bar(c.estimated_cost_usd / max, "accent")),
+        h("td", {}, field("assistant", c.assistant_name, "name"), bar(c.estimated_cost_usd / max, "accent")),
         h("td", { class: "num" }, field("tokens", fmtInt(c.total_tokens))),
         h("td", { class: "num muted" }, field("input", fmtInt(c.input_tokens)), " / ", field("output", fmtInt(c.output_tokens))),
-        h("td", { class: "num" }, field("cost", fmtUsd(c.estimated_cost_usd))))),
+        h("td", { class: "num" }, field("cost", fmtUsd(c.estimated_cost_usd, digits))))),
       "Cost by assistant");
   }
 
   function renderUsers(users) {
     return table(
-      ["User", "Email", { label: "Requests", num: true }, { label: "Tokens", num: true }, "Last active"],
+      ["User", { label: "Requests", num: true, secondary: true }, { label: "Tokens", num: true }, { label: "Last active", secondary: true }],
       users.map((u) => h("tr", { "data-row": "" },
-        h("td", {}, field("name", u.full_name || u.email || u.user_id)),
-        h("td", { class: "muted" }, field("email", u.email)),
+        h("td", {}, field("name", u.full_name || u.email || u.user_id, "name"),
+          field("email", u.email, "line2 whole")),
         h("td", { class: "num" }, field("interactions", fmtInt(u.interaction_count))),
         h("td", { class: "num" }, field("tokens", fmtInt(u.total_tokens))),
-        h("td", {}, timeField("last_active", u.last_active)))),
+        h("td", { class: "whole" }, timeField("last_active", u.last_active)))),
       "Top users by tokens");
   }
 
   function renderShares(rows, label, cls) {
     return h("ul", { class: "shares" }, rows.map((r, i) => h("li", { "data-row": "" },
       h("div", { class: "bar-head" },
-        field(label, r.label, "name"),
+        h("span", { class: "name", title: r.title || null }, field(label, r.label)),
         h("span", { class: "num" }, field("count", fmtInt(r.count)), " · ", field("percentage", fmtPct(r.percentage)))),
       bar(r.percentage / 100, cls[i] || "accent"))));
   }
 
   function renderSessions(rows) {
-    return renderShares(rows.map((r) => ({ label: r.session_type, count: r.session_count, percentage: r.percentage })),
-      "type", ["accent", "accent2", "accent3"]);
+    return renderShares(rows.map((r) => ({
+      label: SESSION_LABELS[r.session_type] || r.session_type,
+      title: r.session_type,
+      count: r.session_count,
+      percentage: r.percentage,
+    })), "type", ["accent", "accent2", "accent3"]);
   }
 
   function renderFreshness(rows) {
@@ -328,35 +440,36 @@
 
   function renderUtilization(docs) {
     return table(
-      ["Document", "Connector", { label: "Retrievals", num: true }, "Status", "Last retrieved"],
+      ["Document", { label: "Connector", secondary: true }, { label: "Retrievals", num: true }, "Last retrieved"],
       docs.slice(0, 10).map((d) => h("tr", { "data-row": "" },
-        h("td", {}, field("file", d.file_name)),
+        h("td", { class: "whole" }, field("file", d.file_name)),
         h("td", { class: "muted" }, field("connector", d.connector_name)),
         h("td", { class: "num" }, field("count", fmtInt(d.retrieval_count))),
-        h("td", {}, field("status", d.status, "badge " + d.status)),
-        h("td", {}, timeField("last_retrieved", d.last_retrieved)))),
+        h("td", { class: "whole" }, timeField("last_retrieved", d.last_retrieved)))),
       "Most retrieved documents");
   }
 
   function renderCold(docs) {
     return table(
-      ["Document", "Connector", "Last retrieved"],
+      ["Document", { label: "Connector", secondary: true }, "Last retrieved"],
       docs.map((d) => h("tr", { "data-row": "" },
-        h("td", {}, field("file", d.file_name)),
+        h("td", { class: "whole" }, field("file", d.file_name)),
         h("td", { class: "muted" }, field("connector", d.connector_name)),
-        h("td", {}, timeField("last_retrieved", d.last_retrieved)))),
+        h("td", { class: "whole" }, timeField("last_retrieved", d.last_retrieved)))),
       "Documents nobody retrieved");
   }
 
   function renderSync(rates) {
+    // Partial syncs are neither OK nor failed: their column makes the row add up.
     return table(
-      ["Connector", { label: "Success", num: true }, { label: "OK", num: true }, { label: "Failed", num: true }, { label: "Syncs", num: true }, { label: "Mean duration", num: true }],
+      ["Connector", { label: "Success", num: true }, { label: "OK", num: true, secondary: true }, { label: "Partial", num: true, secondary: true }, { label: "Failed", num: true }, { label: "Syncs", num: true }, { label: "Mean duration", num: true, secondary: true }],
       rates.map((r) => {
         const cls = r.total_syncs === 0 ? "" : r.success_rate >= 95 ? "good" : r.success_rate >= 80 ? "warn" : "bad";
         return h("tr", { "data-row": "" },
-          h("td", {}, field("connector", r.connector_name)),
+          h("td", {}, field("connector", r.connector_name, "name")),
           h("td", { class: "num " + cls }, field("rate", fmtPct(r.success_rate))),
           h("td", { class: "num" }, field("ok", fmtInt(r.successful_syncs))),
+          h("td", { class: "num" }, field("partial", fmtInt(r.total_syncs - r.successful_syncs - r.failed_syncs))),
           h("td", { class: "num" }, field("failed", fmtInt(r.failed_syncs))),
           h("td", { class: "num" }, field("total", fmtInt(r.total_syncs))),
           h("td", { class: "num" }, field("duration", r.avg_sync_duration === null ? "—" : fmtDuration(r.avg_sync_duration))));
@@ -365,67 +478,144 @@
   }
 
   // --------------------------------------------------------------- charts --
+  // Drawn at the card's width in CSS pixels, so text keeps its size on a
+  // phone. Every axis label sits exactly on the gridline or tick mark of the
+  // value it says: round values (1, 2 or 5 × 10^k) chosen before drawing.
 
-  const CW = 640;
-  const CH = 220;
-  const PAD = { l: 48, r: 44, t: 12, b: 28 };
+  const CHART_H = 220;
+  const PAD = { l: 50, r: 46, t: 12, b: 30 };
+  const LABEL_MINUTES = [5, 10, 15, 30, 60, 120, 180, 240, 360, 720, 1440, 2880, 4320, 10080];
 
-  function niceMax(x) {
-    if (!(x > 0)) return 1;
-    const p = Math.pow(10, Math.floor(Math.log10(x)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= x) return m * p;
-    return 10 * p;
+  // Round gridline values from 0 to at least `max`, at most `most` steps.
+  function niceTicks(max, most, integer) {
+    const top = max > 0 ? max : 1;
+    const raw = top / most;
+    const p = Math.pow(10, Math.floor(Math.log10(raw)));
+    let step = [1, 2, 5, 10].map((m) => m * p).find((x) => x >= raw * (1 - 1e-9));
+    if (integer) step = Math.max(1, Math.round(step));
+    const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+    const n = Math.max(1, Math.ceil(top / step - 1e-9));
+    const values = [];
+    for (let i = 0; i <= n; i++) values.push(Number((i * step).toFixed(decimals)));
+    return { values, top: values[n], decimals };
   }
 
-  function axes(svg, series, yMax, yFmt, rightFmt) {
-    const plotH = CH - PAD.t - PAD.b;
-    for (let i = 0; i <= 4; i++) {
-      const y = PAD.t + plotH - (plotH * i) / 4;
-      svg.append(s("line", { x1: PAD.l, x2: CW - PAD.r, y1: y, y2: y, class: "grid" }));
-      svg.append(s("text", { x: PAD.l - 6, y: y + 4, class: "tick", "text-anchor": "end" }, yFmt((yMax * i) / 4)));
-      if (rightFmt) svg.append(s("text", { x: CW - PAD.r + 6, y: y + 4, class: "tick" }, rightFmt(i * 25)));
-    }
+  function frame(series, width, label) {
+    const w = Math.max(260, Math.floor(width));
+    const plot = { l: PAD.l, r: w - PAD.r, t: PAD.t, b: CHART_H - PAD.b };
+    const svg = s("svg", { width: w, height: CHART_H, viewBox: `0 0 ${w} ${CHART_H}`, role: "img", class: "chart", "aria-label": label });
     const n = series.buckets.length;
-    const step = (CW - PAD.l - PAD.r) / Math.max(n, 1);
-    const withDate = series.hours > 24;
-    const every = Math.max(1, Math.ceil(n / 6));
-    series.buckets.forEach((b, i) => {
-      if (i % every !== 0) return;
-      const x = PAD.l + step * i + step / 2;
-      svg.append(s("text", { x, y: CH - 8, class: "tick", "text-anchor": "middle" },
-        clock(Date.parse(b.bucket_start), withDate)));
-    });
-    return step;
+    const bw = (plot.r - plot.l) / Math.max(n, 1);
+    return { svg, plot, bw, x: (i) => plot.l + bw * i, mid: (i) => plot.l + bw * (i + 0.5) };
   }
 
-  function renderRequestsChart(series) {
+  // The left axis: a gridline at every tick value, labelled with that value.
+  function leftAxis(c, ticks, fmt) {
+    const y = (v) => c.plot.b - (v / ticks.top) * (c.plot.b - c.plot.t);
+    for (const v of ticks.values) {
+      c.svg.append(s("line", { x1: c.plot.l, x2: c.plot.r, y1: y(v), y2: y(v), class: "gridline" }));
+      c.svg.append(s("text", { x: c.plot.l - 6, y: y(v), dy: "0.32em", class: "tick y-tick", "text-anchor": "end", "data-axis": "left" }, fmt(v, ticks.decimals)));
+    }
+    return y;
+  }
+
+  // The right axis of percentages, with its own tick marks.
+  function rightAxis(c) {
+    const y = (p) => c.plot.b - (p / 100) * (c.plot.b - c.plot.t);
+    c.svg.append(s("line", { x1: c.plot.r, x2: c.plot.r, y1: c.plot.t, y2: c.plot.b, class: "axis" }));
+    for (const p of [0, 25, 50, 75, 100]) {
+      c.svg.append(s("line", { x1: c.plot.r, x2: c.plot.r + 4, y1: y(p), y2: y(p), class: "axis tick-mark" }));
+      c.svg.append(s("text", { x: c.plot.r + 7, y: y(p), dy: "0.32em", class: "tick y-tick", "data-axis": "right" }, p + "%"));
+    }
+    return y;
+  }
+
+  function onBoundary(t, minutes) {
+    const d = new Date(t);
+    if (d.getSeconds() !== 0 || d.getMilliseconds() !== 0) return false;
+    const ofDay = d.getHours() * 60 + d.getMinutes();
+    if (minutes < 1440) return ofDay % minutes === 0;
+    const localDay = Math.floor((t - d.getTimezoneOffset() * 60000) / 86400000);
+    return ofDay === 0 && localDay % (minutes / 1440) === 0;
+  }
+
+  // The time axis: labels at the start of buckets on round times of the
+  // reader's clock (every 3 h, at midnight…), each over a tick mark.
+  function timeAxis(c, series) {
+    const times = series.buckets.map((b) => Date.parse(b.bucket_start));
+    const withDate = series.hours > 24;
+    const most = Math.max(2, Math.floor((c.plot.r - c.plot.l) / (withDate ? 70 : 56)));
+    const span = series.hours * 60;
+    const every = LABEL_MINUTES.find((m) => m >= series.bucket_minutes && span / m <= most) || LABEL_MINUTES[LABEL_MINUTES.length - 1];
+    let picks = times.map((_, i) => i).filter((i) => onBoundary(times[i], every));
+    let exact = true;
+    if (picks.length < 2) {
+      // Buckets that never start on a round local time (an odd time zone): every k-th.
+      const k = Math.ceil(times.length / most);
+      picks = times.map((_, i) => i).filter((i) => i % k === 0);
+      exact = false;
+    }
+    c.svg.append(s("line", { x1: c.plot.l, x2: c.plot.r, y1: c.plot.b, y2: c.plot.b, class: "axis" }));
+    for (const i of picks) {
+      const d = new Date(times[i]);
+      const midnight = d.getHours() === 0 && d.getMinutes() === 0;
+      const text = withDate && midnight && exact ? DAY.format(d) : withDate && !exact ? `${DAY.format(d)} ${CLOCK.format(d)}` : CLOCK.format(d);
+      c.svg.append(s("line", { x1: c.x(i), x2: c.x(i), y1: c.plot.b, y2: c.plot.b + 4, class: "axis tick-mark" }));
+      c.svg.append(s("text", { x: c.x(i), y: c.plot.b + 16, class: "tick x-tick", "text-anchor": "middle", "data-time": series.buckets[i].bucket_start }, text));
+    }
+  }
+
+  // Buckets that reach outside the window hold only part of a bucket's traffic.
+  function partial(series, b) {
+    const start = Date.parse(b.bucket_start);
+    return start < Date.parse(series.from) || start + series.bucket_minutes * 60000 > Date.parse(series.to);
+  }
+
+  // The per-bucket values as a table: readable without a pointer.
+  function valuesTable(series, columns, caption) {
+    return h("details", { class: "values" },
+      h("summary", {}, "Values per bucket"),
+      table(columns.map((c) => ({ label: c[0], num: c.length > 2 })),
+        series.buckets.map((b) => h("tr", {}, columns.map((c, i) => h("td", { class: i > 0 ? "num" : "whole" }, c[1](b))))),
+        caption));
+  }
+  const bucketTime = (b) => FULL.format(Date.parse(b.bucket_start));
+
+  function renderRequestsChart(series, sec) {
     const total = series.buckets.reduce((a, b) => a + b.count, 0);
     const peak = Math.max(...series.buckets.map((b) => b.count));
-    const yMax = niceMax(peak);
-    const plotH = CH - PAD.t - PAD.b;
-    const svg = s("svg", { viewBox: `0 0 ${CW} ${CH}`, role: "img", class: "chart",
-      "aria-label": `Requests per ${series.bucket_minutes} minutes over the last ${series.hours} hours: ${total} in all, at most ${peak} in one bucket; the line is the cache hit rate.` });
-    const step = axes(svg, series, yMax, (v) => fmtInt(v), (p) => p + "%");
+    const c = frame(series, chartWidth(sec), `Requests per ${series.bucket_minutes} minutes over the last ${series.hours} hours: ${fmtInt(total)} in all, at most ${fmtInt(peak)} in one bucket; the line is the cache hit rate.`);
+    const ticks = niceTicks(peak, 5, true);
+    const y = leftAxis(c, ticks, (v) => fmtInt(v));
+    const yRate = rightAxis(c);
+    timeAxis(c, series);
     const bars = s("g", { class: "bars-g" });
     const line = [];
+    const dots = s("g", {});
     series.buckets.forEach((b, i) => {
-      const x = PAD.l + step * i;
-      const hgt = (b.count / yMax) * plotH;
-      const label = `${clock(Date.parse(b.bucket_start), true)}: ${fmtInt(b.count)} requests` +
+      const label = `${CLOCK.format(Date.parse(b.bucket_start))}: ${fmtInt(b.count)} requests` +
         (b.cache_hit_rate === null ? "" : `, ${fmtPct(b.cache_hit_rate)} cache hits`);
-      bars.append(s("rect", { x: x + step * 0.12, y: PAD.t + plotH - hgt, width: Math.max(step * 0.76, 1), height: Math.max(hgt, 0), class: "bar", "data-count": b.count },
-        s("title", {}, label)));
-      if (b.cache_hit_rate !== null) line.push([x + step / 2, PAD.t + plotH - (b.cache_hit_rate / 100) * plotH]);
-      else line.push(null);
+      bars.append(s("rect", { x: c.x(i) + c.bw * 0.12, y: y(b.count), width: Math.max(c.bw * 0.76, 1), height: c.plot.b - y(b.count),
+        class: partial(series, b) ? "bar partial" : "bar", "data-value": b.count, "data-axis": "left", "data-start": b.bucket_start }, s("title", {}, label)));
+      if (b.cache_hit_rate === null) {
+        line.push(null);
+        return;
+      }
+      line.push([c.mid(i), yRate(b.cache_hit_rate)]);
+      dots.append(s("circle", { cx: c.mid(i), cy: yRate(b.cache_hit_rate), r: 2, class: "pt hit", "data-value": b.cache_hit_rate, "data-axis": "right" }));
     });
-    svg.append(bars);
-    for (const d of paths(line)) svg.append(s("path", { d, class: "line hit" }));
+    c.svg.append(bars);
+    for (const d of paths(line)) c.svg.append(s("path", { d, class: "line hit" }));
+    c.svg.append(dots);
+    const partialNote = series.buckets.some((b) => partial(series, b)) ? "; the paler first and last are partly outside the window" : "";
     return h("figure", {},
-      svg,
+      c.svg,
       h("figcaption", {},
         h("span", { class: "key bar-key" }), "requests ", h("span", { class: "key hit-key" }), "cache hit rate · ",
         field("total", fmtInt(total)), " requests in ", field("buckets", String(series.buckets.length)),
-        ` buckets of ${series.bucket_minutes} min`));
+        ` buckets of ${series.bucket_minutes} min${partialNote}`),
+      valuesTable(series, [["Bucket start", bucketTime], ["Requests", (b) => fmtInt(b.count), true],
+        ["Cache hit rate", (b) => (b.cache_hit_rate === null ? "—" : fmtPct(b.cache_hit_rate)), true]], "Requests and cache hit rate per bucket"));
   }
 
   // Polyline segments that break where a value is missing (null, never 0).
@@ -438,38 +628,46 @@
         cur = "";
         continue;
       }
-      cur += (cur ? " L" : "M") + p[0].toFixed(1) + " " + p[1].toFixed(1);
+      cur += (cur ? " L" : "M") + p[0].toFixed(2) + " " + p[1].toFixed(2);
     }
     if (cur) out.push(cur);
     // A lone point draws nothing as a path: give it a tiny tick.
     return out.map((d) => (d.includes("L") ? d : d + " l0.1 0"));
   }
 
-  function renderTtftChart(series) {
+  function renderTtftChart(series, sec) {
     const known = series.buckets.filter((b) => b.ttft_p95 !== null);
     const peak = Math.max(...known.map((b) => b.ttft_p95));
-    const yMax = niceMax(peak);
-    const plotH = CH - PAD.t - PAD.b;
-    const svg = s("svg", { viewBox: `0 0 ${CW} ${CH}`, role: "img", class: "chart",
-      "aria-label": `TTFT p50 and p95 per ${series.bucket_minutes} minutes over the last ${series.hours} hours; highest p95 ${fmtSeconds(peak)}.` });
-    const step = axes(svg, series, yMax, (v) => (yMax < 3 ? v.toFixed(1) : v.toFixed(0)) + " s");
+    const c = frame(series, chartWidth(sec), `TTFT p50 and p95 per ${series.bucket_minutes} minutes over the last ${series.hours} hours; highest p95 ${fmtSeconds(peak)}.`);
+    const ticks = niceTicks(peak, 5, false);
+    const y = leftAxis(c, ticks, (v, d) => fmtFixed(v, d) + " s");
+    timeAxis(c, series);
     for (const [key, cls] of [["ttft_p95", "p95"], ["ttft_p50", "p50"]]) {
-      const pts = series.buckets.map((b, i) => (b[key] === null ? null : [PAD.l + step * i + step / 2, PAD.t + plotH - (b[key] / yMax) * plotH]));
-      for (const d of paths(pts)) svg.append(s("path", { d, class: "line " + cls }));
+      const pts = series.buckets.map((b, i) => (b[key] === null ? null : [c.mid(i), y(b[key])]));
+      for (const d of paths(pts)) c.svg.append(s("path", { d, class: "line " + cls }));
       series.buckets.forEach((b, i) => {
         if (b[key] === null) return;
-        svg.append(s("circle", { cx: PAD.l + step * i + step / 2, cy: PAD.t + plotH - (b[key] / yMax) * plotH, r: 2.5, class: "pt " + cls },
-          s("title", {}, `${clock(Date.parse(b.bucket_start), true)}: ${cls} ${fmtSeconds(b[key])}`)));
+        c.svg.append(s("circle", { cx: c.mid(i), cy: y(b[key]), r: 2.5, class: "pt " + cls, "data-value": b[key], "data-axis": "left" },
+          s("title", {}, `${CLOCK.format(Date.parse(b.bucket_start))}: ${cls} ${fmtSeconds(b[key])}`)));
       });
     }
+    const ttft = (x) => (x === null ? "—" : fmtSeconds(x));
     return h("figure", {},
-      svg,
+      c.svg,
       h("figcaption", {},
         h("span", { class: "key p50-key" }), "p50 ", h("span", { class: "key p95-key" }), "p95 · ",
-        field("points", String(known.length)), " buckets with a TTFT; highest p95 ", field("peak", fmtSeconds(peak))));
+        field("points", String(known.length)), " buckets with a TTFT; highest p95 ", field("peak", fmtSeconds(peak))),
+      valuesTable(series, [["Bucket start", bucketTime], ["p50", (b) => ttft(b.ttft_p50), true], ["p95", (b) => ttft(b.ttft_p95), true]],
+        "TTFT p50 and p95 per bucket"));
+  }
+
+  function chartWidth(sec) {
+    const width = $(".body", sec).clientWidth;
+    return width > 0 ? width : 600;
   }
 
   function renderSeries(series) {
+    lastSeries = series;
     const any = series.buckets.some((b) => b.count > 0);
     fill("requests-chart", any ? series : null, false, renderRequestsChart);
     const ttft = series.buckets.some((b) => b.ttft_p50 !== null);
@@ -503,7 +701,7 @@
     return p;
   }
   function isDefaultWindow(p) {
-    return Object.keys(DEFAULTS).every((k) => p[k] === DEFAULTS[k]);
+    return PARAMS.every((k) => k === "assistant_id" || p[k] === DEFAULTS[k]);
   }
   function query(obj) {
     const q = new URLSearchParams();
@@ -517,15 +715,38 @@
     for (const k of PARAMS) if (p[k] && p[k] !== DEFAULTS[k]) shown[k] = p[k];
     history.replaceState(null, "", location.pathname + query(shown) + location.hash);
   }
+  function controlLabel(name) {
+    const label = $("#" + name).closest("label");
+    return label ? label.firstChild.textContent.trim() : name;
+  }
+  function optionLabel(name, value) {
+    const option = $$("option", $("#" + name)).find((o) => o.value === value);
+    return option ? option.textContent : value;
+  }
+  // Applies a shared link's controls. A window the selector does not offer is
+  // not kept: it is named in the notice and left out of the address.
   function readUrl(url) {
     for (const name of PARAMS) {
       const v = url.searchParams.get(name);
-      if (v === null) continue;
+      if (v === null || v === "") continue;
       const select = $("#" + name);
-      if (name === "assistant_id" && !$$("option", select).some((o) => o.value === v)) {
-        select.append(h("option", { value: v }, v));
+      if (name === "assistant_id") {
+        // Checked by the server (its reason is shown) and against the list of assistants.
+        if (!$$("option", select).some((o) => o.value === v)) select.append(h("option", { value: v }, v));
+        select.value = v;
+      } else if ($$("option", select).some((o) => o.value === v)) {
+        select.value = v;
+      } else {
+        addNotice(`The link asked for ${controlLabel(name)} “${v}”, which is not one of the offered choices: showing ${optionLabel(name, DEFAULTS[name])}.`);
       }
-      if ($$("option", select).some((o) => o.value === v)) select.value = v;
+    }
+  }
+  function setControl(name, value) {
+    const select = $("#" + name);
+    select.value = value;
+    if (name === "assistant_id") {
+      // Drop an option that only a refused link had put there.
+      for (const o of $$("option", select)) if (o.value && !assistantNames.has(o.value) && o.value !== value) o.remove();
     }
   }
   function labelWindows(p) {
@@ -533,50 +754,69 @@
   }
 
   function markUpdated() {
-    const now = new Date();
+    lastUpdate = Date.now();
     const el = $("#updated");
-    el.dateTime = now.toISOString();
-    el.textContent = now.toLocaleTimeString();
+    el.dateTime = new Date(lastUpdate).toISOString();
+    el.textContent = CLOCK_SECONDS.format(lastUpdate);
     document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
   }
 
   function banner(text) {
     const el = $("#banner");
-    if (!text) {
-      el.hidden = true;
-      el.textContent = "";
-      return;
-    }
-    el.hidden = false;
-    el.textContent = text;
+    el.hidden = !text;
+    el.textContent = text || "";
+  }
+  // One notice about the link or the controls, its sentences gathered.
+  function addNotice(text) {
+    const el = $("#notice-text");
+    if (el.textContent.includes(text)) return;
+    el.textContent = el.textContent ? el.textContent + " " + text : text;
+    $("#notice").hidden = false;
+  }
+  function clearNotice() {
+    $("#notice-text").textContent = "";
+    $("#notice").hidden = true;
   }
 
   class AuthError extends Error {}
+  // The server answered that a request is wrong (4xx): retrying cannot help.
+  class Refused extends Error {
+    constructor(status, body) {
+      const detail = body && body.detail;
+      const fields = Array.isArray(detail)
+        ? detail.map((d) => ({ name: Array.isArray(d.loc) ? String(d.loc[d.loc.length - 1]) : "", msg: String(d.msg || "") }))
+        : [];
+      super(fields.length ? fields.map((f) => f.msg).join("; ") : typeof detail === "string" ? detail : `the server answered ${status}`);
+      this.fields = fields;
+    }
+  }
 
-  async function api(path) {
+  async function api(path, token) {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
+    let res;
     try {
-      const res = await fetch(path, {
-        headers: { Authorization: "Bearer " + storedToken(), Accept: "application/json" },
+      res = await fetch(path, {
+        headers: { Authorization: "Bearer " + (token || storedToken()), Accept: "application/json" },
         signal: controller.signal,
         cache: "no-store",
       });
-      if (res.status === 401 || res.status === 403) {
-        let detail = "";
-        try {
-          detail = (await res.json()).detail;
-        } catch (_) {}
-        throw new AuthError(`the server refused the token (${res.status}${detail ? ": " + detail : ""})`);
-      }
-      if (!res.ok) throw new Error(`${path.split("?")[0]} answered ${res.status}`);
-      return await res.json();
     } catch (e) {
-      if (e.name === "AbortError") throw new Error(`${path.split("?")[0]} did not answer within ${FETCH_TIMEOUT_MS / 1000} s`);
-      throw e;
+      throw new Error(e.name === "AbortError" ? `the server did not answer within ${FETCH_TIMEOUT_MS / 1000} s` : "server unreachable");
     } finally {
       clearTimeout(timer);
     }
+    let body = null;
+    try {
+      body = await res.json();
+    } catch (_) {}
+    if (res.status === 401 || res.status === 403) {
+      const detail = body && typeof body.detail === "string" ? ": " + body.detail : "";
+      throw new AuthError(`the server refused the token (${res.status}${detail})`);
+    }
+    if (res.status >= 400 && res.status < 500) throw new Refused(res.status, body);
+    if (!res.ok || body === null) throw new Error(`the server answered ${res.status}`);
+    return body;
   }
 
   function failed(e, sections) {
@@ -584,16 +824,53 @@
       logout(e.message);
       return;
     }
-    for (const name of sections) {
-      // Keep what is shown; a section never loaded says why it is empty.
-      if (section(name).dataset.state === "loading") showState(name, "error", `${MESSAGES.error} ${e.message}`);
+    if (e instanceof Refused) {
+      refused(e);
+      return;
     }
-    banner(`Could not load data: ${e.message}. Retrying in ${RETRY_AFTER_ERROR_MS / 1000} s.`);
+    for (const name of sections) {
+      // Keep what is shown, marked as not updated; a section never loaded says why it is empty.
+      if (section(name).dataset.state === "loading") showState(name, "error", `${MESSAGES.error}: ${e.message}.`);
+      else if (section(name).dataset.stale !== undefined) markStale([name], "failed");
+    }
+    const since = lastUpdate ? ` The figures shown are from ${CLOCK_SECONDS.format(lastUpdate)};` : "";
+    const what = e.message === "server unreachable" ? "Server unreachable." : `Could not load data: ${e.message}.`;
+    banner(`${what}${since} retrying in ${RETRY_AFTER_ERROR_MS / 1000} s and as soon as the live feed is back.`);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => loadAll(), RETRY_AFTER_ERROR_MS);
   }
 
-  const ADVANCED_SECTIONS = ["ttft", "cache", "cost", "rerank", "steps", "trending", "diversity", "costs", "sessions", "users", "freshness", "utilization", "sync"];
+  // The server refused a control (a link with a malformed assistant id): say
+  // why once, fall back to its default, clean the address and load again. No
+  // retry of the refused request.
+  function refused(e) {
+    const p = params();
+    const named = e.fields.map((f) => f.name).filter((n) => PARAMS.includes(n) && p[n] !== DEFAULTS[n]);
+    const reset = named.length ? named : PARAMS.filter((k) => p[k] !== DEFAULTS[k]);
+    if (reset.length === 0) {
+      banner(`The server refused the request: ${e.message}.`);
+      return;
+    }
+    const asked = reset.map((k) => `${controlLabel(k)} “${p[k]}”`).join(", ");
+    const shown = reset.map((k) => optionLabel(k, DEFAULTS[k])).join(", ");
+    addNotice(`The link asked for ${asked}, which the server refused (${e.message}): showing ${shown}.`);
+    for (const k of reset) setControl(k, DEFAULTS[k]);
+    writeUrl(params());
+    subscribe();
+    markStale(PARAMS.flatMap((k) => FEEDS[k]));
+    loadAll();
+  }
+
+  // An assistant id of the right form that the server does not know (no
+  // registration, no interaction): nothing to show for it.
+  function unknownAssistant(id) {
+    addNotice(`The link asked for the assistant “${id}”, which this server does not know: showing all assistants.`);
+    setControl("assistant_id", "");
+    writeUrl(params());
+    subscribe();
+    markStale(FEEDS.assistant_id);
+    loadAll();
+  }
 
   // An answer is shown only if the controls are still those it was asked for,
   // and if nothing newer of its kind (a later answer or a live snapshot) is
@@ -637,14 +914,20 @@
   function loadAssistants() {
     return api("/api/v1/assistants").then((list) => {
       const select = $("#assistant_id");
-      const current = select.value;
+      const chosen = select.value;
+      assistantNames.clear();
       const options = [h("option", { value: "" }, "All assistants")];
       for (const a of list) {
+        assistantNames.set(a.assistant_id, a.assistant_name);
         options.push(h("option", { value: a.assistant_id }, a.assistant_name + (a.model ? ` (${a.model})` : "")));
       }
-      if (current && !list.some((a) => a.assistant_id === current)) options.push(h("option", { value: current }, current));
+      const known = list.some((a) => a.assistant_id === chosen);
+      if (chosen && !known) options.push(h("option", { value: chosen }, chosen));
       select.replaceChildren(...options);
-      select.value = current;
+      select.value = chosen;
+      if (chosen && !known && UUID_RE.test(chosen)) unknownAssistant(chosen);
+      // Trending rows name their assistant: now by name.
+      if (lastTopics && section("trending").dataset.state === "ok") fill("trending", lastTopics, false, renderTrending);
     }, (e) => {
       if (e instanceof AuthError) logout(e.message);
     });
@@ -653,6 +936,7 @@
   // Reads everything for the current controls; answers of older controls are dropped.
   function loadAll() {
     clearTimeout(retryTimer);
+    if (stopped) return Promise.resolve();
     labelWindows(params());
     return Promise.all([loadAdvanced(), loadExtras()]);
   }
@@ -684,8 +968,21 @@
     // Snapshots already on the wire may be of the previous scope. The server
     // answers messages in order, so everything after our "pong" is of the new one.
     wsScopeConfirmed = false;
+    // A malformed id would be refused and the old scope kept: no snapshot is
+    // taken until the page falls back to a scope the server accepts.
+    const id = params().assistant_id;
+    if (id && !UUID_RE.test(id)) return;
     ws.send(JSON.stringify({ type: "subscribe", assistant_id: params().assistant_id || null }));
     ws.send("ping");
+  }
+
+  // The feed answers again after being away: what is shown may be old, and a
+  // change made meanwhile never loaded. Read everything now.
+  function onFeedBack() {
+    if (!wasOffline) return;
+    wasOffline = false;
+    loadAssistants();
+    loadAll();
   }
 
   function connect() {
@@ -694,7 +991,12 @@
     clearInterval(countdownTimer);
     setLive("connecting", "Connecting…");
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${proto}//${location.host}/api/v1/ws?token=${encodeURIComponent(storedToken() || "")}`);
+    // The token travels as the subprotocol "bearer.<token>" (never in the URL,
+    // which proxies log); one a subprotocol cannot carry falls back to ?token=.
+    const token = storedToken() || "";
+    const socket = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(token)
+      ? new WebSocket(`${proto}//${location.host}/api/v1/ws`, ["ragpulse", `bearer.${token}`])
+      : new WebSocket(`${proto}//${location.host}/api/v1/ws?token=${encodeURIComponent(token)}`);
     ws = socket;
     socket.onopen = () => subscribe();
     socket.onmessage = (event) => {
@@ -703,6 +1005,7 @@
         wsScopeConfirmed = true;
         backoffMs = 1000;
         setLive("live", "Live");
+        onFeedBack();
         return;
       }
       let message;
@@ -716,6 +1019,7 @@
     socket.onclose = () => {
       if (socket !== ws || stopped) return;
       wsScopeConfirmed = false;
+      wasOffline = true;
       const delay = Math.round(Math.min(backoffMs, MAX_BACKOFF_MS) * (0.8 + Math.random() * 0.4));
       backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
       let left = Math.ceil(delay / 1000);
@@ -754,36 +1058,96 @@
 
   // --------------------------------------------------------------- login --
 
-  function logout(message) {
+  // The controls, the filter button and "Change token" work only when signed in.
+  function setSignedIn(yes) {
+    $("#control-set").disabled = !yes;
+    $("#filters-toggle").disabled = !yes;
+    $("#change-token").hidden = !yes;
+  }
+
+  function stopAll() {
     stopped = true;
-    clearTimeout(reconnectTimer);
+    for (const timer of [reconnectTimer, retryTimer, extrasTimer, refreshTimer]) clearTimeout(timer);
     clearInterval(countdownTimer);
     if (ws) {
       const old = ws;
       ws = null;
       old.close();
     }
-    storeToken(null);
-    setLive("offline", "Signed out");
+  }
+
+  function showLogin(message, changing) {
     $("#main").hidden = true;
     $("#login").hidden = false;
-    document.body.dataset.state = "login";
+    $("#login-cancel").hidden = !changing;
+    $("#login-title").textContent = changing ? "Change the admin token" : "Open the dashboard";
     const err = $("#login-error");
     err.hidden = !message;
     err.textContent = message ? message.charAt(0).toUpperCase() + message.slice(1) + "." : "";
     $("#token-input").focus();
   }
 
+  function logout(message) {
+    stopAll();
+    storeToken(null);
+    setLive("offline", "Signed out");
+    setSignedIn(false);
+    banner(null);
+    document.body.dataset.state = "login";
+    showLogin(message, false);
+  }
+
+  // "Change token": the form over the running dashboard; the current token
+  // stays until a new one is accepted, and Cancel goes back.
+  function changeToken() {
+    setSignedIn(false);
+    showLogin("", true);
+  }
+  function cancelChange() {
+    $("#login").hidden = true;
+    $("#main").hidden = false;
+    setSignedIn(true);
+    $("#change-token").focus();
+  }
+
+  async function submitToken(event) {
+    event.preventDefault();
+    const input = $("#token-input");
+    const token = input.value.trim();
+    if (!token) return;
+    const button = $("#login-form button[type=submit]");
+    button.disabled = true;
+    try {
+      // Checked before it replaces anything: a refused token is never kept.
+      await api("/api/v1/assistants", token);
+    } catch (e) {
+      button.disabled = false;
+      const err = $("#login-error");
+      const text = e instanceof AuthError ? e.message : `could not check the token: ${e.message}`;
+      err.textContent = text.charAt(0).toUpperCase() + text.slice(1) + ".";
+      err.hidden = false;
+      return;
+    }
+    button.disabled = false;
+    storeToken(token);
+    input.value = "";
+    start();
+  }
+
   function start() {
+    stopAll();
     stopped = false;
+    wasOffline = false;
     firstRenderDone = false;
     document.body.dataset.state = "loading";
     for (const sec of $$("[data-section]")) {
       sec.dataset.state = "loading";
+      fresh(sec);
       $(".body", sec).replaceChildren();
     }
     $("#login").hidden = true;
     $("#main").hidden = false;
+    setSignedIn(true);
     loadAssistants();
     loadAll();
     connect();
@@ -795,26 +1159,41 @@
     if (fromUrl) {
       storeToken(fromUrl);
       url.searchParams.delete("token");
-      // The token must not stay in the address bar, the history or a bookmark.
-      history.replaceState(null, "", url.pathname + url.search + url.hash);
     }
     readUrl(url);
+    // The token must not stay in the address bar, the history or a bookmark;
+    // nor may a control the page did not take.
+    writeUrl(params());
     $("#controls").addEventListener("change", (event) => {
+      if (stopped) return;
       const p = params();
       writeUrl(p);
+      markStale(FEEDS[event.target.id] || []);
       if (event.target.id === "assistant_id") subscribe();
       loadAll();
     });
     $("#controls").addEventListener("submit", (event) => event.preventDefault());
-    $("#login-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const token = $("#token-input").value.trim();
-      if (!token) return;
-      storeToken(token);
-      $("#token-input").value = "";
-      start();
+    $("#login-form").addEventListener("submit", submitToken);
+    $("#login-cancel").addEventListener("click", cancelChange);
+    $("#login").addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !$("#login-cancel").hidden) cancelChange();
     });
-    $("#change-token").addEventListener("click", () => logout(""));
+    $("#change-token").addEventListener("click", changeToken);
+    $("#notice-close").addEventListener("click", clearNotice);
+    $("#filters-toggle").addEventListener("click", () => {
+      const open = $(".top").classList.toggle("open");
+      $("#filters-toggle").setAttribute("aria-expanded", String(open));
+    });
+    // Charts are drawn at their card's width: draw them again when it changes.
+    let drawnWidth = 0;
+    new ResizeObserver(() => {
+      const width = $(".charts").clientWidth;
+      if (width === drawnWidth) return;
+      drawnWidth = width;
+      if (lastSeries && !stopped) renderSeries(lastSeries);
+      else refreshScrollables();
+    }).observe($(".charts"));
+    window.addEventListener("resize", refreshScrollables);
     // Relative times ("5 min ago") age in place.
     setInterval(() => {
       for (const el of $$("time[data-rel]")) el.textContent = relative(el.dateTime);

@@ -4,11 +4,17 @@
 
 pub mod assistants;
 pub mod details;
+pub mod health;
+pub mod lock;
+pub mod pending;
 mod pool;
 pub mod read;
 pub mod reprice;
 pub mod rollup;
 pub mod schema;
+pub mod series;
+#[cfg(test)]
+mod tests;
 pub mod timeseries;
 pub mod writer;
 
@@ -24,8 +30,8 @@ use crate::store::{AppendOutcome, Batch, StoreError};
 use crate::telemetry::Telemetry;
 pub use pool::Lane;
 use pool::Pool;
-use reprice::{RepriceReport, RepriceRequest};
-use writer::{Job, WriteRequest, Writer};
+use reprice::{RepriceReport, RepriceRequest, RepriceState, RepriceStatus, Tally};
+use writer::{Job, WriteRequest, Writer, WriterHooks};
 
 /// Below this much free space on the data directory's file system the store
 /// reports itself not ready: the next large batch may not fit in the WAL.
@@ -44,6 +50,12 @@ const READERS: usize = 4;
 /// Reader threads of live snapshots: one computation runs at a time, and its
 /// metrics run side by side on these.
 const LIVE_READERS: usize = 2;
+/// Reads that may wait for a dashboard reader (an `/advanced` is twelve):
+/// past this, reads are answered 503 at once instead of joining a queue
+/// whose last reads would only time out.
+pub const READ_QUEUE: usize = 256;
+/// Reads that may wait for a live reader (one snapshot at a time runs).
+const LIVE_READ_QUEUE: usize = 32;
 /// Batches the writer channel holds; the event semaphore is the real bound.
 const CHANNEL_BATCHES: usize = 1024;
 
@@ -57,6 +69,9 @@ pub struct StoreOptions {
     /// Keep rollups at ingest (rebuilt at open when missing). Without them every
     /// window is a raw scan.
     pub rollups: bool,
+    /// Keep the Prometheus series of `telemetry::rag` (their state is rebuilt
+    /// at open when missing, dropped when off).
+    pub rag_series: bool,
 }
 
 pub struct SqliteStore {
@@ -74,6 +89,16 @@ pub struct SqliteStore {
     checkpointer: std::sync::Mutex<Option<Checkpointer>>,
     /// What the background integrity check found wrong, if anything.
     damaged: Arc<std::sync::Mutex<Option<String>>>,
+    /// Pending OTLP traces (see `pending`).
+    pending: Arc<pending::PendingIndex>,
+    /// The data directory's lock, released by [`SqliteStore::close`].
+    dir_lock: std::sync::Mutex<Option<lock::DirLock>>,
+    /// The writer thread's current job, for readiness.
+    heartbeat: Arc<health::Heartbeat>,
+    /// The background readiness check.
+    monitor: std::sync::Mutex<Option<health::Monitor>>,
+    /// The running or last reprice.
+    reprice_status: std::sync::Mutex<RepriceStatus>,
 }
 
 /// A store in `dir` with the built-in catalogue and rollups, for tests.
@@ -87,6 +112,7 @@ pub(crate) fn open_for_test(dir: &Path) -> SqliteStore {
             max_queued_events: 100_000,
             topic_threshold: 0.9,
             rollups: true,
+            rag_series: true,
         },
     )
     .expect("store opens")
@@ -108,6 +134,7 @@ impl SqliteStore {
             ))
         })?;
         restrict_permissions(data_dir);
+        let dir_lock = lock::DirLock::acquire(data_dir)?;
         let path = data_dir.join(DATABASE_FILE);
         create_private(&path)?;
         let mut conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
@@ -129,15 +156,24 @@ impl SqliteStore {
             tracing::info!(done, total, "rebuilding rollups from the stored events");
         })
         .map_err(|e| wrap_open(&path, e.into()))?;
+        let pending =
+            Arc::new(pending::PendingIndex::load(&conn).map_err(|e| wrap_open(&path, e.into()))?);
+        let series = series::prepare(&mut conn, options.rag_series)
+            .map_err(|e| wrap_open(&path, e.into()))?;
         let data_version = Arc::new(AtomicU64::new(0));
+        let heartbeat = Arc::new(health::Heartbeat::default());
         let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
         let writer = Writer::new(
             conn,
             catalogue,
             telemetry,
             data_version.clone(),
-            options.topic_threshold,
-            options.rollups,
+            &options,
+            WriterHooks {
+                pending: pending.clone(),
+                heartbeat: heartbeat.clone(),
+                series,
+            },
         )
         .map_err(|e| wrap_open(&path, e.into()))?;
         let thread = std::thread::Builder::new()
@@ -148,10 +184,11 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         let checkpointer = Checkpointer::start(&path)?;
+        let monitor = health::Monitor::start(&path, damaged.clone())?;
         let max = options.max_queued_events.clamp(1, Semaphore::MAX_PERMITS);
         Ok(Self {
-            pool: Pool::new(path.clone(), READERS, Lane::Dashboard)?,
-            live_pool: Pool::new(path.clone(), LIVE_READERS, Lane::Live)?,
+            pool: Pool::new(path.clone(), READERS, READ_QUEUE, Lane::Dashboard)?,
+            live_pool: Pool::new(path.clone(), LIVE_READERS, LIVE_READ_QUEUE, Lane::Live)?,
             path,
             sender: std::sync::Mutex::new(Some(sender)),
             writer_thread: std::sync::Mutex::new(Some(thread)),
@@ -162,6 +199,11 @@ impl SqliteStore {
             merge_cache: Arc::new(rollup::cache::MergeCache::new()),
             checkpointer: std::sync::Mutex::new(Some(checkpointer)),
             damaged,
+            pending,
+            dir_lock: std::sync::Mutex::new(Some(dir_lock)),
+            heartbeat,
+            monitor: std::sync::Mutex::new(Some(monitor)),
+            reprice_status: std::sync::Mutex::new(RepriceStatus::idle()),
         })
     }
 
@@ -179,7 +221,9 @@ impl SqliteStore {
         self.data_version.load(Ordering::Acquire)
     }
 
-    /// Hands the batch to the writer and waits until it is committed.
+    /// Hands the batch to the writer and waits until it is committed. The
+    /// batch's events count against the queue bound until the writer is done
+    /// with it, whether or not this future is still awaited.
     pub async fn append(&self, batch: Batch) -> Result<AppendOutcome, StoreError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(StoreError::ShuttingDown);
@@ -196,27 +240,121 @@ impl SqliteStore {
         };
         let (reply, answer) = oneshot::channel();
         sender
-            .try_send(Job::Write(WriteRequest { batch, reply }))
+            .try_send(Job::Write(WriteRequest {
+                batch,
+                reply,
+                permit,
+            }))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => StoreError::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => StoreError::ShuttingDown,
+                mpsc::error::TrySendError::Closed(_) => self.writer_gone(),
             })?;
-        let reply = answer.await.map_err(|_| StoreError::ShuttingDown)?;
-        drop(permit);
+        let reply = answer.await.map_err(|_| self.writer_gone())?;
+        drop(reply.permit);
         drop(reply.batch);
         reply.result
     }
 
-    /// Recomputes catalogue costs (see [`reprice`]) on the writer, between two
-    /// commits, so it never races ingestion.
+    /// Recomputes catalogue costs (see [`reprice`]) on the writer, one day
+    /// per transaction, so ingest commits between the days; progress is in
+    /// [`Self::reprice_status`]. One reprice at a time.
     pub async fn reprice(&self, request: RepriceRequest) -> Result<RepriceReport, StoreError> {
-        self.job(|reply| Job::Reprice { request, reply }).await
+        {
+            let mut status = self
+                .reprice_status
+                .lock()
+                .map_err(|_| StoreError::RepriceRunning)?;
+            if status.state == RepriceState::Running {
+                return Err(StoreError::RepriceRunning);
+            }
+            *status = RepriceStatus {
+                state: RepriceState::Running,
+                since: Some(crate::time::Timestamp(request.since)),
+                model: request.model.clone(),
+                ..RepriceStatus::idle()
+            };
+        }
+        let result = self.reprice_days(&request).await;
+        if let Ok(mut status) = self.reprice_status.lock() {
+            match &result {
+                Ok(report) => {
+                    status.state = RepriceState::Done;
+                    status.report = Some(report.clone());
+                }
+                Err(error) => {
+                    status.state = RepriceState::Failed;
+                    status.error = Some(error.to_string());
+                }
+            }
+        }
+        result
+    }
+
+    async fn reprice_days(&self, request: &RepriceRequest) -> Result<RepriceReport, StoreError> {
+        use crate::time::MICROS_PER_DAY;
+        let since = request.since;
+        let span = self
+            .read(move |conn| Ok(reprice::span(conn, since)?))
+            .await?;
+        let mut tally = Tally::default();
+        if let Some((first, last)) = span {
+            let (first_day, last_day) = (
+                first.div_euclid(MICROS_PER_DAY),
+                last.div_euclid(MICROS_PER_DAY),
+            );
+            if let Ok(mut status) = self.reprice_status.lock() {
+                status.days_total = last_day - first_day + 1;
+            }
+            for day in first_day..=last_day {
+                let (from, to) = (day * MICROS_PER_DAY, (day + 1) * MICROS_PER_DAY);
+                let request = request.clone();
+                let done = self
+                    .job(|reply| Job::RepriceDay {
+                        request,
+                        from,
+                        to,
+                        reply,
+                    })
+                    .await?;
+                tally.add(&done);
+                if let Ok(mut status) = self.reprice_status.lock() {
+                    status.days_done += 1;
+                    status.report = Some(tally.report());
+                }
+            }
+        }
+        self.job(|reply| Job::RepriceFinish { reply }).await?;
+        Ok(tally.report())
+    }
+
+    /// The running or last reprice.
+    pub fn reprice_status(&self) -> RepriceStatus {
+        self.reprice_status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|_| RepriceStatus::idle())
     }
 
     /// Seals rollup days before `today` now (tests: midnight on demand).
     #[cfg(test)]
     pub async fn seal_rollups(&self, today: i64) -> Result<(), StoreError> {
         self.job(|reply| Job::Seal { today, reply }).await
+    }
+
+    /// Stalls the writer until the returned sender is dropped (tests).
+    #[cfg(test)]
+    pub(crate) async fn stall_writer(&self) -> std::sync::mpsc::Sender<()> {
+        let (release, until) = std::sync::mpsc::channel();
+        let sender = self.sender.lock().unwrap().clone().unwrap();
+        let _ = sender.send(Job::Stall(until)).await;
+        release
+    }
+
+    /// Ends the writer thread with a panic (tests).
+    #[cfg(test)]
+    pub(crate) async fn crash_writer(&self) {
+        let sender = self.sender.lock().unwrap().clone().unwrap();
+        let _ = sender.send(Job::Crash).await;
     }
 
     /// Hands a job to the writer (waiting for room in its queue) and awaits its answer.
@@ -232,8 +370,53 @@ impl SqliteStore {
         sender
             .send(make(reply))
             .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        answer.await.map_err(|_| StoreError::ShuttingDown)?
+            .map_err(|_| self.writer_gone())?;
+        answer.await.map_err(|_| self.writer_gone())?
+    }
+
+    /// Why the writer no longer answers: the store is closing, or its thread
+    /// ended on its own (a bug), which no retry will mend.
+    fn writer_gone(&self) -> StoreError {
+        if self.is_closing() {
+            StoreError::ShuttingDown
+        } else {
+            StoreError::WriterStopped
+        }
+    }
+
+    /// Whether the store can take reads and writes now, from state kept
+    /// current in the background and the writer's heartbeat: no I/O, no
+    /// waiting, so a probe answers at once however busy the store is.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.is_closing() {
+            return Err("shutting down".to_string());
+        }
+        let writer_ended = self
+            .writer_thread
+            .lock()
+            .map(|thread| thread.as_ref().is_none_or(|t| t.is_finished()))
+            .unwrap_or(true);
+        if writer_ended {
+            return Err("the writer thread stopped; restart the server".to_string());
+        }
+        if let Some(busy) = self.heartbeat.busy_for()
+            && busy > health::WRITER_STUCK_AFTER
+        {
+            return Err(format!(
+                "the writer has been in one job for {} s",
+                busy.as_secs()
+            ));
+        }
+        match self.monitor.lock() {
+            Ok(monitor) => monitor.as_ref().map_or(Ok(()), health::Monitor::verdict),
+            Err(_) => Err("the health check failed".to_string()),
+        }
+    }
+
+    /// Whether `n` more dashboard reads would be queued now (an admission
+    /// check for requests made of several reads).
+    pub fn readers_have_room(&self, n: usize) -> bool {
+        self.pool.has_room(n)
     }
 
     /// Events waiting for the writer right now.
@@ -255,65 +438,31 @@ impl SqliteStore {
         if let Some(checkpointer) = checkpointer {
             let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
         }
+        let monitor = self.monitor.lock().ok().and_then(|mut g| g.take());
+        if let Some(monitor) = monitor {
+            let _ = tokio::task::spawn_blocking(move || monitor.stop()).await;
+        }
+        // Nothing writes any more: another process may take the directory.
+        if let Ok(mut guard) = self.dir_lock.lock() {
+            guard.take();
+        }
     }
 
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// A cheap probe that the database answers: for `/readyz`.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| {
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-                r.get::<_, i64>(0)
-            })?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Why a write would fail right now, if it would: the data directory's file
-    /// system is read-only or (nearly) full, or another process holds the
-    /// database's write lock. `None` when a write can go through. For
-    /// `/readyz` and for the message of a 503 after a failed commit; it
-    /// blocks (up to [`PROBE_LOCK_WAIT`]), so call it from a blocking task.
+    /// Why a write would fail right now, if it would (see [`write_fault`]).
+    /// It blocks (up to [`PROBE_LOCK_WAIT`]): call it from a blocking task.
+    /// A fault found here also turns readiness red at once.
     pub fn write_fault(&self) -> Option<String> {
-        if let Some(damage) = self.damaged.lock().ok().and_then(|d| d.clone()) {
-            return Some(damage);
+        let fault = write_fault(&self.path, &self.damaged)?;
+        if let Ok(monitor) = self.monitor.lock()
+            && let Some(monitor) = monitor.as_ref()
+        {
+            monitor.record(&fault);
         }
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        if let Some(fault) = file_system_fault(dir) {
-            return Some(fault);
-        }
-        // The write lock, taken and released at once: a probe of its own
-        // connection, so it never waits behind the writer's queue.
-        let probe = || -> Result<(), rusqlite::Error> {
-            let conn = Connection::open_with_flags(
-                &self.path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            conn.busy_timeout(PROBE_LOCK_WAIT)?;
-            conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
-        };
-        match probe() {
-            Ok(()) => None,
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(
-                    e.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) =>
-            {
-                Some(format!(
-                    "the database {} is locked by another process (its write lock was not free within {} s)",
-                    self.path.display(),
-                    PROBE_LOCK_WAIT.as_secs()
-                ))
-            }
-            Err(e) => Some(format!(
-                "the database {} cannot be written: {e}",
-                self.path.display()
-            )),
-        }
+        Some(fault)
     }
 
     /// Runs `f` on a dashboard reader thread's connection (queued while all are busy).
@@ -337,8 +486,16 @@ impl SqliteStore {
         };
         let (reply, answer) = oneshot::channel();
         pool.submit(Box::new(move |conn| {
+            // The caller gave up (a timeout, a closed connection) while this
+            // waited: its answer would be thrown away, so do no work for it.
+            if reply.is_closed() {
+                return;
+            }
             let result = match conn {
-                Ok(conn) => f(conn),
+                // A panic (a failed assertion in a test, a bug) is the
+                // caller's error, with its message, not a lost thread.
+                Ok(conn) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+                    .unwrap_or_else(|panic| Err(StoreError::Task(panic_message(&*panic)))),
                 Err(error) => Err(StoreError::Open(error.to_string())),
             };
             let _ = reply.send(result);
@@ -347,6 +504,59 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Task("a reader thread stopped".to_string()))?
     }
+}
+
+/// Why a write would fail right now, if it would: the database is damaged,
+/// the data directory's file system is read-only or (nearly) full, or another
+/// process holds the database's write lock. `None` when a write can go
+/// through. Blocks up to [`PROBE_LOCK_WAIT`].
+fn write_fault(path: &Path, damaged: &std::sync::Mutex<Option<String>>) -> Option<String> {
+    if let Some(damage) = damaged.lock().ok().and_then(|d| d.clone()) {
+        return Some(damage);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if let Some(fault) = file_system_fault(dir) {
+        return Some(fault);
+    }
+    // The write lock, taken and released at once: a probe of its own
+    // connection, so it never waits behind the writer's queue.
+    let probe = || -> Result<(), rusqlite::Error> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(PROBE_LOCK_WAIT)?;
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+    };
+    match probe() {
+        Ok(()) => None,
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Some(format!(
+                "the database {} is locked by another process (its write lock was not free within {} s)",
+                path.display(),
+                PROBE_LOCK_WAIT.as_secs()
+            ))
+        }
+        Err(e) => Some(format!(
+            "the database {} cannot be written: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    format!("a read panicked: {text}")
 }
 
 /// Rebuilds missing rollups when they are wanted; marks them missing when not,
@@ -388,11 +598,13 @@ pub fn rebuild_rollups(
             path.display()
         )));
     }
+    let _dir_lock = lock::DirLock::acquire(data_dir)?;
     let mut conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
     schema::check_identity(&conn).map_err(|e| wrap_open(&path, e))?;
     schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
     schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
-    // An exclusive lock: a running server would otherwise write behind the rebuild.
+    // Also SQLite's exclusive lock: a process of an older version takes no
+    // directory lock.
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     let today = crate::time::Timestamp::now()
         .0

@@ -5,6 +5,7 @@
 //! own threads at the writer's priority (see [`Lane`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -55,34 +56,62 @@ type Job = Box<dyn FnOnce(Result<&Connection, &StoreError>) + Send>;
 
 #[derive(Clone)]
 pub struct Pool {
-    jobs: Arc<Mutex<mpsc::Sender<Job>>>,
+    jobs: Arc<Mutex<mpsc::SyncSender<Job>>>,
+    /// Reads waiting for a thread (not those running).
+    waiting: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl Pool {
-    /// Starts `threads` reader threads of `lane` on the database at `path`.
-    pub fn new(path: PathBuf, threads: usize, lane: Lane) -> Result<Self, StoreError> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+    /// Starts `threads` reader threads of `lane` on the database at `path`,
+    /// with room for `capacity` reads waiting for them; a read beyond that is
+    /// refused at once ([`StoreError::ReadersBusy`]) rather than queued
+    /// without end behind the ones already late.
+    pub fn new(
+        path: PathBuf,
+        threads: usize,
+        capacity: usize,
+        lane: Lane,
+    ) -> Result<Self, StoreError> {
+        let capacity = capacity.max(1);
+        let (jobs, queue) = mpsc::sync_channel::<Job>(capacity);
+        let waiting = Arc::new(AtomicUsize::new(0));
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads.max(1) {
-            let (queue, path) = (queue.clone(), path.clone());
+            let (queue, path, waiting) = (queue.clone(), path.clone(), waiting.clone());
             std::thread::Builder::new()
                 .name(format!("{}-{n}", lane.name()))
-                .spawn(move || reader(&path, &queue, lane.niceness()))
+                .spawn(move || reader(&path, &queue, &waiting, lane.niceness()))
                 .map_err(|e| StoreError::Open(format!("cannot start a reader thread: {e}")))?;
         }
         Ok(Self {
             jobs: Arc::new(Mutex::new(jobs)),
+            waiting,
+            capacity,
         })
     }
 
-    /// Queues `job`; the threads end when the last `Pool` is dropped.
+    /// Queues `job`, or refuses it when the queue is full; the threads end
+    /// when the last `Pool` is dropped.
     pub fn submit(&self, job: Job) -> Result<(), StoreError> {
         let jobs = self.jobs.lock().map_err(|_| StoreError::ShuttingDown)?;
-        jobs.send(job).map_err(|_| StoreError::ShuttingDown)
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        jobs.try_send(job).map_err(|e| {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            match e {
+                mpsc::TrySendError::Full(_) => StoreError::ReadersBusy,
+                mpsc::TrySendError::Disconnected(_) => StoreError::ShuttingDown,
+            }
+        })
+    }
+
+    /// Whether `n` more reads would fit in the queue now.
+    pub fn has_room(&self, n: usize) -> bool {
+        self.waiting.load(Ordering::Acquire) + n <= self.capacity
     }
 }
 
-fn reader(path: &Path, queue: &Mutex<mpsc::Receiver<Job>>, niceness: i32) {
+fn reader(path: &Path, queue: &Mutex<mpsc::Receiver<Job>>, waiting: &AtomicUsize, niceness: i32) {
     if niceness != 0 {
         lower_priority(niceness);
     }
@@ -97,19 +126,30 @@ fn reader(path: &Path, queue: &Mutex<mpsc::Receiver<Job>>, niceness: i32) {
             },
             Err(_) => return,
         };
+        waiting.fetch_sub(1, Ordering::AcqRel);
         if conn.is_none() {
             match super::open_reader(path) {
                 Ok(opened) => conn = Some(opened),
                 Err(error) => {
-                    job(Err(&error));
+                    run_job(job, Err(&error));
                     continue;
                 }
             }
         }
-        if let Some(conn) = &conn {
-            job(Ok(conn));
+        if let Some(c) = &conn
+            && !run_job(job, Ok(c))
+        {
+            // A panic may have left a statement or transaction open on it.
+            conn = None;
         }
     }
+}
+
+/// Runs `job`; a panic inside it ends that job only, not the thread that
+/// serves every later read. (The job reports its own panic to its caller,
+/// see `SqliteStore::read_in`.) `false` when it panicked.
+fn run_job(job: Job, conn: Result<&Connection, &StoreError>) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))).is_ok()
 }
 
 /// Lowers the calling thread's priority by `by` niceness steps (relative, so a

@@ -121,14 +121,32 @@ fn fold_window<T: RollupState + Clone + Send + Sync + 'static>(
     path: &ReadCtx,
     metric: Metric,
     state: &mut T,
-    mut raw: impl FnMut(&mut T, &Window) -> Result<()>,
+    raw: impl FnMut(&mut T, &Window) -> Result<()>,
 ) -> Result<()> {
+    if let Some(whole) = fold_window_parts(conn, w, path, metric, state, raw, |_| {})? {
+        state.merge_from(T::clone(&whole));
+    }
+    Ok(())
+}
+
+/// As [`fold_window`], but hands back the merge of the whole buckets
+/// (shared with the merge cache, after `settle`) instead of merging it into
+/// `state`, which then holds the raw and partial parts only.
+fn fold_window_parts<T: RollupState + Send + Sync + 'static>(
+    conn: &Connection,
+    w: &Window,
+    path: &ReadCtx,
+    metric: Metric,
+    state: &mut T,
+    mut raw: impl FnMut(&mut T, &Window) -> Result<()>,
+    settle: impl FnOnce(&mut T),
+) -> Result<Option<Arc<T>>> {
     let assistant = match metric {
         Metric::Sync => Some(NO_ASSISTANT),
         _ => match scope(conn, w.assistant)? {
             Scope::All => None,
             Scope::Assistant(key) => Some(key),
-            Scope::Unknown => return Ok(()),
+            Scope::Unknown => return Ok(None),
         },
     };
     let rollups = path.path == ReadPath::Rollups && rollup::is_built(conn)?;
@@ -175,7 +193,7 @@ fn fold_window<T: RollupState + Clone + Send + Sync + 'static>(
         }
     }
     if plan.days.is_empty() && plan.hours.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let version = rollup::past_version(conn)?;
     let whole = path
@@ -203,10 +221,10 @@ fn fold_window<T: RollupState + Clone + Send + Sync + 'static>(
                     &mut merge,
                 )?;
             }
+            settle(&mut whole);
             Ok::<T, StoreError>(whole)
         })?;
-    state.merge_from(T::clone(&whole));
-    Ok(())
+    Ok(Some(whole))
 }
 
 pub fn ttft(
@@ -381,6 +399,11 @@ pub fn utilization(
     status: Option<Status>,
     limit: usize,
 ) -> Result<Vec<DocumentUtilization>> {
+    retrievals(conn, w, path)?.finish(status, limit, &Directory::new(conn, w))
+}
+
+/// Retrievals per document in the window.
+fn retrievals(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<UtilizationState> {
     let mut state = UtilizationState::new();
     fold_window(
         conn,
@@ -398,76 +421,277 @@ pub fn utilization(
             )
         },
     )?;
-    state.finish(status, limit, &Directory::new(conn, w))
+    Ok(state)
 }
 
-/// Topic totals of a scope: all time from the counters kept at ingest, or a
-/// window from the interactions.
+/// How many current documents no interaction of the window retrieved.
+pub fn cold_documents(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<u64> {
+    let state = retrievals(conn, w, path)?;
+    let mut stmt =
+        conn.prepare_cached("SELECT key FROM documents WHERE registered = 1 AND deleted = 0")?;
+    let live = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(state.count_cold(&live))
+}
+
+/// The columns a topic read folds, per interaction.
+const TOPIC_ROWS: &str = "SELECT topic, phrasing, ts FROM interactions WHERE topic IS NOT NULL";
+
+/// Topic totals of a window, or of all time, folded from the raw
+/// interactions (the window's whole buckets from rollups on the rollups path).
+/// All-time answers on the rollups path come from [`all_time`] instead.
 fn topic_state(
     conn: &Connection,
     assistant: Option<Uuid>,
     window: Option<Window>,
     path: &ReadCtx,
 ) -> Result<TrendingState> {
+    const ROWS: &str = TOPIC_ROWS;
     let mut state = TrendingState::new();
-    if let Some(w) = window {
-        fold_window(
+    let fold_row = |state: &mut TrendingState, r: &rusqlite::Row<'_>| {
+        let ts: i64 = r.get(2)?;
+        state.add(r.get(0)?, r.get(1)?, 1, ts, ts);
+        Ok(())
+    };
+    let Some(w) = window else {
+        let sql = match scope(conn, assistant)? {
+            Scope::All => ROWS.to_string(),
+            Scope::Assistant(key) => format!("{ROWS} AND assistant = {key}"),
+            Scope::Unknown => return Ok(state),
+        };
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            fold_row(&mut state, r)?;
+        }
+        return Ok(state);
+    };
+    fold_window(
+        conn,
+        &w,
+        path,
+        Metric::Trending,
+        &mut state,
+        |state, part| scan(conn, part, ROWS, |r| fold_row(state, r)),
+    )?;
+    Ok(state)
+}
+
+/// Windowed trending and diversity on the rollups path: the window's whole
+/// buckets merged once into sorted arrays (kept by the merge cache) and its
+/// partial hours, joined in one linear pass per request.
+mod windowed {
+    use super::*;
+    use crate::analytics::metrics::trending::rank_topics;
+    use crate::analytics::metrics::trending::window::{WindowParts, WindowTopics};
+
+    /// The whole buckets and the partial hours of `w`.
+    fn parts(
+        conn: &Connection,
+        path: &ReadCtx,
+        w: &Window,
+    ) -> Result<(Option<Arc<WindowTopics>>, WindowTopics)> {
+        let mut partial = WindowTopics::default();
+        let whole = fold_window_parts(
             conn,
-            &w,
+            w,
             path,
             Metric::Trending,
-            &mut state,
+            &mut partial,
             |state, part| {
-                scan(
-                    conn,
-                    part,
-                    "SELECT topic, phrasing, ts FROM interactions WHERE topic IS NOT NULL",
-                    |r| {
-                        let ts: i64 = r.get(2)?;
-                        state.add(r.get(0)?, r.get(1)?, 1, ts, ts);
-                        Ok(())
-                    },
-                )
+                scan(conn, part, TOPIC_ROWS, |r| {
+                    let ts: i64 = r.get(2)?;
+                    state.add(r.get(0)?, r.get(1)?, 1, ts, ts);
+                    Ok(())
+                })
             },
+            WindowTopics::settle,
         )?;
-        return Ok(state);
+        partial.settle();
+        Ok((whole, partial))
     }
-    let filter = match scope(conn, assistant)? {
-        Scope::All => String::new(),
-        Scope::Assistant(key) => format!("AND t.assistant = {key}"),
-        Scope::Unknown => return Ok(state),
-    };
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT p.topic, p.key, p.count, p.first_ts, p.last_ts
-         FROM phrasings p JOIN topics t ON t.key = p.topic
-         WHERE p.count > 0 {filter}"
-    ))?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let count: i64 = r.get(2)?;
-        state.add(
-            r.get(0)?,
-            Some(r.get(1)?),
-            count as u64,
-            r.get(3)?,
-            r.get(4)?,
-        );
+
+    pub(super) fn trending(
+        conn: &Connection,
+        path: &ReadCtx,
+        w: &Window,
+        previous: &Window,
+        limit: usize,
+        recent: Option<usize>,
+    ) -> Result<Vec<TrendingTopic>> {
+        let (whole, partial) = parts(conn, path, w)?;
+        let window = WindowParts {
+            whole: whole.as_deref(),
+            partial: &partial,
+        };
+        let contenders = window.contenders(limit);
+        let (prev_whole, prev_partial) = parts(conn, path, previous)?;
+        let before = WindowParts {
+            whole: prev_whole.as_deref(),
+            partial: &prev_partial,
+        }
+        .frequencies_of(contenders.iter().map(|t| t.key));
+        let dir = Directory::new(conn, &Window::all_time(w.to_inclusive, w.assistant));
+        let recent = recent.map(|n| {
+            let window = &window;
+            move |topic: i64| Ok(window.recent_phrasings(topic, n))
+        });
+        rank_topics(contenders, limit, &dir, Some(&before), recent)
     }
-    // Interactions of labelled topics that carried no question.
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT t.key, t.frequency - coalesce((SELECT sum(p.count) FROM phrasings p WHERE p.topic = t.key), 0),
-                t.last_ts
-         FROM topics t WHERE t.frequency > 0 {filter}"
-    ))?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let bare: i64 = r.get(1)?;
-        if bare > 0 {
-            let last: i64 = r.get(2)?;
-            state.add(r.get(0)?, None, bare as u64, last, last);
+
+    pub(super) fn diversity(
+        conn: &Connection,
+        path: &ReadCtx,
+        w: &Window,
+    ) -> Result<Option<TopicDiversity>> {
+        let (whole, partial) = parts(conn, path, w)?;
+        Ok(WindowParts {
+            whole: whole.as_deref(),
+            partial: &partial,
+        }
+        .totals()
+        .finish())
+    }
+}
+
+/// All-time trending and diversity from what the writer keeps up to date
+/// (see the `topics_by_rank` index and `topic_totals`): a request reads the
+/// topics it can list and one row per assistant, however many topics and
+/// phrasings the store holds.
+mod all_time {
+    use super::*;
+    use crate::analytics::metrics::diversity::Totals;
+    use crate::analytics::metrics::trending::{TopicSummary, rank_topics};
+
+    const COLUMNS: &str = "SELECT key, frequency, last_ts, canonical, variations FROM topics";
+
+    /// The assistants of a scope that have asked topics.
+    fn assistants(conn: &Connection, assistant: Option<Uuid>) -> Result<Vec<i64>> {
+        match scope(conn, assistant)? {
+            Scope::All => {
+                let mut stmt =
+                    conn.prepare_cached("SELECT assistant FROM topic_totals WHERE topics > 0")?;
+                let keys = stmt.query_map([], |r| r.get(0))?;
+                Ok(keys.collect::<rusqlite::Result<_>>()?)
+            }
+            Scope::Assistant(key) => Ok(vec![key]),
+            Scope::Unknown => Ok(Vec::new()),
         }
     }
-    Ok(state)
+
+    fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<TopicSummary> {
+        Ok(TopicSummary {
+            key: r.get(0)?,
+            frequency: r.get::<_, i64>(1)?.max(0) as u64,
+            last_ts: r.get(2)?,
+            canonical: r.get(3)?,
+            variations: r.get::<_, i64>(4)?.max(0) as u64,
+        })
+    }
+
+    /// An assistant's contenders for the top `limit`: its first `limit`
+    /// topics by (frequency, last asked), and every topic tied with the last.
+    fn contenders(
+        conn: &Connection,
+        assistant: i64,
+        limit: usize,
+        out: &mut Vec<TopicSummary>,
+    ) -> Result<()> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "{COLUMNS} WHERE assistant = ?1 AND frequency > 0
+             ORDER BY frequency DESC, last_ts DESC LIMIT ?2"
+        ))?;
+        let top: Vec<TopicSummary> = stmt
+            .query_map(params![assistant, limit as i64], summary)?
+            .collect::<rusqlite::Result<_>>()?;
+        let cutoff = match top.last() {
+            Some(last) if top.len() == limit => (last.frequency, last.last_ts),
+            _ => {
+                out.extend(top);
+                return Ok(());
+            }
+        };
+        out.extend(
+            top.into_iter()
+                .filter(|t| (t.frequency, t.last_ts) != cutoff),
+        );
+        let mut stmt = conn.prepare_cached(&format!(
+            "{COLUMNS} WHERE assistant = ?1 AND frequency > 0 AND frequency = ?2 AND last_ts = ?3"
+        ))?;
+        let ties = stmt.query_map(params![assistant, cutoff.0 as i64, cutoff.1], summary)?;
+        for t in ties {
+            out.push(t?);
+        }
+        Ok(())
+    }
+
+    pub(super) fn trending(
+        conn: &Connection,
+        assistant: Option<Uuid>,
+        now: i64,
+        limit: usize,
+        recent: Option<usize>,
+    ) -> Result<Vec<TrendingTopic>> {
+        let mut topics = Vec::new();
+        if limit > 0 {
+            for key in assistants(conn, assistant)? {
+                contenders(conn, key, limit, &mut topics)?;
+            }
+        }
+        let dir = Directory::new(conn, &Window::all_time(now, assistant));
+        let recent = recent.map(|n| move |topic: i64| recent_phrasings(conn, topic, n));
+        rank_topics(topics, limit, &dir, None, recent)
+    }
+
+    /// A topic's `n` latest asked phrasings, latest first (ties: the later stored).
+    fn recent_phrasings(conn: &Connection, topic: i64, n: usize) -> Result<Vec<i64>> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT key FROM phrasings WHERE topic = ?1 AND count > 0
+             ORDER BY last_ts DESC, key DESC LIMIT ?2",
+        )?;
+        let keys = stmt.query_map(params![topic, n as i64], |r| r.get(0))?;
+        Ok(keys.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub(super) fn diversity(
+        conn: &Connection,
+        assistant: Option<Uuid>,
+    ) -> Result<Option<TopicDiversity>> {
+        let mut all = Totals::default();
+        let mut totals = conn.prepare_cached(
+            "SELECT topics, total, squares FROM topic_totals WHERE assistant = ?1",
+        )?;
+        let mut largest = conn.prepare_cached(
+            "SELECT frequency FROM topics WHERE assistant = ?1 AND frequency > 0
+             ORDER BY frequency DESC, last_ts DESC LIMIT 1",
+        )?;
+        for key in assistants(conn, assistant)? {
+            let Some((topics, total, squares)) = totals
+                .query_row([key], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .optional()?
+            else {
+                continue;
+            };
+            let max: i64 = largest
+                .query_row([key], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            all.merge(Totals {
+                topics: topics.max(0) as u64,
+                total: total.max(0) as u128,
+                squares: squares.max(0) as u128,
+                max: max.max(0) as u64,
+            });
+        }
+        Ok(all.finish())
+    }
 }
 
 fn days_window(now: i64, days: i64, assistant: Option<Uuid>) -> Window {
@@ -497,6 +721,15 @@ pub fn trending(
         recent_phrasings,
     } = *q;
     let window = days.map(|d| days_window(now, d, assistant));
+    if path.path == ReadPath::Rollups {
+        return match (window, days) {
+            (Some(w), Some(d)) => {
+                let prev = days_window(now - d * MICROS_PER_DAY, d, assistant);
+                windowed::trending(conn, path, &w, &prev, limit, recent_phrasings)
+            }
+            _ => all_time::trending(conn, assistant, now, limit, recent_phrasings),
+        };
+    }
     let state = topic_state(conn, assistant, window, path)?;
     let previous = match days {
         Some(d) => {
@@ -517,6 +750,12 @@ pub fn diversity(
     path: &ReadCtx,
 ) -> Result<Option<TopicDiversity>> {
     let window = days.map(|d| days_window(now, d, assistant));
+    if path.path == ReadPath::Rollups {
+        return match window {
+            Some(w) => windowed::diversity(conn, path, &w),
+            None => all_time::diversity(conn, assistant),
+        };
+    }
     let state = topic_state(conn, assistant, window, path)?;
     Ok(diversity_of(state.frequencies()))
 }
@@ -675,8 +914,56 @@ impl DocumentDirectory for Directory<'_> {
         )
     }
 
-    fn live_documents(&self) -> Result<Vec<i64>> {
-        self.keys("SELECT key FROM documents WHERE registered = 1 AND deleted = 0")
+    /// Two ordered walks of the `documents_live_by_name` index, merged: the
+    /// named documents by (file name, id), and the unnamed ones by id, whose
+    /// text (the listing's name for them) sorts as the id's bytes do.
+    fn live_documents_by_name(&self, visit: &mut dyn FnMut(i64) -> bool) -> Result<()> {
+        let mut named = self.conn.prepare_cached(
+            "SELECT key, file_name, id FROM documents
+             WHERE registered = 1 AND deleted = 0 AND file_name IS NOT NULL
+             ORDER BY file_name, id",
+        )?;
+        let mut unnamed = self.conn.prepare_cached(
+            "SELECT key, id FROM documents
+             WHERE registered = 1 AND deleted = 0 AND file_name IS NULL
+             ORDER BY id",
+        )?;
+        let mut named = named
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    uuid(r.get(2)?)?,
+                ))
+            })?
+            .peekable();
+        let mut unnamed = unnamed
+            .query_map([], |r| {
+                let id = uuid(r.get(1)?)?;
+                Ok((r.get::<_, i64>(0)?, id.to_string(), id))
+            })?
+            .peekable();
+        loop {
+            let take_named = match (named.peek(), unnamed.peek()) {
+                (None, None) => return Ok(()),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(Err(_)), _) => true,
+                (_, Some(Err(_))) => false,
+                (Some(Ok(a)), Some(Ok(b))) => (&a.1, a.2) <= (&b.1, b.2),
+            };
+            let next = if take_named {
+                named.next()
+            } else {
+                unnamed.next()
+            };
+            let Some(row) = next else {
+                return Ok(());
+            };
+            if !visit(row?.0) {
+                return Ok(());
+            }
+        }
     }
 
     /// The last retrieval of each document up to the window's end. The
@@ -752,7 +1039,7 @@ impl UserDirectory for Directory<'_> {
             |r| {
                 let flag: i64 = r.get(1)?;
                 Ok(UserMeta {
-                    uuid: uuid(r.get(0)?)?,
+                    id: r.get(0)?,
                     email: registered(flag, r.get(2)?),
                     full_name: registered(flag, r.get(3)?),
                 })

@@ -1,7 +1,9 @@
 //! Repricing: recomputes the catalogue cost of stored interactions after a
-//! price change, in one transaction on the writer's connection. A cost the
-//! client sent is never touched. The unpriced-model summary is rebuilt from
-//! the interactions in the same transaction, so it always matches them.
+//! price change, one day per transaction on the writer's connection, so
+//! ingest commits between the days instead of waiting for the whole range.
+//! A cost the client sent is never touched. Each day's cost rollups are
+//! recomputed in that day's transaction; the unpriced-model summary is
+//! rebuilt from the interactions once the last day is done.
 
 use rusqlite::{Connection, params};
 use serde::Serialize;
@@ -45,18 +47,96 @@ struct Row {
     price_id: Option<String>,
 }
 
-/// Reprices inside one transaction; nothing changes when it fails.
-pub fn reprice(
+/// Where a reprice is: `GET /api/v1/pricing/reprice`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RepriceStatus {
+    /// `idle` (none since the server started), `running`, `done` or `failed`.
+    pub state: RepriceState,
+    /// The request's `since` and `model`.
+    pub since: Option<crate::time::Timestamp>,
+    pub model: Option<String>,
+    /// Days of stored interactions in the range, and those repriced so far
+    /// (each day is one transaction, committed between ingest's).
+    pub days_total: i64,
+    pub days_done: i64,
+    /// What moved so far (all of it once `done`).
+    pub report: Option<RepriceReport>,
+    /// Why it failed (`failed`); the days before it stay repriced.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RepriceState {
+    Idle,
+    Running,
+    Done,
+    Failed,
+}
+
+impl RepriceStatus {
+    pub fn idle() -> Self {
+        Self {
+            state: RepriceState::Idle,
+            since: None,
+            model: None,
+            days_total: 0,
+            days_done: 0,
+            report: None,
+            error: None,
+        }
+    }
+}
+
+/// What the days repriced so far moved, in exact units (nano-dollars).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tally {
+    pub examined: i64,
+    pub changed: i64,
+    pub newly_priced: i64,
+    pub newly_unpriced: i64,
+    pub before_nusd: i128,
+    pub after_nusd: i128,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: &Tally) {
+        self.examined += other.examined;
+        self.changed += other.changed;
+        self.newly_priced += other.newly_priced;
+        self.newly_unpriced += other.newly_unpriced;
+        self.before_nusd += other.before_nusd;
+        self.after_nusd += other.after_nusd;
+    }
+
+    pub fn report(&self) -> RepriceReport {
+        RepriceReport {
+            interactions_examined: self.examined,
+            interactions_changed: self.changed,
+            newly_priced: self.newly_priced,
+            newly_unpriced: self.newly_unpriced,
+            cost_before_usd: usd(self.before_nusd),
+            cost_after_usd: usd(self.after_nusd),
+            delta_usd: usd(self.after_nusd - self.before_nusd),
+        }
+    }
+}
+
+/// Reprices the interactions of `request` with `from <= ts < to` (one day of
+/// the range) in one transaction, with the cost rollups of that day; nothing
+/// changes when it fails.
+pub fn reprice_range(
     conn: &mut Connection,
     catalogue: &Catalogue,
     request: &RepriceRequest,
-) -> Result<RepriceReport, rusqlite::Error> {
+    from: i64,
+    to: i64,
+) -> Result<Tally, rusqlite::Error> {
     let tx = conn.transaction()?;
     let wanted = request.model.as_deref().map(normalize_model_name);
-    let rows = candidates(&tx, request.since)?;
-    let (mut examined, mut changed, mut priced, mut unpriced) = (0, 0, 0, 0);
-    let (mut before, mut after) = (0i128, 0i128);
-    let mut first_changed: Option<i64> = None;
+    let rows = candidates(&tx, from.max(request.since), to)?;
+    let mut tally = Tally::default();
+    let mut changed_span: Option<(i64, i64)> = None;
     {
         let mut update = tx.prepare_cached(
             "UPDATE interactions SET cost_nusd = ?2, cost_source = ?3, price_id = ?4 WHERE key = ?1",
@@ -67,46 +147,57 @@ pub fn reprice(
             {
                 continue;
             }
-            examined += 1;
+            tally.examined += 1;
             let (cost, source, price_id) = price(catalogue, &row);
-            before += i128::from(row.cost);
-            after += i128::from(cost);
+            tally.before_nusd += i128::from(row.cost);
+            tally.after_nusd += i128::from(cost);
             if (cost, source, &price_id) == (row.cost, row.source, &row.price_id) {
                 continue;
             }
-            changed += 1;
-            first_changed = Some(first_changed.map_or(row.ts, |t: i64| t.min(row.ts)));
+            tally.changed += 1;
+            changed_span = Some(
+                changed_span.map_or((row.ts, row.ts), |(a, b)| (a.min(row.ts), b.max(row.ts))),
+            );
             match (row.source, source) {
-                (COST_UNPRICED, COST_CATALOGUE) => priced += 1,
-                (COST_CATALOGUE, COST_UNPRICED) => unpriced += 1,
+                (COST_UNPRICED, COST_CATALOGUE) => tally.newly_priced += 1,
+                (COST_CATALOGUE, COST_UNPRICED) => tally.newly_unpriced += 1,
                 _ => {}
             }
             update.execute(params![row.key, cost, source, price_id])?;
         }
     }
-    rebuild_unpriced(&tx)?;
-    if let Some(since) = first_changed {
-        recompute_costs(&tx, since)?;
+    if let Some((first, last)) = changed_span {
+        recompute_costs(&tx, first, Some(last))?;
     }
     tx.commit()?;
-    Ok(RepriceReport {
-        interactions_examined: examined,
-        interactions_changed: changed,
-        newly_priced: priced,
-        newly_unpriced: unpriced,
-        cost_before_usd: usd(before),
-        cost_after_usd: usd(after),
-        delta_usd: usd(after - before),
-    })
+    Ok(tally)
 }
 
-fn candidates(conn: &Connection, since: i64) -> Result<Vec<Row>, rusqlite::Error> {
+/// The last step of a reprice: the unpriced-model summary from the
+/// interactions as they now are.
+pub fn finish(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    rebuild_unpriced(&tx)?;
+    tx.commit()
+}
+
+/// The first and last timestamps at or after `since`, if any: the days a
+/// reprice walks.
+pub fn span(conn: &Connection, since: i64) -> Result<Option<(i64, i64)>, rusqlite::Error> {
+    conn.query_row(
+        "SELECT min(ts), max(ts) FROM interactions WHERE ts >= ?1",
+        [since],
+        |r| Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?)),
+    )
+}
+
+fn candidates(conn: &Connection, from: i64, to: i64) -> Result<Vec<Row>, rusqlite::Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT key, ts, priced_model, input_tokens, cached_input_tokens, output_tokens,
                 cost_nusd, cost_source, price_id
-         FROM interactions WHERE ts >= ?1 AND cost_source <> 0",
+         FROM interactions WHERE ts >= ?1 AND ts < ?2 AND cost_source <> 0",
     )?;
-    let rows = stmt.query_map([since], |r| {
+    let rows = stmt.query_map([from, to], |r| {
         Ok(Row {
             key: r.get(0)?,
             ts: r.get(1)?,

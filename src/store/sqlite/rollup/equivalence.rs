@@ -18,11 +18,27 @@ use crate::time::{MICROS_PER_DAY, MICROS_PER_SECOND, Timestamp};
 
 const STEPS: [&str; 3] = ["retrieval", "rerank", "synthesis"];
 const TOPICS: [&str; 2] = ["Billing", "Onboarding"];
-const QUESTIONS: [&str; 3] = [
+/// Phrasings of recurring questions: the first two normalise alike, the
+/// third is a lexical near-duplicate of them; past these, every question
+/// index is a distinct question of its own (see [`question_text`]).
+const QUESTIONS: [&str; 5] = [
     "How do I reset my password?",
+    "how do i reset my password",
+    "Reset my password please",
     "Where are the logs?",
     "refund?",
 ];
+/// Question indexes drawn: most of them are asked by few interactions.
+const QUESTION_INDEXES: usize = 40;
+
+/// The text of question `q`: a recurring phrasing, or one of many distinct
+/// questions that share words but never join one another's topic.
+fn question_text(q: usize) -> String {
+    QUESTIONS.get(q).map_or_else(
+        || format!("error code {q} after the upgrade"),
+        |t| t.to_string(),
+    )
+}
 /// Spread of the generated timestamps: the last 4 days.
 const SPAN_MINUTES: i64 = 4 * 24 * 60;
 
@@ -61,7 +77,9 @@ fn gen_event() -> impl Strategy<Value = Gen> {
             0..3u128,
             0..30u8,
             prop::option::of(0..4u128),
-            0..SPAN_MINUTES,
+            // A tenth of the interactions in the last three minutes: topics
+            // asked equally often at the same second tie on both numeric keys.
+            prop_oneof![9 => 0..SPAN_MINUTES, 1 => 0..3i64],
         ),
         (
             prop::option::of(1..5_000u32),
@@ -73,7 +91,7 @@ fn gen_event() -> impl Strategy<Value = Gen> {
             0..8u8,
             0..16u8,
             prop::option::of(0..2usize),
-            prop::option::of(0..3usize),
+            prop::option::of(0..QUESTION_INDEXES),
         ),
         prop::option::of((0..100u8, 0..100u8, 0..50u8)),
     )
@@ -117,8 +135,9 @@ fn gen_event() -> impl Strategy<Value = Gen> {
 }
 
 fn rfc3339(now: i64, minutes_ago: i64, salt: i64) -> String {
-    // A few seconds of salt so events of one minute are not all simultaneous.
-    Timestamp(now - minutes_ago * 60 * MICROS_PER_SECOND - salt % 59 * MICROS_PER_SECOND)
+    // A few seconds of salt so events of one minute are not all simultaneous
+    // (but some are).
+    Timestamp(now - minutes_ago * 60 * MICROS_PER_SECOND - salt % 5 * MICROS_PER_SECOND)
         .to_rfc3339()
 }
 
@@ -176,7 +195,7 @@ fn to_json(g: &Gen, now: i64, salt: i64) -> Value {
                 v["topic"] = json!(TOPICS[*t]);
             }
             if let Some(q) = question {
-                v["question"] = json!(QUESTIONS[*q]);
+                v["question"] = json!(question_text(*q));
             }
             if let Some((before, after, position)) = rerank {
                 v["rerank"] = json!({
@@ -269,6 +288,16 @@ fn answers(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<Vec<String>,
         limit: 50,
         recent_phrasings: Some(10),
     };
+    let all_time = TrendingQuery {
+        days: None,
+        ..trending
+    };
+    // A short list cuts through ties of frequency and time.
+    let all_time_top = TrendingQuery {
+        limit: 3,
+        recent_phrasings: Some(2),
+        ..all_time
+    };
     Ok(vec![
         format!("{:?}", read::ttft(conn, w, path, 1)?),
         format!("{:?}", read::cache(conn, w, path, 1)?),
@@ -287,6 +316,13 @@ fn answers(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<Vec<String>,
         format!(
             "{:?}",
             read::diversity(conn, w.assistant, Some(days), w.to_inclusive, path)?
+        ),
+        // All time: the state kept at ingest against every raw interaction.
+        format!("{:?}", read::trending(conn, &all_time, path)?),
+        format!("{:?}", read::trending(conn, &all_time_top, path)?),
+        format!(
+            "{:?}",
+            read::diversity(conn, w.assistant, None, w.to_inclusive, path)?
         ),
     ])
 }
@@ -494,6 +530,37 @@ fn a_partial_hour_is_read_from_its_rows_only_when_nothing_else_is_in_it() {
         // holds everything. From `earlier` (exclusive) on, assistant 0's event
         // lies outside; one microsecond earlier it is inside. No syncs at all.
         assert_eq!(answers, [false, true, true, false, true, true]);
+        store.close().await;
+    });
+}
+
+/// Two phrasings of one topic asked once each at the same instant, in two
+/// transactions: the canonical phrasing kept at ingest is the one stored
+/// first (the smaller key), as the raw definition says, and stays so until
+/// the other is asked more often.
+#[test]
+fn a_canonical_tie_goes_to_the_smaller_phrasing_key_across_transactions() {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = Timestamp::now().0;
+    let asked = |q: usize| {
+        let mut event = plain(0, 10, None);
+        if let Gen::Interaction { question, .. } = &mut event {
+            *question = Some(q);
+        }
+        event
+    };
+    // Events 0 and 5 share their second of salt: the same timestamp.
+    let mut events = vec![asked(0)];
+    events.extend((1..5).map(|m| plain(0, 100 + m, None)));
+    events.push(asked(1));
+    let window = (60, 120, 3);
+    runtime.block_on(async {
+        let store = open(dir.path());
+        ingest(&store, &events, now, &[5]).await;
+        compare(&store, now, &[window]).await;
+        ingest(&store, &[asked(1)], now, &[]).await;
+        compare(&store, now, &[window]).await;
         store.close().await;
     });
 }

@@ -207,36 +207,46 @@ fn syncs(conn: &Connection, rollups: &mut Rollups) -> SqlResult<()> {
     Ok(())
 }
 
-/// Recomputes the cost states of the days from `since`'s day on, after a
-/// reprice changed interaction costs (in the same transaction).
-pub fn recompute_costs(conn: &Connection, since: i64) -> SqlResult<()> {
+/// Recomputes the cost states of the days from `since`'s day to `until`'s
+/// (every later day when `None`), after a reprice changed interaction costs
+/// (in the same transaction).
+pub fn recompute_costs(conn: &Connection, since: i64, until: Option<i64>) -> SqlResult<()> {
     if !is_built(conn)? {
         return Ok(());
     }
     let sealed = sealed_day(conn)?;
     let dirty = super::dirty_days(conn)?;
     let first_day = Level::Day.bucket(since);
+    let end_day = until.map_or(i64::MAX / Level::Day.micros(), |t| Level::Day.bucket(t) + 1);
     let from = first_day.saturating_mul(Level::Day.micros());
+    let to = end_day.saturating_mul(Level::Day.micros());
     conn.execute(
-        "DELETE FROM rollups WHERE metric = ?1 AND ((level = ?2 AND bucket >= ?3) OR (level = ?4 AND bucket >= ?5))",
+        "DELETE FROM rollups WHERE metric = ?1
+         AND ((level = ?2 AND bucket >= ?3 AND bucket < ?4) OR (level = ?5 AND bucket >= ?6 AND bucket < ?7))",
         params![
             Metric::Costs as i64,
             Level::Hour as i64,
             first_day.saturating_mul(24),
+            end_day.saturating_mul(24),
             Level::Day as i64,
-            first_day
+            first_day,
+            end_day
         ],
     )?;
     conn.execute(
-        "DELETE FROM rollup_deltas WHERE metric = ?1 AND bucket >= ?2",
-        params![Metric::Costs as i64, first_day.saturating_mul(24)],
+        "DELETE FROM rollup_deltas WHERE metric = ?1 AND bucket >= ?2 AND bucket < ?3",
+        params![
+            Metric::Costs as i64,
+            first_day.saturating_mul(24),
+            end_day.saturating_mul(24)
+        ],
     )?;
     let mut states: HashMap<(Level, i64, i64), CostsState> = HashMap::new();
     {
         let mut stmt = conn.prepare(
-            "SELECT ts, assistant, input_tokens, output_tokens, cost_nusd FROM interactions WHERE ts >= ?1",
+            "SELECT ts, assistant, input_tokens, output_tokens, cost_nusd FROM interactions WHERE ts >= ?1 AND ts < ?2",
         )?;
-        let mut rows = stmt.query([from])?;
+        let mut rows = stmt.query([from, to])?;
         while let Some(r) = rows.next()? {
             let ts: i64 = r.get(0)?;
             let assistant: i64 = r.get(1)?;

@@ -20,6 +20,7 @@ use crate::analytics::metrics::sessions::SessionsState;
 use crate::analytics::metrics::steps::{StepSample, StepsState};
 use crate::analytics::metrics::sync::{SyncState, SyncStatus};
 use crate::analytics::metrics::trending::TrendingState;
+use crate::analytics::metrics::trending::window::WindowTopics;
 use crate::analytics::metrics::ttft::TtftState;
 use crate::analytics::metrics::users::UsersState;
 use crate::analytics::metrics::utilization::UtilizationState;
@@ -54,6 +55,13 @@ rollup_states!(
     TrendingState,
     SyncState,
 );
+
+/// Merged unsettled: the reader settles the merge of a window's buckets once.
+impl RollupState for WindowTopics {
+    fn merge_from(&mut self, other: Self) {
+        self.append(other);
+    }
+}
 
 /// What rollups need of one stored interaction.
 #[derive(Debug, Clone)]
@@ -611,6 +619,15 @@ impl Rollups {
         bump_past_version(conn)?;
         self.sealed_day = today;
         Ok(())
+    }
+
+    /// Seals the days before `today` and every dirty day, those written
+    /// since the last seal included: the writer's seal, run in a transaction
+    /// of its own at most every second or so, so a day that keeps getting
+    /// late events is merged once per seal, not once per commit.
+    pub fn seal_all(&mut self, conn: &Connection, today: i64) -> SqlResult<()> {
+        self.dirty_days.clear();
+        self.seal(conn, today)
     }
 
     /// Seals every dirty day now (the end of a rebuild).

@@ -5,13 +5,16 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
 use super::ids::{StoredIds, day_of};
+use super::series::Series;
 use super::statements::{INSERT_DETAILS, INSERT_INTERACTION, Interned, Statements};
 use super::topics::TopicChoice;
 use super::{COST_CATALOGUE, COST_CLIENT, COST_UNPRICED, Caches, Map, Names, Registry};
 use crate::analytics::metrics::steps::StepSample;
 use crate::ingest::event::*;
 use crate::pricing::Catalogue;
+use crate::store::AppendOutcome;
 use crate::store::sqlite::details::{self, PackedStep};
+use crate::store::sqlite::pending::{self, FinalOutcome, Finalization};
 use crate::store::sqlite::rollup::write::{Interaction, Rollups};
 
 /// What became of one event.
@@ -51,6 +54,8 @@ pub(super) struct Apply<'t> {
     /// `None` when the store keeps no rollups.
     pub(super) rollups: Option<&'t mut Rollups>,
     pub(super) catalogue: &'t Catalogue,
+    /// `None` when the Prometheus series are off.
+    pub(super) series: Option<&'t mut Series>,
     /// Cosine similarity from which a question joins an embedding topic.
     pub(super) topic_threshold: f32,
     /// Models of unpriced interactions written in this transaction.
@@ -81,6 +86,39 @@ impl Apply<'_> {
             Event::Connector(e) => self.connector(e).map(stored),
             Event::Document(e) => self.document(e).map(stored),
         }
+    }
+
+    /// Applies the events of one batch.
+    pub(super) fn events(&mut self, events: &[(usize, Event)]) -> SqlResult<AppendOutcome> {
+        let mut outcome = AppendOutcome::default();
+        for (index, event) in events {
+            match self.event(event)? {
+                Applied::Stored => outcome.accepted += 1,
+                Applied::Duplicate => outcome.duplicates += 1,
+                Applied::Rejected(message) => outcome.rejected.push((*index, message)),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Stores the events of finalised OTLP traces and retires their spans;
+    /// a trace that got a span since the finalizer read it is left as it is.
+    pub(super) fn finalize(&mut self, traces: &[Finalization]) -> SqlResult<Vec<FinalOutcome>> {
+        let now = crate::time::Timestamp::now().micros();
+        let mut outcomes = Vec::with_capacity(traces.len());
+        for trace in traces {
+            if !pending::unchanged(self.tx, &trace.trace_id, trace.max_seq)? {
+                outcomes.push(FinalOutcome::Changed);
+                continue;
+            }
+            let outcome = self.events(&trace.events)?;
+            pending::retire(self.tx, trace, now)?;
+            outcomes.push(FinalOutcome::Finalized(outcome));
+        }
+        if !traces.is_empty() {
+            pending::forget_old_done(self.tx)?;
+        }
+        Ok(outcomes)
     }
 
     /// The surrogate key of an entity id, registering a placeholder row when unseen.
@@ -132,7 +170,18 @@ impl Apply<'_> {
         fields: &[(&str, Option<rusqlite::types::Value>)],
     ) -> SqlResult<i64> {
         let key = self.key(registry, id)?;
-        let mut sql = format!("UPDATE {} SET registered = 1", registry.table());
+        self.register(registry.table(), key, fields)?;
+        Ok(key)
+    }
+
+    /// Marks the row `key` of `table` registered and writes the fields given.
+    fn register(
+        &mut self,
+        table: &str,
+        key: i64,
+        fields: &[(&str, Option<rusqlite::types::Value>)],
+    ) -> SqlResult<()> {
+        let mut sql = format!("UPDATE {table} SET registered = 1");
         let mut values: Vec<rusqlite::types::Value> = vec![key.into()];
         for (column, value) in fields {
             if let Some(value) = value {
@@ -144,7 +193,7 @@ impl Apply<'_> {
         self.tx
             .prepare_cached(&sql)?
             .execute(rusqlite::params_from_iter(values))?;
-        Ok(key)
+        Ok(())
     }
 
     pub(super) fn assistant(&mut self, e: &AssistantEvent) -> SqlResult<()> {
@@ -157,24 +206,30 @@ impl Apply<'_> {
             ],
         )?;
         self.caches.assistant_models.remove(&key);
+        if let Some(series) = self.series.as_deref_mut() {
+            series.assistant_named(key, e.id, &e.name);
+        }
         Ok(())
     }
 
     pub(super) fn user(&mut self, e: &UserEvent) -> SqlResult<()> {
-        self.upsert(
-            Registry::Users,
-            e.id,
+        let key = self.named_key(Names::Users, e.id.as_str())?;
+        self.register(
+            "users",
+            key,
             &[
                 ("email", text_patch(&e.email)),
                 ("full_name", text_patch(&e.full_name)),
             ],
         )
-        .map(drop)
     }
 
     pub(super) fn connector(&mut self, e: &ConnectorEvent) -> SqlResult<()> {
-        self.upsert(Registry::Connectors, e.id, &[("name", text_patch(&e.name))])
-            .map(drop)
+        let key = self.upsert(Registry::Connectors, e.id, &[("name", text_patch(&e.name))])?;
+        if let Some(series) = self.series.as_deref_mut() {
+            series.connector_named(key, e.id, &e.name);
+        }
+        Ok(())
     }
 
     pub(super) fn document(&mut self, e: &DocumentEvent) -> SqlResult<()> {
@@ -235,6 +290,11 @@ impl Apply<'_> {
                 SyncStatus::Failure => crate::analytics::metrics::sync::SyncStatus::Failure,
             };
             rollups.sync(self.tx, connector, status, e.duration_us, e.started_at)?;
+        }
+        if inserted == 1
+            && let Some(series) = self.series.as_deref_mut()
+        {
+            series.sync(self.tx, e, connector)?;
         }
         Ok(inserted == 1)
     }
@@ -299,7 +359,8 @@ impl Apply<'_> {
         let session = self.named_key(Names::Sessions, &e.session_id)?;
         let user = e
             .user_id
-            .map(|id| self.key(Registry::Users, id))
+            .as_ref()
+            .map(|id| self.named_key(Names::Users, id.as_str()))
             .transpose()?;
         let topic = match self.topic(assistant, e)? {
             TopicChoice::None => None,
@@ -380,6 +441,9 @@ impl Apply<'_> {
         if priced.unpriced {
             let model = priced.model.as_deref().unwrap_or("(none)");
             self.record_unpriced(model, e.timestamp)?;
+        }
+        if let Some(series) = self.series.as_deref_mut() {
+            series.interaction(self.tx, e, assistant, priced.model.as_deref(), priced.cost)?;
         }
         Ok(Applied::Stored)
     }

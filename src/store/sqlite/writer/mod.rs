@@ -5,6 +5,7 @@
 
 mod apply;
 mod ids;
+mod series;
 mod statements;
 mod topics;
 
@@ -15,14 +16,17 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use apply::{Applied, Apply};
+use apply::Apply;
 use ids::StoredIds;
+use series::Series;
 
-use super::reprice::{RepriceReport, RepriceRequest, reprice};
+use super::pending::{self, FinalOutcome, Finalization, PendingIndex, SpanAppend, SpanOutcome};
+use super::reprice::{RepriceRequest, Tally, finish as finish_reprice, reprice_range};
 use super::rollup::write::Rollups;
 use crate::pricing::Catalogue;
 use crate::store::{AppendOutcome, Batch, StoreError};
 use crate::telemetry::Telemetry;
+use crate::telemetry::rag::state::SeriesState;
 use crate::time::{MICROS_PER_DAY, Timestamp};
 use crate::topics::TopicKey;
 use crate::topics::centroids::CentroidIndex;
@@ -36,12 +40,25 @@ pub(super) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::Rand
 /// Stop gathering more batches into one transaction past this many events:
 /// keeps the latency of the first request in a group bounded.
 const GROUP_MAX_EVENTS: usize = 50_000;
+/// Sealing (days' hour rows merged into day rows, dirty days merged again)
+/// runs in its own transaction, after a commit, when the queue is empty and
+/// this long has passed since the last seal, or after [`SEAL_AT_MOST_EVERY`]
+/// however busy the queue is. Meanwhile dirty days accumulate and are
+/// merged once; reads stay exact, as they read unsealed and dirty days from
+/// their hour rows.
+const SEAL_WHEN_IDLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const SEAL_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Key caches are dropped past this size: memory stays bounded, lookups fall back to SQL.
 const CACHE_MAX_ENTRIES: usize = 1_000_000;
 
 pub struct WriteRequest {
     pub batch: Batch,
     pub reply: oneshot::Sender<Reply>,
+    /// The batch's share of the write-queue bound. It travels with the batch
+    /// and is released only once the batch is committed (or failed), even if
+    /// the request that sent it was cancelled meanwhile: the bound counts
+    /// what the writer still holds, not who still waits.
+    pub permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The outcome, and the batch handed back so that freeing its memory happens
@@ -49,6 +66,8 @@ pub struct WriteRequest {
 pub struct Reply {
     pub result: Result<AppendOutcome, StoreError>,
     pub batch: Batch,
+    /// Dropped with the batch, by the requester or, when it is gone, here.
+    pub permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Cost provenance stored with each interaction.
@@ -56,13 +75,41 @@ pub(super) const COST_CLIENT: i64 = 0;
 pub(super) const COST_CATALOGUE: i64 = 1;
 pub(super) const COST_UNPRICED: i64 = 2;
 
-/// One job for the writer: a batch of events, or a reprice.
+/// The spans of one OTLP request, stored as pending (see `pending`).
+pub struct SpansRequest {
+    pub append: SpanAppend,
+    pub reply: oneshot::Sender<Result<SpanOutcome, StoreError>>,
+}
+
+/// Due traces, mapped: their interactions stored and their spans retired.
+pub struct FinalizeRequest {
+    pub traces: Vec<Finalization>,
+    pub reply: oneshot::Sender<Result<Vec<FinalOutcome>, StoreError>>,
+}
+
+/// One job for the writer: a batch of events, OTLP spans or finalised
+/// traces (all three committed together in groups), or a reprice.
 pub enum Job {
     Write(WriteRequest),
-    Reprice {
+    Spans(SpansRequest),
+    Finalize(FinalizeRequest),
+    /// One day (`from <= ts < to`) of a reprice, in its own transaction.
+    RepriceDay {
         request: RepriceRequest,
-        reply: oneshot::Sender<Result<RepriceReport, StoreError>>,
+        from: i64,
+        to: i64,
+        reply: oneshot::Sender<Result<Tally, StoreError>>,
     },
+    /// The end of a reprice: the unpriced-model summary.
+    RepriceFinish {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Holds the writer until the sender is dropped (tests: a stalled disk).
+    #[cfg(test)]
+    Stall(std::sync::mpsc::Receiver<()>),
+    /// Ends the writer thread with a panic (tests: a bug in the writer).
+    #[cfg(test)]
+    Crash,
     /// Seals the rollup days before `today` as if the clock had passed midnight.
     #[cfg(test)]
     Seal {
@@ -80,6 +127,55 @@ pub struct Writer {
     caches: Caches,
     ids: StoredIds,
     rollups: RollupMode,
+    /// Pending OTLP traces: updated after each commit that changes them.
+    pending: Arc<PendingIndex>,
+    heartbeat: Arc<super::health::Heartbeat>,
+    last_seal: std::time::Instant,
+    /// `None` when the Prometheus series are off.
+    series: Option<Series>,
+}
+
+/// The jobs committed in one transaction.
+#[derive(Default)]
+struct Group {
+    writes: Vec<WriteRequest>,
+    spans: Vec<SpansRequest>,
+    finals: Vec<FinalizeRequest>,
+}
+
+impl Group {
+    /// Adds a job that joins groups; hands back one that does not.
+    fn push(&mut self, job: Job) -> Option<Job> {
+        match job {
+            Job::Write(request) => self.writes.push(request),
+            Job::Spans(request) => self.spans.push(request),
+            Job::Finalize(request) => self.finals.push(request),
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn events(&self) -> usize {
+        self.writes
+            .iter()
+            .map(|r| r.batch.events.len())
+            .sum::<usize>()
+            + self
+                .spans
+                .iter()
+                .map(|r| r.append.groups.len())
+                .sum::<usize>()
+            + self.finals.iter().map(|r| r.traces.len()).sum::<usize>()
+    }
+}
+
+/// What one transaction did, per job of its group.
+struct Written {
+    outcomes: Vec<AppendOutcome>,
+    unpriced: Vec<String>,
+    spans: Vec<SpanOutcome>,
+    finals: Vec<Vec<FinalOutcome>>,
+    recorded: Vec<pending::Recorded>,
 }
 
 /// Whether and how the writer keeps rollups.
@@ -96,17 +192,21 @@ fn today() -> i64 {
     Timestamp::now().0.div_euclid(MICROS_PER_DAY)
 }
 
-/// Surrogate keys already resolved. Only valid for committed rows, so they are
-/// cleared whenever a transaction rolls back.
+/// Surrogate keys already resolved, and the topic indexes. Only valid for
+/// committed rows, so they are cleared whenever a transaction rolls back; past
+/// [`CACHE_MAX_ENTRIES`] keys, the keys alone are dropped.
 #[derive(Default)]
 struct Caches {
     assistants: Map<Uuid, i64>,
-    users: Map<Uuid, i64>,
+    users: Map<String, i64>,
     connectors: Map<Uuid, i64>,
     documents: Map<Uuid, i64>,
     sessions: Map<String, i64>,
     step_names: Map<String, i64>,
     topics: Map<(i64, TopicKey), i64>,
+    /// Topics this writer created that have no phrasing yet: their first
+    /// phrasing needs no lookup.
+    fresh_topics: foldhash::HashSet<i64>,
     phrasings: Map<(i64, String), i64>,
     assistant_models: Map<i64, Option<String>>,
     centroids: Map<i64, CentroidIndex>,
@@ -122,14 +222,9 @@ impl Caches {
             + self.sessions.len()
             + self.step_names.len()
             + self.topics.len()
+            + self.fresh_topics.len()
             + self.phrasings.len()
             + self.assistant_models.len()
-            + self
-                .centroids
-                .values()
-                .map(CentroidIndex::len)
-                .sum::<usize>()
-            + self.lexical.values().map(LexicalIndex::len).sum::<usize>()
     }
 }
 
@@ -137,16 +232,18 @@ impl Caches {
 #[derive(Clone, Copy)]
 enum Registry {
     Assistants,
-    Users,
     Connectors,
     Documents,
 }
 
-/// Tables that intern a text (`key`, text column) the way registries intern ids.
+/// Tables that intern a text (`key`, text column) the way registries intern
+/// ids. Users are a registry whose ids are text.
 #[derive(Clone, Copy)]
+#[allow(clippy::enum_variant_names)]
 enum Names {
     Sessions,
     StepNames,
+    Users,
 }
 
 impl Names {
@@ -154,6 +251,7 @@ impl Names {
         match self {
             Names::Sessions => ("sessions", "sid"),
             Names::StepNames => ("step_names", "name"),
+            Names::Users => ("users", "id"),
         }
     }
 
@@ -161,6 +259,7 @@ impl Names {
         match self {
             Names::Sessions => &mut caches.sessions,
             Names::StepNames => &mut caches.step_names,
+            Names::Users => &mut caches.users,
         }
     }
 }
@@ -169,7 +268,6 @@ impl Registry {
     fn table(self) -> &'static str {
         match self {
             Registry::Assistants => "assistants",
-            Registry::Users => "users",
             Registry::Connectors => "connectors",
             Registry::Documents => "documents",
         }
@@ -178,11 +276,20 @@ impl Registry {
     fn cache(self, caches: &mut Caches) -> &mut Map<Uuid, i64> {
         match self {
             Registry::Assistants => &mut caches.assistants,
-            Registry::Users => &mut caches.users,
             Registry::Connectors => &mut caches.connectors,
             Registry::Documents => &mut caches.documents,
         }
     }
+}
+
+/// What the writer shares with the store, or keeps on its behalf.
+pub struct WriterHooks {
+    /// Pending OTLP traces, updated after each commit that changes them.
+    pub pending: Arc<PendingIndex>,
+    /// The writer's current job, for readiness.
+    pub heartbeat: Arc<super::health::Heartbeat>,
+    /// The Prometheus series' stored state; `None` when they are off.
+    pub series: Option<SeriesState>,
 }
 
 impl Writer {
@@ -191,8 +298,8 @@ impl Writer {
         catalogue: Arc<Catalogue>,
         telemetry: Arc<Telemetry>,
         data_version: Arc<AtomicU64>,
-        topic_threshold: f32,
-        maintain_rollups: bool,
+        options: &super::StoreOptions,
+        hooks: WriterHooks,
     ) -> rusqlite::Result<Self> {
         let started = std::time::Instant::now();
         let ids = StoredIds::load(&conn)?;
@@ -201,19 +308,31 @@ impl Writer {
             seconds = started.elapsed().as_secs_f64(),
             "loaded the filter of stored interaction ids"
         );
+        let WriterHooks {
+            pending,
+            heartbeat,
+            series,
+        } = hooks;
+        let series = series
+            .map(|state| Series::open(&conn, state, telemetry.rag.clone()))
+            .transpose()?;
         Ok(Self {
+            series,
             conn,
             catalogue,
             telemetry,
             data_version,
-            topic_threshold,
+            topic_threshold: options.topic_threshold,
             caches: Caches::default(),
             ids,
-            rollups: if maintain_rollups {
+            rollups: if options.rollups {
                 RollupMode::Stale
             } else {
                 RollupMode::Off
             },
+            pending,
+            heartbeat,
+            last_seal: std::time::Instant::now(),
         })
     }
 
@@ -221,6 +340,7 @@ impl Writer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut held: Option<Job> = None;
         loop {
+            self.heartbeat.idle();
             let first = match held.take() {
                 Some(job) => job,
                 None => match rx.blocking_recv() {
@@ -228,35 +348,54 @@ impl Writer {
                     None => break,
                 },
             };
-            let first = match first {
-                Job::Write(request) => request,
-                Job::Reprice { request, reply } => {
-                    let _ = reply.send(self.reprice(&request));
+            self.heartbeat.busy();
+            let mut group = Group::default();
+            match group.push(first) {
+                None => {}
+                Some(Job::RepriceDay {
+                    request,
+                    from,
+                    to,
+                    reply,
+                }) => {
+                    let _ = reply.send(self.reprice_day(&request, from, to));
+                    continue;
+                }
+                Some(Job::RepriceFinish { reply }) => {
+                    let _ = reply.send(finish_reprice(&mut self.conn).map_err(StoreError::Sqlite));
                     continue;
                 }
                 #[cfg(test)]
-                Job::Seal { today, reply } => {
+                Some(Job::Seal { today, reply }) => {
                     let _ = reply.send(self.seal(today));
                     continue;
                 }
-            };
-            let mut group = vec![first];
-            let mut events = group[0].batch.events.len();
-            while events < GROUP_MAX_EVENTS {
+                #[cfg(test)]
+                Some(Job::Stall(until)) => {
+                    let _ = until.recv();
+                    continue;
+                }
+                #[cfg(test)]
+                Some(Job::Crash) => panic!("the writer crashed on purpose"),
+                Some(_) => continue,
+            }
+            while group.events() < GROUP_MAX_EVENTS {
                 match rx.try_recv() {
-                    Ok(Job::Write(next)) => {
-                        events += next.batch.events.len();
-                        group.push(next);
-                    }
                     // A reprice waits for the group gathered before it.
-                    Ok(other) => {
-                        held = Some(other);
-                        break;
+                    Ok(next) => {
+                        if let Some(other) = group.push(next) {
+                            held = Some(other);
+                            break;
+                        }
                     }
                     Err(_) => break,
                 }
             }
             self.commit_group(group);
+            let since = self.last_seal.elapsed();
+            if (rx.is_empty() && since >= SEAL_WHEN_IDLE_EVERY) || since >= SEAL_AT_MOST_EVERY {
+                self.seal_in_background();
+            }
         }
         tracing::info!("writer stopped: every queued batch is committed");
     }
@@ -271,36 +410,81 @@ impl Writer {
         Ok(())
     }
 
-    fn reprice(&mut self, request: &RepriceRequest) -> Result<RepriceReport, StoreError> {
-        let result = reprice(&mut self.conn, &self.catalogue, request);
-        // The reprice rewrote cost rollups behind the cached states.
-        if !matches!(self.rollups, RollupMode::Off) {
+    /// Seals what is due in a transaction of its own, outside every ingest
+    /// commit. A failure is logged; the next seal retries it.
+    fn seal_in_background(&mut self) {
+        self.last_seal = std::time::Instant::now();
+        let RollupMode::Ready(rollups) = &mut self.rollups else {
+            return;
+        };
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            rollups.seal_all(&tx, today())?;
+            tx.commit()
+        })();
+        if let Err(error) = result {
+            tracing::warn!(%error, "sealing rollup days failed; it will be retried");
             self.rollups = RollupMode::Stale;
         }
-        // Costs are part of every cached answer.
-        self.data_version.fetch_add(1, Ordering::Release);
-        result.map_err(StoreError::Sqlite)
     }
 
-    fn commit_group(&mut self, group: Vec<WriteRequest>) {
+    fn reprice_day(
+        &mut self,
+        request: &RepriceRequest,
+        from: i64,
+        to: i64,
+    ) -> Result<Tally, StoreError> {
+        let tally = reprice_range(&mut self.conn, &self.catalogue, request, from, to)?;
+        if tally.changed > 0 {
+            // The day's cost rollups were rewritten behind the cached states.
+            if !matches!(self.rollups, RollupMode::Off) {
+                self.rollups = RollupMode::Stale;
+            }
+            // Costs are part of every cached answer.
+            self.data_version.fetch_add(1, Ordering::Release);
+        }
+        Ok(tally)
+    }
+
+    fn commit_group(&mut self, group: Group) {
         let started = std::time::Instant::now();
-        let batches: Vec<&Batch> = group.iter().map(|r| &r.batch).collect();
-        let result = self.write(&batches);
+        let result = self.write(&group);
         self.telemetry
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Ok((outcomes, unpriced)) => {
+            Ok(written) => {
                 self.data_version.fetch_add(1, Ordering::Release);
-                for model in unpriced {
+                for model in written.unpriced {
                     self.telemetry.count_unpriced(&model);
                 }
-                for (request, outcome) in group.into_iter().zip(outcomes) {
+                self.pending.record(&written.recorded);
+                for (request, outcome) in group.writes.into_iter().zip(written.outcomes) {
                     self.telemetry.count_outcome(&outcome);
                     let _ = request.reply.send(Reply {
                         result: Ok(outcome),
                         batch: request.batch,
+                        permit: request.permit,
                     });
+                }
+                for (request, outcome) in group.spans.into_iter().zip(written.spans) {
+                    let _ = request.reply.send(Ok(outcome));
+                }
+                for (request, outcomes) in group.finals.into_iter().zip(written.finals) {
+                    let retired: Vec<pending::TraceId> = request
+                        .traces
+                        .iter()
+                        .zip(&outcomes)
+                        .filter(|(_, o)| matches!(o, FinalOutcome::Finalized(_)))
+                        .map(|(t, _)| t.trace_id)
+                        .collect();
+                    self.pending.remove(&retired);
+                    for outcome in &outcomes {
+                        if let FinalOutcome::Finalized(outcome) = outcome {
+                            self.telemetry.count_outcome(outcome);
+                        }
+                    }
+                    let _ = request.reply.send(Ok(outcomes));
                 }
             }
             Err(error) => {
@@ -309,27 +493,43 @@ impl Writer {
                 if !matches!(self.rollups, RollupMode::Off) {
                     self.rollups = RollupMode::Stale;
                 }
+                if let Some(series) = self.series.as_mut() {
+                    series.rolled_back();
+                }
                 tracing::error!(%error, "ingest commit failed; the group was rolled back");
                 let unavailable = StoreError::Sqlite(error).is_unavailable();
                 self.telemetry.commit_failures.inc();
-                for request in group {
+                for request in group.writes {
                     let _ = request.reply.send(Reply {
                         result: Err(StoreError::Commit { unavailable }),
                         batch: request.batch,
+                        permit: request.permit,
                     });
+                }
+                for request in group.spans {
+                    let _ = request.reply.send(Err(StoreError::Commit { unavailable }));
+                }
+                for request in group.finals {
+                    let _ = request.reply.send(Err(StoreError::Commit { unavailable }));
                 }
             }
         }
         if self.caches.len() > CACHE_MAX_ENTRIES {
-            self.caches = Caches::default();
+            // The topic indexes are not caches: rebuilding one reads every
+            // topic of its assistant, so with millions of distinct questions a
+            // reload after each clear cost more than all the lookups it saved.
+            let indexes = Caches {
+                centroids: std::mem::take(&mut self.caches.centroids),
+                lexical: std::mem::take(&mut self.caches.lexical),
+                ..Caches::default()
+            };
+            self.caches = indexes;
         }
     }
 
     /// One transaction for the whole group.
-    fn write(
-        &mut self,
-        batches: &[&Batch],
-    ) -> Result<(Vec<AppendOutcome>, Vec<String>), rusqlite::Error> {
+    fn write(&mut self, group: &Group) -> Result<Written, rusqlite::Error> {
+        let batches: Vec<&Batch> = group.writes.iter().map(|r| &r.batch).collect();
         let tx = self.conn.transaction()?;
         let today = today();
         if matches!(self.rollups, RollupMode::Stale) {
@@ -339,12 +539,16 @@ impl Writer {
             RollupMode::Ready(rollups) => Some(rollups.as_mut()),
             _ => None,
         };
+        if let Some(series) = self.series.as_mut() {
+            series.resume(&tx)?;
+        }
         let mut apply = Apply {
             tx: &tx,
             caches: &mut self.caches,
             ids: &mut self.ids,
             rollups,
             catalogue: &self.catalogue,
+            series: self.series.as_mut(),
             topic_threshold: self.topic_threshold,
             unpriced: Vec::new(),
             topic_counts: Map::default(),
@@ -354,16 +558,17 @@ impl Writer {
             statements: Default::default(),
         };
         let mut outcomes = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let mut outcome = AppendOutcome::default();
-            for (index, event) in &batch.events {
-                match apply.event(event)? {
-                    Applied::Stored => outcome.accepted += 1,
-                    Applied::Duplicate => outcome.duplicates += 1,
-                    Applied::Rejected(message) => outcome.rejected.push((*index, message)),
-                }
-            }
-            outcomes.push(outcome);
+        for batch in &batches {
+            outcomes.push(apply.events(&batch.events)?);
+        }
+        let mut recorded = Vec::new();
+        let mut spans = Vec::with_capacity(group.spans.len());
+        for request in &group.spans {
+            spans.push(pending::append(&tx, &request.append, &mut recorded)?);
+        }
+        let mut finals = Vec::with_capacity(group.finals.len());
+        for request in &group.finals {
+            finals.push(apply.finalize(&request.traces)?);
         }
         apply.flush_centroids()?;
         apply.flush_topic_counts()?;
@@ -374,12 +579,21 @@ impl Writer {
         drop(apply);
         if let Some(rollups) = rollups {
             rollups.flush(&tx)?;
-            rollups.seal(&tx, today)?;
         }
+        let series = self.series.as_mut().map(|s| s.save(&tx)).transpose()?;
         tx.commit()?;
+        if let (Some(published), Some(pending)) = (self.series.as_mut(), series) {
+            published.committed(pending);
+        }
         if let RollupMode::Ready(rollups) = &mut self.rollups {
             rollups.committed(Timestamp::now().0);
         }
-        Ok((outcomes, unpriced))
+        Ok(Written {
+            outcomes,
+            unpriced,
+            spans,
+            finals,
+            recorded,
+        })
     }
 }

@@ -62,7 +62,7 @@ impl Interned {
     pub(super) fn slot(self) -> usize {
         match self {
             Interned::Registry(Registry::Assistants) => 0,
-            Interned::Registry(Registry::Users) => 1,
+            Interned::Names(Names::Users) => 1,
             Interned::Registry(Registry::Connectors) => 2,
             Interned::Registry(Registry::Documents) => 3,
             Interned::Names(Names::Sessions) => 4,

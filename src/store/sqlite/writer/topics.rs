@@ -5,6 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
+use super::Map;
 use super::apply::{Apply, SqlResult};
 use crate::ingest::event::*;
 use crate::topics::centroids::{Assignment, CentroidIndex, from_bytes, to_bytes};
@@ -53,6 +54,7 @@ impl Apply<'_> {
                     if key.kind == TopicKind::Question {
                         self.lexical(assistant)?.insert(topic, &key.norm);
                     }
+                    self.caches.fresh_topics.insert(topic);
                     topic
                 }
             },
@@ -113,11 +115,15 @@ impl Apply<'_> {
         if let Some(&key) = self.caches.phrasings.get(&cache_key) {
             return Ok(key);
         }
-        let found: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT key FROM phrasings WHERE topic = ?1 AND text = ?2")?
-            .query_row(params![topic, question], |r| r.get(0))
-            .optional()?;
+        // A topic created by this transaction has no phrasing to find.
+        let found: Option<i64> = if self.caches.fresh_topics.remove(&topic) {
+            None
+        } else {
+            self.tx
+                .prepare_cached("SELECT key FROM phrasings WHERE topic = ?1 AND text = ?2")?
+                .query_row(params![topic, question], |r| r.get(0))
+                .optional()?
+        };
         let key = match found {
             Some(key) => key,
             None => {
@@ -261,24 +267,128 @@ impl Apply<'_> {
         Ok(())
     }
 
+    /// Writes this transaction's topic and phrasing counters, and keeps what
+    /// all-time trending and diversity read up to date with them: each
+    /// topic's phrasings asked and canonical phrasing, and its assistant's
+    /// Σf, Σf² and number of asked topics.
     pub(super) fn flush_topic_counts(&mut self) -> SqlResult<()> {
+        let touched = self.flush_phrasing_counts()?;
+        let mut totals: Map<i64, Totals> = Map::default();
         for (topic, (count, last)) in std::mem::take(&mut self.topic_counts) {
-            self.tx
-                .prepare_cached(
-                    "UPDATE topics SET frequency = frequency + ?2,
-                        last_ts = max(coalesce(last_ts, ?3), ?3) WHERE key = ?1",
-                )?
-                .execute(params![topic, count, last])?;
+            let phrasings = touched.get(&topic);
+            let best = phrasings.and_then(|t| t.best);
+            let (assistant, frequency): (i64, i64) =
+                self.tx.prepare_cached(UPDATE_TOPIC)?.query_row(
+                    params![
+                        topic,
+                        count,
+                        last,
+                        phrasings.map_or(0, |t| t.new),
+                        best.map(|b| b.key),
+                        best.map(|b| b.count),
+                        best.map(|b| b.first)
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+            totals
+                .entry(assistant)
+                .or_default()
+                .add(frequency - count, frequency);
         }
-        for (phrasing, (count, first, last)) in std::mem::take(&mut self.phrasing_counts) {
-            self.tx
-                .prepare_cached(
-                    "UPDATE phrasings SET count = count + ?2,
-                        first_ts = min(coalesce(first_ts, ?3), ?3),
-                        last_ts = max(coalesce(last_ts, ?4), ?4) WHERE key = ?1",
-                )?
-                .execute(params![phrasing, count, first, last])?;
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO topic_totals (assistant, topics, total, squares) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (assistant) DO UPDATE SET topics = topics + ?2, total = total + ?3,
+                squares = squares + ?4",
+        )?;
+        for (assistant, t) in totals {
+            stmt.execute(params![assistant, t.topics, t.total, t.squares])?;
         }
         Ok(())
+    }
+
+    /// Writes the phrasing counters; per topic, how many of its phrasings
+    /// were asked for the first time and the best of them by the canonical rule.
+    fn flush_phrasing_counts(&mut self) -> SqlResult<Map<i64, TouchedPhrasings>> {
+        let mut touched: Map<i64, TouchedPhrasings> = Map::default();
+        let mut stmt = self.tx.prepare_cached(
+            "UPDATE phrasings SET count = count + ?2,
+                first_ts = min(coalesce(first_ts, ?3), ?3),
+                last_ts = max(coalesce(last_ts, ?4), ?4) WHERE key = ?1
+             RETURNING topic, count, first_ts",
+        )?;
+        for (phrasing, (count, first, last)) in std::mem::take(&mut self.phrasing_counts) {
+            let (topic, total, first): (i64, i64, i64) = stmt
+                .query_row(params![phrasing, count, first, last], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            let entry = touched.entry(topic).or_default();
+            entry.new += i64::from(total == count);
+            let candidate = Canonical {
+                key: phrasing,
+                count: total,
+                first,
+            };
+            if entry.best.is_none_or(|b| candidate.rank() < b.rank()) {
+                entry.best = Some(candidate);
+            }
+        }
+        Ok(touched)
+    }
+}
+
+/// A phrasing by the keys of the canonical rule.
+#[derive(Debug, Clone, Copy)]
+struct Canonical {
+    key: i64,
+    count: i64,
+    first: i64,
+}
+
+impl Canonical {
+    /// Most asked, then first asked earliest, then the smaller key: the least rank wins.
+    fn rank(&self) -> (std::cmp::Reverse<i64>, i64, i64) {
+        (std::cmp::Reverse(self.count), self.first, self.key)
+    }
+}
+
+/// Adds a transaction's counts to a topic (?1: key, ?2: interactions, ?3:
+/// latest, ?4: phrasings asked for the first time) and makes ?5 its canonical
+/// phrasing (?6: its count, ?7: its first time) when ?5 now ranks first by
+/// the canonical rule (most asked, first asked earliest, smaller key). ?5 is
+/// the best of the phrasings of the topic this transaction touched. Counts
+/// only grow and first times only move earlier, so the untouched phrasings
+/// keep their ranks and the canonical phrasing is the better of the stored
+/// one (whose stored keys can only understate it) and ?5; ?5 being the
+/// stored one refreshes its keys. Each SET reads the row as it was before.
+const UPDATE_TOPIC: &str = "UPDATE topics SET frequency = frequency + ?2,
+        last_ts = max(coalesce(last_ts, ?3), ?3),
+        variations = variations + ?4,
+        canonical = CASE WHEN (?5 IS NOT NULL AND (canonical IS NULL OR canonical = ?5 OR ?6 > canonical_count OR (?6 = canonical_count AND (?7 < canonical_first OR (?7 = canonical_first AND ?5 < canonical))))) THEN ?5 ELSE canonical END,
+        canonical_count = CASE WHEN (?5 IS NOT NULL AND (canonical IS NULL OR canonical = ?5 OR ?6 > canonical_count OR (?6 = canonical_count AND (?7 < canonical_first OR (?7 = canonical_first AND ?5 < canonical))))) THEN ?6 ELSE canonical_count END,
+        canonical_first = CASE WHEN (?5 IS NOT NULL AND (canonical IS NULL OR canonical = ?5 OR ?6 > canonical_count OR (?6 = canonical_count AND (?7 < canonical_first OR (?7 = canonical_first AND ?5 < canonical))))) THEN ?7 ELSE canonical_first END
+    WHERE key = ?1 RETURNING assistant, frequency";
+
+/// A topic's phrasings written by one transaction.
+#[derive(Debug, Default)]
+struct TouchedPhrasings {
+    /// Asked for the first time.
+    new: i64,
+    best: Option<Canonical>,
+}
+
+/// Changes to one assistant's diversity totals.
+#[derive(Debug, Default)]
+struct Totals {
+    topics: i64,
+    total: i64,
+    squares: i64,
+}
+
+impl Totals {
+    /// A topic's frequency went from `before` to `after`.
+    fn add(&mut self, before: i64, after: i64) {
+        self.topics += i64::from(before == 0 && after > 0);
+        self.total += after - before;
+        self.squares += after * after - before * before;
     }
 }

@@ -1,0 +1,286 @@
+//! The finalizer: a task that turns complete traces into interactions. A
+//! trace is complete when no span of it arrived for the settle period, or
+//! when it has been pending for the maximum hold. Each round reads the due
+//! traces' span facts (its own read connection), maps them, validates the
+//! interactions exactly as `/api/v1/ingest` does, and hands them to the
+//! writer, which stores them and retires the spans in one transaction.
+//! Stopped by the server's shutdown token; what is pending stays on disk and
+//! is finalised after a restart (a settle period after it, so exporters can
+//! deliver what they held meanwhile).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::OtlpSettings;
+use super::assemble::{self, Mapped};
+use super::facts::TraceRow;
+use crate::ingest::event::{AssistantEvent, Event, Patch};
+use crate::ingest::json::Json as Borrowed;
+use crate::ingest::validate::{self, EventLimits, Rejection};
+use crate::store::StoreError;
+use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::pending::{FinalOutcome, Finalization, PendingReader, TraceId};
+use crate::telemetry::Telemetry;
+use crate::time::Timestamp;
+
+/// Traces finalised per round at most (one writer job).
+const ROUND_TRACES: usize = 2_000;
+
+/// Starts the finalizer; it ends when `shutdown` is cancelled.
+pub fn spawn(
+    store: Arc<SqliteStore>,
+    telemetry: Arc<Telemetry>,
+    settings: OtlpSettings,
+    limits: EventLimits,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut finalizer = Finalizer {
+            store,
+            telemetry,
+            settings,
+            limits,
+            reader: None,
+            registered: HashSet::new(),
+            started_us: Timestamp::now().micros(),
+        };
+        let tick =
+            (settings.settle / 4).clamp(Duration::from_millis(20), Duration::from_millis(250));
+        loop {
+            let busy = match finalizer.round().await {
+                Ok(busy) => busy,
+                Err(error) => {
+                    tracing::warn!(%error, "finalising OTLP traces failed; retrying");
+                    false
+                }
+            };
+            finalizer
+                .telemetry
+                .otlp
+                .set_pending(finalizer.store.pending().stats());
+            if busy {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(tick) => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+    })
+}
+
+struct Finalizer {
+    store: Arc<SqliteStore>,
+    telemetry: Arc<Telemetry>,
+    settings: OtlpSettings,
+    limits: EventLimits,
+    reader: Option<Arc<std::sync::Mutex<PendingReader>>>,
+    /// Assistants known to be registered (not registered again).
+    registered: HashSet<Uuid>,
+    started_us: i64,
+}
+
+/// One due trace, mapped and validated, before the writer has it.
+struct Prepared {
+    finalization: Finalization,
+    interactions: usize,
+    rejected: Vec<String>,
+    duplicate_spans: usize,
+    unresolved_documents: u64,
+    new_assistants: Vec<Uuid>,
+}
+
+impl Finalizer {
+    /// Finalises the traces due now; true when there may be more right away.
+    async fn round(&mut self) -> Result<bool, StoreError> {
+        let now = Timestamp::now().micros();
+        let settle = micros(self.settings.settle);
+        // After a restart, pending traces get a settle period first.
+        if now < self.started_us + settle {
+            return Ok(false);
+        }
+        let due = self.store.pending().due(
+            now - settle,
+            now - micros(self.settings.max_hold),
+            ROUND_TRACES,
+        );
+        if due.is_empty() {
+            return Ok(false);
+        }
+        let busy = due.len() == ROUND_TRACES;
+        let reader = self.reader()?;
+        let registered = self.registered.clone();
+        let limits = self.limits.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let reader = reader
+                .lock()
+                .map_err(|_| StoreError::Task("finalizer reader".into()))?;
+            prepare_all(&reader, &due, &registered, &limits)
+        })
+        .await
+        .map_err(|e| StoreError::Task(format!("finalizer task: {e}")))??;
+        let mut finalizations = Vec::with_capacity(prepared.len());
+        let mut notes = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            notes.push((
+                p.interactions,
+                p.rejected,
+                p.duplicate_spans,
+                p.unresolved_documents,
+                p.new_assistants,
+            ));
+            finalizations.push(p.finalization);
+        }
+        let outcomes = self.store.finalize_traces(finalizations).await?;
+        let metrics = &self.telemetry.otlp;
+        for (outcome, (interactions, rejected, duplicates, unresolved, assistants)) in
+            outcomes.into_iter().zip(notes)
+        {
+            let FinalOutcome::Finalized(stored) = outcome else {
+                continue;
+            };
+            self.registered.extend(assistants);
+            metrics.spans_duplicate.inc_by(duplicates as u64);
+            metrics.documents_unresolved.inc_by(unresolved);
+            metrics
+                .interactions_rejected
+                .inc_by((rejected.len() + stored.rejected.len()) as u64);
+            for message in rejected
+                .iter()
+                .chain(stored.rejected.iter().map(|(_, m)| m))
+            {
+                tracing::warn!(error = %message, "an interaction of an OTLP trace was refused");
+            }
+            let kept = interactions.saturating_sub(stored.rejected.len());
+            metrics.interactions.inc_by(kept as u64);
+            metrics.count_trace(if kept > 0 {
+                "interaction"
+            } else if interactions > 0 || !rejected.is_empty() {
+                "rejected"
+            } else {
+                "no_interaction"
+            });
+        }
+        Ok(busy)
+    }
+
+    fn reader(&mut self) -> Result<Arc<std::sync::Mutex<PendingReader>>, StoreError> {
+        if let Some(reader) = &self.reader {
+            return Ok(reader.clone());
+        }
+        let reader = Arc::new(std::sync::Mutex::new(self.store.pending_reader()?));
+        self.reader = Some(reader.clone());
+        Ok(reader)
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Reads, maps and validates the due traces.
+fn prepare_all(
+    reader: &PendingReader,
+    due: &[TraceId],
+    registered: &HashSet<Uuid>,
+    limits: &EventLimits,
+) -> Result<Vec<Prepared>, StoreError> {
+    let now = Timestamp::now().micros();
+    let mut out = Vec::with_capacity(due.len());
+    // Assistants registered by an earlier trace of this round.
+    let mut new_here: HashSet<Uuid> = HashSet::new();
+    for trace in due {
+        let Some((max_seq, blobs)) = reader.rows(trace)? else {
+            continue;
+        };
+        let rows: Vec<TraceRow> = blobs
+            .iter()
+            .filter_map(|blob| match postcard::from_bytes::<TraceRow>(blob) {
+                Ok(row) => Some(row),
+                Err(error) => {
+                    tracing::warn!(%error, "a pending OTLP row could not be read; its spans are skipped");
+                    None
+                }
+            })
+            .collect();
+        let mapped = assemble::map_trace(trace, &rows);
+        out.push(prepare_trace(
+            reader,
+            *trace,
+            max_seq,
+            mapped,
+            registered,
+            &mut new_here,
+            limits,
+            now,
+        )?);
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn prepare_trace(
+    reader: &PendingReader,
+    trace_id: TraceId,
+    max_seq: i64,
+    mapped: Mapped,
+    registered: &HashSet<Uuid>,
+    new_here: &mut HashSet<Uuid>,
+    limits: &EventLimits,
+    now: i64,
+) -> Result<Prepared, StoreError> {
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    let mut new_assistants = Vec::new();
+    let interactions = mapped.interactions.len();
+    for draft in mapped.interactions {
+        if let Some(name) = &draft.service_name
+            && !registered.contains(&draft.assistant)
+            && !new_here.contains(&draft.assistant)
+        {
+            if !reader.assistant_registered(draft.assistant)? {
+                events.push((
+                    events.len(),
+                    Event::Assistant(AssistantEvent {
+                        id: draft.assistant,
+                        name: Patch::Set(name.clone()),
+                        model: Patch::Keep,
+                    }),
+                ));
+            }
+            new_here.insert(draft.assistant);
+            new_assistants.push(draft.assistant);
+        }
+        tracing::debug!(event = %draft.event, "an OTLP trace mapped to an interaction");
+        match validate_draft(&draft.event, limits, now) {
+            Ok(event) => events.push((events.len(), event)),
+            Err(message) => rejected.push(message),
+        }
+    }
+    Ok(Prepared {
+        finalization: Finalization {
+            trace_id,
+            max_seq,
+            span_ids: mapped.span_ids,
+            events,
+        },
+        interactions: interactions - rejected.len(),
+        rejected,
+        duplicate_spans: mapped.duplicate_spans,
+        unresolved_documents: mapped.unresolved_documents,
+        new_assistants,
+    })
+}
+
+/// The validation of `/api/v1/ingest`, on a mapped interaction.
+pub fn validate_draft(event: &Json, limits: &EventLimits, now: i64) -> Result<Event, String> {
+    validate::validate(&Borrowed::borrow(event), limits, now).map_err(|Rejection(message)| message)
+}
