@@ -2,23 +2,60 @@
 //! telemetry to `POST /api/v1/ingest`; dashboards read the twelve metrics of
 //! `/api/v1/analytics/*`. See README.md and docs/.
 
-pub mod analytics;
-pub mod api;
-pub mod bench;
+pub(crate) mod analytics;
+pub(crate) mod api;
+pub(crate) mod bench;
 pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod import;
-pub mod ingest;
-pub mod live;
-pub mod otlp;
-pub mod pricing;
-pub mod probes;
+pub(crate) mod demo;
+pub(crate) mod import;
+pub(crate) mod ingest;
+pub(crate) mod live;
+pub(crate) mod otlp;
+pub(crate) mod pricing;
+pub(crate) mod probes;
 pub mod server;
-pub mod store;
-pub mod telemetry;
-pub mod time;
-pub mod topics;
+pub(crate) mod store;
+pub(crate) mod telemetry;
+pub(crate) mod time;
+pub(crate) mod topics;
+
+/// The commands the binary runs besides `serve`.
+pub mod commands {
+    pub use crate::bench::run as bench;
+    pub use crate::demo::run as demo;
+    pub use crate::import::{rebuild_rollups, reprice, run as import};
+}
+
+/// What the fuzz targets and the integration tests reach below the HTTP
+/// surface: decoders, the query parser and the store's read path. Not a
+/// stable interface.
+#[doc(hidden)]
+pub mod internals {
+    pub mod api {
+        pub use crate::api::analytics::advanced_params;
+        pub use crate::api::error::ApiError;
+        pub use crate::api::query::Query;
+    }
+    pub mod ingest {
+        pub use crate::ingest::check_body;
+        pub use crate::ingest::decode::{BodyLimits, DecodeError, Format};
+        pub use crate::ingest::validate::EventLimits;
+    }
+    pub mod otlp {
+        pub use crate::otlp::assemble::map_trace;
+        pub use crate::otlp::decode::{Compression, DecodeError, Encoding};
+        pub use crate::otlp::facts::TraceRow;
+        pub use crate::otlp::receiver::prepare;
+    }
+    pub mod store {
+        pub use crate::store::sqlite::details::{PackedStep, column};
+        pub use crate::store::sqlite::read::{self, ReadCtx};
+        pub use crate::store::sqlite::rollup::cache::MergeCache;
+        pub use crate::store::sqlite::rollup::is_built;
+        pub use crate::store::{ReadPath, Window};
+    }
+}
 
 /// Installs the tracing subscriber: human-readable or JSON lines, filtered by
 /// `RUST_LOG` (default `info`). Colours only for a person at a terminal: a

@@ -44,23 +44,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(args) => {
             ragpulse::init_tracing(false);
-            ragpulse::demo::run(args, cli.config.as_deref()).await
+            ragpulse::commands::demo(args, cli.config.as_deref()).await
         }
         Command::Import(args) => {
             ragpulse::init_tracing(false);
-            ragpulse::import::run(args, cli.config.as_deref()).await
+            ragpulse::commands::import(args, cli.config.as_deref()).await
         }
         Command::Bench(args) => {
             ragpulse::init_tracing(false);
-            ragpulse::bench::run(args).await
+            ragpulse::commands::bench(args).await
         }
         Command::Reprice(args) => {
             ragpulse::init_tracing(false);
-            ragpulse::import::reprice(args, cli.config.as_deref()).await
+            ragpulse::commands::reprice(args, cli.config.as_deref()).await
         }
         Command::RebuildRollups(args) => {
             ragpulse::init_tracing(false);
-            ragpulse::import::rebuild_rollups(args, cli.config.as_deref()).await
+            ragpulse::commands::rebuild_rollups(args, cli.config.as_deref()).await
         }
     }
 }

@@ -7,9 +7,9 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use ragpulse::ingest::check_body;
-use ragpulse::ingest::decode::{BodyLimits, DecodeError, Format};
-use ragpulse::ingest::validate::EventLimits;
+use ragpulse::internals::ingest::check_body;
+use ragpulse::internals::ingest::{BodyLimits, DecodeError, Format};
+use ragpulse::internals::ingest::EventLimits;
 
 /// 2026-11-28T12:00:00Z: the seeds' timestamps are before it.
 const NOW_US: i64 = 1_795_867_200_000_000;

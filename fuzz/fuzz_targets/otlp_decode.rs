@@ -7,10 +7,10 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use ragpulse::otlp::assemble::map_trace;
-use ragpulse::otlp::decode::{Compression, DecodeError, Encoding};
-use ragpulse::otlp::facts::TraceRow;
-use ragpulse::otlp::receiver::prepare;
+use ragpulse::internals::otlp::map_trace;
+use ragpulse::internals::otlp::{Compression, DecodeError, Encoding};
+use ragpulse::internals::otlp::TraceRow;
+use ragpulse::internals::otlp::prepare;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else {

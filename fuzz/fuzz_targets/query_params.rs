@@ -5,9 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ragpulse::api::analytics::advanced_params;
-use ragpulse::api::error::ApiError;
-use ragpulse::api::query::Query;
+use ragpulse::internals::api::advanced_params;
+use ragpulse::internals::api::ApiError;
+use ragpulse::internals::api::Query;
 
 fn check_entries(error: ApiError) {
     let ApiError::Validation(entries) = error else {

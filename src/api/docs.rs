@@ -34,6 +34,10 @@ pub struct ValidationDetail {
 }
 
 /// The `status` filter of `/utilization`.
+#[allow(
+    dead_code,
+    reason = "describes a request in the OpenAPI document; never built"
+)]
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 pub enum StatusFilter {
@@ -46,6 +50,10 @@ pub enum StatusFilter {
 /// event should be an object whose `type` is one of docs/ingest.md's, but any
 /// JSON value is taken at this level: an invalid event (even one that is not
 /// an object) is rejected on its own in a 207, never the whole body.
+#[allow(
+    dead_code,
+    reason = "describes a request in the OpenAPI document; never built"
+)]
 #[derive(ToSchema)]
 pub struct IngestRequest {
     #[schema(value_type = Vec<Value>)]
@@ -55,6 +63,10 @@ pub struct IngestRequest {
 /// An OTLP/JSON `ExportTraceServiceRequest` (see the OpenTelemetry
 /// protocol): `resourceSpans[].scopeSpans[].spans[]`, hex ids, 64-bit
 /// integers as strings. Unknown fields are ignored.
+#[allow(
+    dead_code,
+    reason = "describes a request in the OpenAPI document; never built"
+)]
 #[derive(ToSchema)]
 pub struct OtlpTraces {
     #[serde(rename = "resourceSpans")]

@@ -184,10 +184,6 @@ impl Generator {
         self
     }
 
-    pub fn question_mix(&self) -> QuestionMix {
-        self.questions.mix()
-    }
-
     /// Continues the traffic with a fresh random stream: new event and session
     /// ids, so a demo restarted on its own data directory adds interactions
     /// instead of replaying the ones it stored before (dropped as duplicates).

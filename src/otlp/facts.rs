@@ -139,6 +139,10 @@ pub struct TraceRow {
 
 /// Why a span was refused (it is counted in the answer's `partial_success`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "`SpanProblem::BadTraceId` names the problem; `TraceId` alone would read as an id"
+)]
 pub enum SpanProblem {
     BadTraceId,
     BadSpanId,

@@ -30,6 +30,7 @@ pub use catalogue::Catalogue;
 pub use normalize::normalize_model_name;
 
 /// Nano-dollars in one US dollar: costs are integer nano-dollars.
+#[cfg(test)]
 pub const NANO_USD_PER_USD: i64 = 1_000_000_000;
 
 /// Micro-dollars in one US dollar: prices are integer micro-dollars per million tokens.
@@ -37,6 +38,7 @@ pub const MICRO_USD_PER_USD: i64 = 1_000_000;
 
 /// Converts an integer nano-dollar amount to US dollars for display (API rounding is the
 /// caller's business).
+#[cfg(test)]
 pub fn nusd_to_usd(nusd: i64) -> f64 {
     nusd as f64 / NANO_USD_PER_USD as f64
 }

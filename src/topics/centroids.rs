@@ -40,10 +40,6 @@ impl CentroidIndex {
         self.dims
     }
 
-    pub fn len(&self) -> usize {
-        self.topics.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.topics.is_empty()
     }

@@ -136,10 +136,12 @@ impl LexicalIndex {
     }
 
     /// Number of registered phrasings (all topics together).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.phrasings.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.phrasings.is_empty()
     }
@@ -325,6 +327,7 @@ fn intersection(a: &[u32], b: &[u32]) -> u64 {
 
 /// Jaccard similarity of the content-token sets of two normalised questions;
 /// 0 when either has no content tokens.
+#[cfg(test)]
 pub fn similarity(a: &str, b: &str) -> f64 {
     let (a, b) = (content_tokens(a), content_tokens(b));
     if a.is_empty() || b.is_empty() {

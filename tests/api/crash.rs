@@ -242,7 +242,7 @@ fn read_store(dir: &Path) -> Stored {
     let mut steps: HashMap<i64, usize> = HashMap::new();
     let mut retrievals: HashMap<i64, usize> = HashMap::new();
     {
-        use ragpulse::store::sqlite::details::{PackedStep, column};
+        use ragpulse::internals::store::{PackedStep, column};
         let mut statement = conn
             .prepare("SELECT interaction, steps, documents FROM interaction_details")
             .unwrap();
@@ -296,9 +296,9 @@ fn read_store(dir: &Path) -> Stored {
 /// rows equals the same window scanned from the raw rows, so a crash never
 /// leaves a rollup that disagrees with its events.
 fn assert_rollups_match_raw(conn: &Connection) {
-    use ragpulse::store::sqlite::read::{self, ReadCtx};
-    use ragpulse::store::sqlite::rollup::cache::MergeCache;
-    use ragpulse::store::{ReadPath, Window};
+    use ragpulse::internals::store::MergeCache;
+    use ragpulse::internals::store::{ReadCtx, read};
+    use ragpulse::internals::store::{ReadPath, Window};
 
     let (first, last): (Option<i64>, Option<i64>) = conn
         .query_row("SELECT min(ts), max(ts) FROM interactions", [], |r| {
@@ -309,7 +309,7 @@ fn assert_rollups_match_raw(conn: &Connection) {
         return;
     };
     assert!(
-        ragpulse::store::sqlite::rollup::is_built(conn).unwrap(),
+        ragpulse::internals::store::is_built(conn).unwrap(),
         "the rollups are not marked built"
     );
     const HOUR: i64 = 3_600_000_000;

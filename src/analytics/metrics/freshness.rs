@@ -36,6 +36,7 @@ impl FreshnessState {
         }
     }
 
+    #[cfg(test)]
     pub fn merge(&mut self, other: Self) {
         self.fresh += other.fresh;
         self.aging += other.aging;

@@ -198,6 +198,7 @@ impl TrendingState {
     ///
     /// # Errors
     /// Whatever the directory returns; only contenders for the top `limit` are looked up.
+    #[cfg(test)]
     pub fn finish<D: TopicDirectory>(
         &self,
         limit: usize,

@@ -26,14 +26,6 @@ impl TtftState {
         self.values_us.extend(other.values_us);
     }
 
-    pub fn len(&self) -> usize {
-        self.values_us.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.values_us.is_empty()
-    }
-
     /// p50, p95 and p99 in seconds, unrounded; `None` when no value was added.
     /// Consumes the state so the values are reordered in place rather than
     /// copied. Each percentile needs only two order statistics, found by

@@ -635,12 +635,6 @@ impl Rollups {
         self.dirty_days.clear();
         self.seal(conn, i64::MIN)
     }
-
-    /// Forgets everything held in memory (after a rollback).
-    pub fn reset(&mut self, conn: &Connection, today: i64) -> SqlResult<()> {
-        *self = Self::open(conn, today)?;
-        Ok(())
-    }
 }
 
 /// Merges the hour rows of `days` into their day rows, replacing any.
