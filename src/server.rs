@@ -318,12 +318,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
-/// Reads the tokens a server in `data_dir` uses (for `demo` and tools).
-pub fn stored_tokens(data_dir: &Path) -> Option<(String, String)> {
-    let file = read_token_file(&data_dir.join(TOKEN_FILE)).ok()?;
-    Some((file.admin_token?, file.ingest_token?))
-}
-
 /// Binds the listen address of the settings.
 pub async fn bind(settings: &Settings) -> std::io::Result<TcpListener> {
     TcpListener::bind(settings.listen).await

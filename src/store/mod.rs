@@ -34,10 +34,6 @@ impl Window {
             assistant,
         }
     }
-
-    pub fn contains(&self, ts: i64) -> bool {
-        self.from_exclusive < ts && ts <= self.to_inclusive
-    }
 }
 
 /// How a window is read.
