@@ -626,7 +626,10 @@ impl Reader {
     fn first_token(&self, span: &Span) -> Option<u64> {
         let start = span.start_time_unix_nano;
         let after = |seconds: f64| {
-            (seconds.is_finite() && seconds >= 0.0).then(|| start + (seconds * 1e9).round() as u64)
+            // A time past the end of u64 nanoseconds is no time at all.
+            (seconds.is_finite() && seconds >= 0.0)
+                .then(|| start.checked_add((seconds * 1e9).round() as u64))
+                .flatten()
         };
         if let Some(t) = self.time_to_first_chunk_s.and_then(after) {
             return Some(t);
@@ -888,4 +891,43 @@ fn last_user_text(messages: &Json) -> Option<String> {
                 .collect();
             (!text.is_empty()).then(|| text.join("\n"))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(key: &str, value: f64) -> KeyValue {
+        KeyValue {
+            key: key.to_string(),
+            value: Some(AnyValue {
+                value: Some(Value::DoubleValue(value)),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn span_with_first_chunk(start: u64, seconds: f64) -> Span {
+        Span {
+            span_id: vec![0, 0, 0, 0, 0, 0, 0, 1],
+            start_time_unix_nano: start,
+            end_time_unix_nano: start,
+            attributes: vec![double("gen_ai.response.time_to_first_chunk", seconds)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn first_chunk_time_is_counted_from_the_span_start() {
+        let facts = span_facts(&span_with_first_chunk(1_000, 0.25)).unwrap();
+        assert_eq!(facts.first_token_ns, Some(250_001_000));
+    }
+
+    #[test]
+    fn a_first_chunk_time_past_the_end_of_time_is_no_time() {
+        let facts = span_facts(&span_with_first_chunk(u64::MAX - 10, 1.0)).unwrap();
+        assert_eq!(facts.first_token_ns, None);
+        let facts = span_facts(&span_with_first_chunk(1_000, 1e30)).unwrap();
+        assert_eq!(facts.first_token_ns, None);
+    }
 }
