@@ -4,10 +4,12 @@
 
 pub mod analytics;
 pub mod api;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod export;
 pub mod import;
 pub mod ingest;
 pub mod live;
