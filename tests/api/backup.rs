@@ -359,6 +359,45 @@ async fn the_admin_backup_endpoint_takes_the_admin_token_and_writes_a_restorable
     assert_eq!(interactions_in(&file), BATCH);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_backup_endpoint_runs_one_backup_at_a_time() {
+    // Arrange: a store large enough that a copy takes a while.
+    let backups = tempfile::tempdir().unwrap();
+    let dir = backups.path().to_path_buf();
+    let app = TestApp::spawn_with(|args| args.backup_dir = Some(dir.clone())).await;
+    let clock = Clock::new();
+    for n in 0..60 {
+        app.ingest_ok(Value::Array(batch(n, &clock))).await;
+    }
+    let post = || {
+        app.client
+            .post(app.url("/api/v1/admin/backup"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+    };
+
+    // Act: three requests at once.
+    let (a, b, c) = tokio::join!(post(), post(), post());
+
+    // Assert: one copies, the others are told one is running.
+    let mut statuses = Vec::new();
+    for response in [a, b, c] {
+        let response = response.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        if status == StatusCode::CONFLICT {
+            assert_eq!(
+                body["detail"],
+                "a backup is already running; try again when it has finished"
+            );
+        }
+        statuses.push(status.as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409, 409]);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+}
+
 #[tokio::test]
 async fn the_admin_backup_endpoint_says_when_backups_are_not_configured() {
     let app = TestApp::spawn().await;

@@ -117,6 +117,7 @@ pub fn restore(
             data_dir.display()
         ))
     })?;
+    super::restrict_permissions(data_dir);
     let _dir_lock = lock::DirLock::acquire(data_dir)?;
     let held = contents(data_dir)?;
     if !held.is_empty() && !replace {
