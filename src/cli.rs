@@ -261,7 +261,10 @@ pub struct BackupBenchArgs {
     /// Interactions per ingest batch
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
-    /// Alternating rounds (ingest alone, then during a backup)
+    /// Seconds of each half of a round (ingest alone, then during backups)
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Alternating rounds (ingest alone, then during backups back to back)
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
 }
