@@ -18,8 +18,9 @@ use crate::demo::questions::QuestionMix;
 )]
 pub struct Cli {
     /// Config file (TOML) of server settings, read by serve and demo, and by
-    /// import, reprice and rebuild-rollups for the settings they share with the
-    /// server (bench ignores it) [default: ./ragpulse.toml when present]
+    /// the offline commands (import, reprice, rebuild-rollups, backup, restore,
+    /// export) for the settings they share with the server (bench ignores it)
+    /// [default: ./ragpulse.toml when present]
     #[arg(long, global = true, env = "RAGPULSE_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
