@@ -1,5 +1,5 @@
 //! The command line: `serve`, `demo`, `import`, `bench`, `reprice`,
-//! `rebuild-rollups`. Parsing only; each
+//! `rebuild-rollups`, `backup`, `restore`, `export`. Parsing only; each
 //! command's work lives in its own module.
 
 use std::path::PathBuf;
@@ -18,8 +18,9 @@ use crate::demo::questions::QuestionMix;
 )]
 pub struct Cli {
     /// Config file (TOML) of server settings, read by serve and demo, and by
-    /// import, reprice and rebuild-rollups for the settings they share with the
-    /// server (bench ignores it) [default: ./ragpulse.toml when present]
+    /// the offline commands (import, reprice, rebuild-rollups, backup, restore,
+    /// export) for the settings they share with the server (bench ignores it)
+    /// [default: ./ragpulse.toml when present]
     #[arg(long, global = true, env = "RAGPULSE_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -44,6 +45,69 @@ pub enum Command {
     /// Recompute the hourly and daily rollups from the stored events (after an
     /// upgrade, or to repair them); the server must be stopped
     RebuildRollups(RebuildRollupsArgs),
+    /// Copy the store into one file while the server runs and ingests (a
+    /// consistent snapshot of every event stored before it started)
+    Backup(BackupArgs),
+    /// Make a backup file the store of a data directory, after checking it;
+    /// the server must be stopped
+    Restore(RestoreArgs),
+    /// Write the stored events as NDJSON in the ingest format (for import into
+    /// another store); runs beside the server
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Data directory of the store to copy [default: ./ragpulse-data]
+    #[arg(long, env = "RAGPULSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// File to write (written under a temporary name, renamed when complete)
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Replace the file when it exists
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bar
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// Backup file (from `ragpulse backup` or POST /api/v1/admin/backup)
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Data directory to restore into [default: ./ragpulse-data]
+    #[arg(long, env = "RAGPULSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Replace the store of a data directory that is not empty
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bar
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Data directory [default: ./ragpulse-data]
+    #[arg(long, env = "RAGPULSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Interactions and syncs from this date (YYYY-MM-DD, UTC) or RFC 3339 time on
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Interactions and syncs before this date (YYYY-MM-DD, UTC) or RFC 3339 time
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this assistant's interactions, its registry entry and its users
+    #[arg(long)]
+    pub assistant: Option<uuid::Uuid>,
+    /// File to write [default: standard output]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress bar
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -179,6 +243,31 @@ pub enum BenchScenario {
     /// The RAG series of /metrics: ingest with them on and off, scrape time,
     /// and (with --store) what they add to a start
     Prometheus(PrometheusBenchArgs),
+    /// Export rate, and backup time with the ingest rate while a backup runs
+    /// against the rate without one
+    Backup(BackupBenchArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackupBenchArgs {
+    /// Interactions of the store
+    #[arg(long, default_value_t = 1_000_000)]
+    pub interactions: u64,
+    /// Days the store spans (ending now)
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Concurrent ingest clients
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Interactions per ingest batch
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Seconds of each half of a round (ingest alone, then during backups)
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Alternating rounds (ingest alone, then during backups back to back)
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 #[derive(Debug, Clone, clap::Args)]

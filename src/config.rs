@@ -100,6 +100,10 @@ pub struct ServerArgs {
     /// gauges of /metrics, at least 1 [default: 60]
     #[arg(long, env = "RAGPULSE_GAUGE_INTERVAL")]
     pub gauge_interval: Option<u64>,
+    /// Directory POST /api/v1/admin/backup writes backups into; the endpoint
+    /// answers 409 without it
+    #[arg(long, env = "RAGPULSE_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -129,6 +133,7 @@ impl ServerArgs {
             otlp_max_trace_spans: self.otlp_max_trace_spans.or(lower.otlp_max_trace_spans),
             rag_metrics: self.rag_metrics.or(lower.rag_metrics),
             gauge_interval: self.gauge_interval.or(lower.gauge_interval),
+            backup_dir: self.backup_dir.or(lower.backup_dir),
         }
     }
 }
@@ -160,6 +165,8 @@ pub struct Settings {
     pub rag_metrics: bool,
     /// Between recomputations of the window gauges of /metrics.
     pub gauge_interval: Duration,
+    /// Where `POST /api/v1/admin/backup` writes; `None`: not configured.
+    pub backup_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +272,7 @@ impl Settings {
             otlp,
             rag_metrics: a.rag_metrics.unwrap_or(true),
             gauge_interval: Duration::from_secs(gauge_interval),
+            backup_dir: a.backup_dir,
         })
     }
 }

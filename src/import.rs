@@ -66,13 +66,25 @@ pub async fn run(args: ImportArgs, config: Option<&Path>) -> anyhow::Result<()> 
 }
 
 fn progress(size: u64, quiet: bool) -> ProgressBar {
-    if quiet || size == 0 {
+    if size == 0 {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(size);
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)")
-    {
+    let bar = progress_bar(
+        quiet,
+        "{bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+    );
+    bar.set_length(size);
+    bar
+}
+
+/// The progress bar of an offline command (on standard error, hidden when
+/// `quiet` or when standard error is not a terminal), in `template`'s style.
+pub(crate) fn progress_bar(quiet: bool, template: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style);
     }
     bar
@@ -133,17 +145,10 @@ pub async fn rebuild_rollups(
         config,
     )?
     .data_dir;
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(0);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} interactions ({per_sec}, {eta} left)",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    };
+    let bar = progress_bar(
+        args.quiet,
+        "{bar:40} {pos}/{len} interactions ({per_sec}, {eta} left)",
+    );
     let started = std::time::Instant::now();
     let dir = data_dir.clone();
     let progress_bar = bar.clone();
@@ -170,10 +175,13 @@ pub async fn rebuild_rollups(
 
 /// The settings of an offline command: its flags (and their environment
 /// variables) over the config file the server reads (`--config`, else
-/// `./ragpulse.toml`) over the defaults, so that `import`, `reprice` and
-/// `rebuild-rollups` work on the server's data directory with its prices,
+/// `./ragpulse.toml`) over the defaults, so that `import`, `reprice`,
+/// `rebuild-rollups`, `backup`, `restore` and `export` work on the server's data directory with its prices,
 /// timestamp horizon and topic threshold.
-fn offline_settings(flags: ServerArgs, config: Option<&Path>) -> anyhow::Result<Settings> {
+pub(crate) fn offline_settings(
+    flags: ServerArgs,
+    config: Option<&Path>,
+) -> anyhow::Result<Settings> {
     Ok(Settings::load(flags, config)?)
 }
 

@@ -4,10 +4,12 @@
 
 pub(crate) mod analytics;
 pub(crate) mod api;
+pub(crate) mod backup;
 pub(crate) mod bench;
 pub mod cli;
 pub mod config;
 pub(crate) mod demo;
+pub(crate) mod export;
 pub(crate) mod import;
 pub(crate) mod ingest;
 pub(crate) mod live;
@@ -22,8 +24,10 @@ pub(crate) mod topics;
 
 /// The commands the binary runs besides `serve`.
 pub mod commands {
+    pub use crate::backup::{backup, restore};
     pub use crate::bench::run as bench;
     pub use crate::demo::run as demo;
+    pub use crate::export::run as export;
     pub use crate::import::{rebuild_rollups, reprice, run as import};
 }
 
@@ -50,11 +54,13 @@ pub mod internals {
     }
     pub mod store {
         pub use crate::store::sqlite::details::{PackedStep, column};
+        pub use crate::store::sqlite::export::{ExportFilter, export};
         pub use crate::store::sqlite::read::{self, ReadCtx};
         pub use crate::store::sqlite::rollup::cache::MergeCache;
         pub use crate::store::sqlite::rollup::is_built;
         pub use crate::store::{ReadPath, Window};
     }
+    pub use crate::time::Timestamp;
 }
 
 /// Installs the tracing subscriber: human-readable or JSON lines, filtered by

@@ -62,6 +62,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ragpulse::init_tracing(false);
             ragpulse::commands::rebuild_rollups(args, cli.config.as_deref()).await
         }
+        Command::Backup(args) => {
+            ragpulse::init_tracing(false);
+            ragpulse::commands::backup(args, cli.config.as_deref()).await
+        }
+        Command::Restore(args) => {
+            ragpulse::init_tracing(false);
+            ragpulse::commands::restore(args, cli.config.as_deref()).await
+        }
+        Command::Export(args) => {
+            ragpulse::init_tracing(false);
+            ragpulse::commands::export(args, cli.config.as_deref()).await
+        }
     }
 }
 

@@ -39,6 +39,8 @@ pub struct AppState {
     pub ingest_bytes: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
+    /// Held while `POST /api/v1/admin/backup` copies the store (one at a time).
+    pub backup: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,7 @@ impl AppState {
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(ingest_slots())),
             ingest_bytes,
             shutdown,
+            backup: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 }

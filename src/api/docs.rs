@@ -196,6 +196,7 @@ impl Modify for BearerAuth {
         crate::api::pricing::unpriced,
         crate::api::pricing::reprice,
         crate::api::pricing::reprice_status,
+        crate::api::admin::backup,
         crate::api::health::healthz,
         crate::api::health::readyz,
         crate::api::health::metrics,

@@ -1,6 +1,7 @@
 //! The HTTP surface: routers per area composed into one, the auth layers, the
 //! request span and latency metric, and FastAPI-shaped errors.
 
+pub mod admin;
 pub mod analytics;
 pub mod assistants;
 pub mod auth;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/pricing/reprice",
             post(pricing::reprice).get(pricing::reprice_status),
         )
+        .route("/api/v1/admin/backup", post(admin::backup))
         .route_layer(middleware::from_fn_with_state(
             auth.clone(),
             auth::admin_only,

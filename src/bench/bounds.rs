@@ -42,7 +42,7 @@ const MODELS: &[&str] = &[
     "acme-internal-llm-v2",
 ];
 
-fn open(dir: &Path, prices: Option<&Path>) -> anyhow::Result<SqliteStore> {
+pub(crate) fn open(dir: &Path, prices: Option<&Path>) -> anyhow::Result<SqliteStore> {
     Ok(SqliteStore::open(
         dir,
         Arc::new(Catalogue::load(prices)?),
@@ -83,7 +83,12 @@ async fn store_values(store: &SqliteStore, values: Vec<Value>) -> anyhow::Result
 }
 
 /// `n` interactions spread over the last `days`, in batches of 5,000.
-async fn fill(store: &SqliteStore, shape: &Shape, n: u64, days: u32) -> anyhow::Result<()> {
+pub(crate) async fn fill(
+    store: &SqliteStore,
+    shape: &Shape,
+    n: u64,
+    days: u32,
+) -> anyhow::Result<()> {
     let now = Timestamp::now().micros() - 60_000_000;
     let span = i64::from(days.max(1)) * MICROS_PER_DAY;
     let mut generator = Generator::new(shape, now);
@@ -101,7 +106,7 @@ async fn fill(store: &SqliteStore, shape: &Shape, n: u64, days: u32) -> anyhow::
 
 /// Latencies (ms) of `append` from `clients` tasks sending batches of
 /// `batch` live interactions until `until` resolves and `at_least` passed.
-async fn load(
+pub(crate) async fn load(
     store: &Arc<SqliteStore>,
     shape: &Shape,
     clients: usize,

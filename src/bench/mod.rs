@@ -20,6 +20,7 @@ use crate::time::{MICROS_PER_DAY, Timestamp};
 pub(crate) const ADMIN: &str = "bench-admin-token-0123456789";
 pub(crate) const INGEST: &str = "bench-ingest-token-0123456789";
 
+mod backup;
 mod bounds;
 pub mod live;
 pub mod otlp;
@@ -43,6 +44,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchScenario::Reprice(reprice)) => bounds::reprice(reprice.clone()).await,
         Some(BenchScenario::Cold(cold)) => bounds::cold(cold.clone()).await,
         Some(BenchScenario::Prometheus(args)) => prometheus::run(args.clone()).await,
+        Some(BenchScenario::Backup(args)) => backup::run(args.clone()).await,
         None => core(args).await,
     }
 }

@@ -161,6 +161,7 @@ async fn openapi_json_lists_every_route_without_a_token() {
         ("/api/v1/analytics/sync", "get"),
         ("/api/v1/pricing", "get"),
         ("/api/v1/pricing/unpriced", "get"),
+        ("/api/v1/admin/backup", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

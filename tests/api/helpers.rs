@@ -540,3 +540,66 @@ pub fn metric_sum(exposition: &str, name: &str, labels: &[&str]) -> f64 {
         })
         .sum()
 }
+
+/// Every read endpoint's answer over the widest windows each allows, for
+/// all assistants and for `scope`: two stores holding the same events give
+/// equal lists.
+pub async fn every_answer(app: &TestApp, scope: Option<Uuid>) -> Vec<(String, Value)> {
+    let mut paths = vec![
+        "/api/v1/analytics/advanced?ttft_hours=168&step_days=90&cache_hours=168&cost_hours=168&trending_limit=50".to_string(),
+        "/api/v1/analytics/ttft?hours=168".to_string(),
+        "/api/v1/analytics/trending?limit=50&phrasings=true".to_string(),
+        "/api/v1/analytics/trending?limit=50&days=365".to_string(),
+        "/api/v1/analytics/costs?hours=168".to_string(),
+        "/api/v1/analytics/freshness".to_string(),
+        "/api/v1/analytics/steps?days=90".to_string(),
+        "/api/v1/analytics/cache?hours=168".to_string(),
+        "/api/v1/analytics/sessions?days=90".to_string(),
+        "/api/v1/analytics/diversity".to_string(),
+        "/api/v1/analytics/diversity?days=365".to_string(),
+        "/api/v1/analytics/utilization?days=90&limit=500".to_string(),
+        "/api/v1/analytics/users?days=90&limit=100".to_string(),
+        "/api/v1/analytics/reranking?hours=168".to_string(),
+        "/api/v1/analytics/sync?days=90".to_string(),
+        "/api/v1/analytics/timeseries?hours=720".to_string(),
+        "/api/v1/assistants".to_string(),
+        "/api/v1/pricing/unpriced".to_string(),
+    ];
+    if let Some(assistant) = scope {
+        let scoped: Vec<String> = paths
+            .iter()
+            .filter(|p| {
+                p.starts_with("/api/v1/analytics/")
+                    && !p.contains("freshness")
+                    && !p.contains("sync")
+            })
+            .map(|p| {
+                let separator = if p.contains('?') { '&' } else { '?' };
+                format!("{p}{separator}assistant_id={assistant}")
+            })
+            .collect();
+        paths.extend(scoped);
+    }
+    let mut answers = Vec::new();
+    for path in paths {
+        let (status, mut body) = app.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        // When the answer was computed, not what it says about the events.
+        if let Some(object) = body.as_object_mut() {
+            for clock_field in ["generated_at", "from", "to"] {
+                object.remove(clock_field);
+            }
+        }
+        answers.push((path, body));
+    }
+    answers
+}
+
+/// Asserts that two stores answer every endpoint alike, naming the first
+/// endpoint that differs.
+pub fn assert_same_answers(left: &[(String, Value)], right: &[(String, Value)]) {
+    assert_eq!(left.len(), right.len());
+    for ((path, a), (_, b)) in left.iter().zip(right) {
+        assert_eq!(a, b, "{path} differs");
+    }
+}

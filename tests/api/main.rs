@@ -9,6 +9,7 @@ mod switchable_fs;
 
 mod advanced;
 mod auth;
+mod backup;
 mod bounds;
 mod cache;
 mod costs;
@@ -16,6 +17,7 @@ mod crash;
 mod dashboard;
 mod demo;
 mod durability;
+mod export;
 mod faults;
 mod freshness;
 mod health;

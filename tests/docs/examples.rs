@@ -52,6 +52,7 @@ fn start_demo(dir: &Path) -> (Demo, String) {
         .args(["--listen", "127.0.0.1:0", "--admin-token", ADMIN_TOKEN])
         .args(["--ingest-token", INGEST_TOKEN])
         .args(["--days", "1", "--per-day", "400", "--live-rate", "0"])
+        .args(["--backup-dir", "backups"])
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

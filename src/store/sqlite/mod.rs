@@ -3,7 +3,9 @@
 //! used from blocking tasks (see `read`).
 
 pub mod assistants;
+pub mod backup;
 pub mod details;
+pub mod export;
 pub mod health;
 pub mod lock;
 pub mod pending;
