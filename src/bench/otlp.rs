@@ -23,6 +23,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
 use prost::Message;
 
+use super::procfs::{WRITER_THREAD, cpu_seconds, thread_sched};
 use super::{INGEST, Server, pct};
 use crate::cli::OtlpBenchArgs;
 
@@ -75,6 +76,8 @@ pub async fn run(args: OtlpBenchArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
         .build()?;
+    let pid = server.child.id();
+    let cpu_before = (cpu_seconds(pid), thread_sched(pid, WRITER_THREAD));
     let accepted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -147,6 +150,7 @@ pub async fn run(args: OtlpBenchArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let drained = drain_started.elapsed().as_secs_f64();
+    let cpu_after = (cpu_seconds(pid), thread_sched(pid, WRITER_THREAD));
     let rss = server.peak_rss_kib();
     server.stop();
     let last = samples.last().copied().context("no sample of /metrics")?;
@@ -210,6 +214,28 @@ pub async fn run(args: OtlpBenchArgs) -> anyhow::Result<()> {
         "| drained after sending | {:.1} s; {:.0} interactions, {:.0} traces finalised in all |",
         drained, last.interactions, last.traces
     );
+    // Every accepted span was finalised by the end of the drain, so the
+    // server's CPU time over sending and draining is what a span costs to
+    // accept and to turn into an interaction: a figure the machine's load
+    // changes less than the rates.
+    if let Some((before, after)) = cpu_before.0.zip(cpu_after.0) {
+        let cpu = after - before;
+        println!(
+            "| server CPU (all threads, sending and draining) | {:.1} s: {:.2} µs per span accepted and finalised (2 cores: {:.0} spans/s at most) |",
+            cpu,
+            cpu / sent_spans.max(1) as f64 * 1e6,
+            2.0 * sent_spans as f64 / cpu
+        );
+    }
+    if let Some((before, after)) = cpu_before.1.zip(cpu_after.1) {
+        let writer = after - before;
+        println!(
+            "| writer thread | on a CPU {:.1} s ({:.2} µs per span), waiting for a CPU {:.1} s |",
+            writer.on_cpu,
+            writer.on_cpu / sent_spans.max(1) as f64 * 1e6,
+            writer.waiting
+        );
+    }
     println!(
         "| server peak RSS | {} |",
         rss.map_or("unknown".to_string(), |k| format!(

@@ -467,7 +467,7 @@ impl<'a> Tree<'a> {
                     let cached = g.cached_input_tokens.unwrap_or(0);
                     // A producer that reports input without its cached part.
                     let input = if cached > input {
-                        input + cached
+                        input.saturating_add(cached)
                     } else {
                         input
                     };

@@ -625,11 +625,13 @@ impl Reader {
 
     fn first_token(&self, span: &Span) -> Option<u64> {
         let start = span.start_time_unix_nano;
+        // Times come from the client: past the end of u64 is no instant.
         let after = |seconds: f64| {
-            // A time past the end of u64 nanoseconds is no time at all.
-            (seconds.is_finite() && seconds >= 0.0)
-                .then(|| start.checked_add((seconds * 1e9).round() as u64))
-                .flatten()
+            let ns = (seconds * 1e9).round();
+            if !(ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64) {
+                return None;
+            }
+            start.checked_add(ns as u64)
         };
         if let Some(t) = self.time_to_first_chunk_s.and_then(after) {
             return Some(t);
@@ -660,8 +662,9 @@ impl Reader {
             .as_deref()
             .and_then(|s| crate::time::Timestamp::parse_rfc3339(s.trim_matches('"')))
             .and_then(|ts| u64::try_from(ts.0).ok())
+            .and_then(|micros| micros.checked_mul(1_000))
         {
-            return Some(t * 1_000);
+            return Some(t);
         }
         self.ms_to_first_chunk.and_then(|ms| after(ms / 1e3))
     }
@@ -897,37 +900,41 @@ fn last_user_text(messages: &Json) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn double(key: &str, value: f64) -> KeyValue {
+    fn kv(key: &str, value: Value) -> KeyValue {
         KeyValue {
             key: key.to_string(),
-            value: Some(AnyValue {
-                value: Some(Value::DoubleValue(value)),
-            }),
+            value: Some(AnyValue { value: Some(value) }),
             ..Default::default()
         }
     }
 
-    fn span_with_first_chunk(start: u64, seconds: f64) -> Span {
+    /// A span starting `start` ns after the epoch whose first chunk came
+    /// `ttfc` seconds later (`gen_ai.response.time_to_first_chunk`).
+    fn streamed(start: u64, ttfc: f64) -> Span {
         Span {
-            span_id: vec![0, 0, 0, 0, 0, 0, 0, 1],
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
             start_time_unix_nano: start,
             end_time_unix_nano: start,
-            attributes: vec![double("gen_ai.response.time_to_first_chunk", seconds)],
+            attributes: vec![
+                kv("gen_ai.operation.name", Value::StringValue("chat".into())),
+                kv(
+                    "gen_ai.response.time_to_first_chunk",
+                    Value::DoubleValue(ttfc),
+                ),
+            ],
             ..Default::default()
         }
     }
 
     #[test]
-    fn first_chunk_time_is_counted_from_the_span_start() {
-        let facts = span_facts(&span_with_first_chunk(1_000, 0.25)).unwrap();
+    fn a_first_chunk_past_the_end_of_time_is_no_first_token() {
+        // Found by the otlp_decode fuzz target: start + delay overflowed.
+        let facts = span_facts(&streamed(u64::MAX - 10, 1.0)).unwrap();
+        assert_eq!(facts.first_token_ns, None);
+        let facts = span_facts(&streamed(0, 1e300)).unwrap();
+        assert_eq!(facts.first_token_ns, None);
+        let facts = span_facts(&streamed(1_000, 0.25)).unwrap();
         assert_eq!(facts.first_token_ns, Some(250_001_000));
-    }
-
-    #[test]
-    fn a_first_chunk_time_past_the_end_of_time_is_no_time() {
-        let facts = span_facts(&span_with_first_chunk(u64::MAX - 10, 1.0)).unwrap();
-        assert_eq!(facts.first_token_ns, None);
-        let facts = span_facts(&span_with_first_chunk(1_000, 1e30)).unwrap();
-        assert_eq!(facts.first_token_ns, None);
     }
 }

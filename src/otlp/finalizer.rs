@@ -4,6 +4,10 @@
 //! traces' span facts (its own read connection), maps them, validates the
 //! interactions exactly as `/api/v1/ingest` does, and hands them to the
 //! writer, which stores them and retires the spans in one transaction.
+//! While a backlog lasts, rounds overlap: the next round's traces are read
+//! and mapped while the writer commits the previous round's (the traces in
+//! flight are not due again meanwhile), so mapping and storing run on two
+//! cores instead of taking turns.
 //! Stopped by the server's shutdown token; what is pending stays on disk and
 //! is finalised after a restart (a settle period after it, so exporters can
 //! deliver what they held meanwhile).
@@ -48,6 +52,7 @@ pub fn spawn(
             reader: None,
             registered: HashSet::new(),
             started_us: Timestamp::now().micros(),
+            in_flight: None,
         };
         let tick =
             (settings.settle / 4).clamp(Duration::from_millis(20), Duration::from_millis(250));
@@ -74,6 +79,10 @@ pub fn spawn(
                 () = shutdown.cancelled() => break,
             }
         }
+        // The writer finishes a commit it was handed; its outcome is counted.
+        if let Err(error) = finalizer.settle_in_flight().await {
+            tracing::warn!(%error, "finalising OTLP traces failed at shutdown; they stay pending");
+        }
     })
 }
 
@@ -86,7 +95,21 @@ struct Finalizer {
     /// Assistants known to be registered (not registered again).
     registered: HashSet<Uuid>,
     started_us: i64,
+    /// The round the writer is committing, if any.
+    in_flight: Option<InFlight>,
 }
+
+/// A round handed to the writer: its traces (not due again until it is
+/// settled), what to count once it is stored, and the commit.
+struct InFlight {
+    traces: HashSet<TraceId>,
+    notes: Vec<Notes>,
+    commit: tokio::task::JoinHandle<Result<Vec<FinalOutcome>, StoreError>>,
+}
+
+/// Per trace: interactions, refusals, duplicate spans, unresolved documents,
+/// assistants registered on first sight.
+type Notes = (usize, Vec<String>, usize, u64, Vec<Uuid>);
 
 /// One due trace, mapped and validated, before the writer has it.
 struct Prepared {
@@ -99,7 +122,9 @@ struct Prepared {
 }
 
 impl Finalizer {
-    /// Finalises the traces due now; true when there may be more right away.
+    /// Finalises the traces due now; true when there may be more right
+    /// away. With a full round, its commit is left running (in flight) and
+    /// settled by the next round once that one's traces are mapped.
     async fn round(&mut self) -> Result<bool, StoreError> {
         let now = Timestamp::now().micros();
         let settle = micros(self.settings.settle);
@@ -107,18 +132,22 @@ impl Finalizer {
         if now < self.started_us + settle {
             return Ok(false);
         }
+        let no_traces = HashSet::new();
         let due = self.store.pending().due(
             now - settle,
             now - micros(self.settings.max_hold),
             ROUND_TRACES,
+            self.in_flight.as_ref().map_or(&no_traces, |f| &f.traces),
         );
         if due.is_empty() {
+            self.settle_in_flight().await?;
             return Ok(false);
         }
         let busy = due.len() == ROUND_TRACES;
         let reader = self.reader()?;
         let registered = self.registered.clone();
         let limits = self.limits.clone();
+        let traces: HashSet<TraceId> = due.iter().copied().collect();
         let prepared = tokio::task::spawn_blocking(move || {
             let reader = reader
                 .lock()
@@ -127,6 +156,8 @@ impl Finalizer {
         })
         .await
         .map_err(|e| StoreError::Task(format!("finalizer task: {e}")))??;
+        // The previous round was committed meanwhile.
+        self.settle_in_flight().await?;
         let mut finalizations = Vec::with_capacity(prepared.len());
         let mut notes = Vec::with_capacity(prepared.len());
         for p in prepared {
@@ -139,7 +170,27 @@ impl Finalizer {
             ));
             finalizations.push(p.finalization);
         }
-        let outcomes = self.store.finalize_traces(finalizations).await?;
+        let store = self.store.clone();
+        let commit = tokio::spawn(async move { store.finalize_traces(finalizations).await });
+        self.in_flight = Some(InFlight {
+            traces,
+            notes,
+            commit,
+        });
+        if !busy {
+            self.settle_in_flight().await?;
+        }
+        Ok(busy)
+    }
+
+    /// Waits for the round in flight and counts what became of its traces.
+    async fn settle_in_flight(&mut self) -> Result<(), StoreError> {
+        let Some(InFlight { notes, commit, .. }) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let outcomes = commit
+            .await
+            .map_err(|e| StoreError::Task(format!("finalizer commit: {e}")))??;
         let metrics = &self.telemetry.otlp;
         for (outcome, (interactions, rejected, duplicates, unresolved, assistants)) in
             outcomes.into_iter().zip(notes)
@@ -169,7 +220,7 @@ impl Finalizer {
                 "no_interaction"
             });
         }
-        Ok(busy)
+        Ok(())
     }
 
     fn reader(&mut self) -> Result<Arc<std::sync::Mutex<PendingReader>>, StoreError> {

@@ -14,6 +14,9 @@ pub mod finalizer;
 pub mod receiver;
 pub mod telemetry;
 
+#[cfg(test)]
+mod mapping_tests;
+
 use std::time::Duration;
 
 /// How traces are held and bounded.

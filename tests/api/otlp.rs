@@ -482,3 +482,49 @@ async fn a_trace_without_llm_or_retrieval_work_yields_no_interaction() {
     let cache = app.analytics("/cache?hours=1").await;
     assert_eq!(cache, Value::Null);
 }
+
+#[tokio::test]
+async fn a_backlog_of_several_rounds_is_finalised_once_per_trace() {
+    // Arrange: more traces than two finalisation rounds (2,000 traces each),
+    // so rounds overlap: one is mapped while the writer stores the other.
+    let app = spawn().await;
+    let traces = 4_500u64;
+    let t0 = ns_ago(60.0);
+    let all: Vec<Vec<Span>> = (0..traces)
+        .map(|n| {
+            let mut trace = [0xab; 16];
+            trace[..8].copy_from_slice(&(n + 1).to_be_bytes());
+            semconv_trace(trace, t0, "How do I reset my password?", &[])
+        })
+        .collect();
+
+    // Act
+    for chunk in all.chunks(500) {
+        send(&app, &export("support-bot", chunk.concat())).await;
+    }
+    wait_for_traces(&app, traces as f64).await;
+    // The pending gauges are updated after each round.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = app.get_text("/metrics").await.1;
+        if metric_sum(&text, "ragpulse_otlp_pending_spans", &[]) == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Assert: every trace stored once, as one interaction of 1,200 tokens.
+    let metric = |name: &str, labels: &[&str]| metric_sum(&text, name, labels);
+    assert_eq!(
+        metric("ragpulse_otlp_traces_total", &["outcome=\"interaction\""]),
+        traces as f64
+    );
+    assert_eq!(metric("ragpulse_otlp_traces_total", &[]), traces as f64);
+    assert_eq!(
+        metric("ragpulse_otlp_interactions_total", &[]),
+        traces as f64
+    );
+    assert_eq!(metric("ragpulse_otlp_pending_spans", &[]), 0.0);
+    let costs = app.analytics("/costs?hours=1").await;
+    assert_eq!(costs[0]["total_tokens"], json!(traces * 1_200));
+}

@@ -11,7 +11,7 @@
 //! unless a span of the trace was committed meanwhile (then nothing happens
 //! and the trace waits again).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -202,19 +202,30 @@ impl PendingIndex {
 
     /// Up to `limit` traces whose root has arrived and whose last span
     /// arrived at or before `settled_before`, or whose first arrived at or
-    /// before `held_since`; the longest-waiting first.
-    pub fn due(&self, settled_before: i64, held_since: i64, limit: usize) -> Vec<TraceId> {
+    /// before `held_since`; the longest-waiting first. Traces in `busy`
+    /// (being finalised) are passed over.
+    pub fn due(
+        &self,
+        settled_before: i64,
+        held_since: i64,
+        limit: usize,
+        busy: &HashSet<TraceId>,
+    ) -> Vec<TraceId> {
         let inner = self.lock();
         let mut due: Vec<TraceId> = inner
             .by_first
             .iter()
             .take_while(|(first, _)| *first <= held_since)
+            .filter(|(_, trace)| !busy.contains(trace))
             .take(limit)
             .map(|(_, trace)| *trace)
             .collect();
         for (last, trace) in &inner.by_last {
             if due.len() >= limit || *last > settled_before {
                 break;
+            }
+            if busy.contains(trace) {
+                continue;
             }
             let (held, rooted) = inner
                 .traces
@@ -499,6 +510,7 @@ mod tests {
     #[test]
     fn due_traces_are_settled_or_held_too_long_oldest_first() {
         let index = PendingIndex::default();
+        let none = HashSet::new();
         // trace 1: 100..=900; trace 2: at 500 only; trace 3: at 950.
         index.record(&[
             row(t(1), 100, 3, 30),
@@ -516,19 +528,21 @@ mod tests {
         );
         assert_eq!(index.trace_spans(&t(1)), 5);
         // Settled before 600: only trace 2 (trace 1 had a span at 900).
-        assert_eq!(index.due(600, 0, 10), vec![t(2)]);
+        assert_eq!(index.due(600, 0, 10, &none), vec![t(2)]);
         // Held since 100: trace 1 as well, first since it waited longest.
-        assert_eq!(index.due(600, 100, 10), vec![t(1), t(2)]);
-        assert_eq!(index.due(1000, 100, 2), vec![t(1), t(2)]);
+        assert_eq!(index.due(600, 100, 10, &none), vec![t(1), t(2)]);
+        assert_eq!(index.due(1000, 100, 2, &none), vec![t(1), t(2)]);
         index.remove(&[t(1), t(2)]);
-        assert_eq!(index.due(1000, 1000, 10), vec![t(3)]);
+        assert_eq!(index.due(1000, 1000, 10, &none), vec![t(3)]);
         // A trace whose root has not arrived waits for its maximum hold.
         index.record(&[Recorded {
             has_root: false,
             ..row(t(4), 960, 1, 10)
         }]);
-        assert_eq!(index.due(2000, 0, 10), vec![t(3)]);
-        assert_eq!(index.due(2000, 960, 10), vec![t(3), t(4)]);
+        assert_eq!(index.due(2000, 0, 10, &none), vec![t(3)]);
+        assert_eq!(index.due(2000, 960, 10, &none), vec![t(3), t(4)]);
+        // Traces being finalised are passed over.
+        assert_eq!(index.due(2000, 960, 10, &HashSet::from([t(3)])), vec![t(4)]);
         index.remove(&[t(4)]);
         assert_eq!(
             index.stats(),
