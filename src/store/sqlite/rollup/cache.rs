@@ -157,10 +157,6 @@ impl MergeCache {
         }
     }
 
-    pub fn budget(&self) -> usize {
-        self.budget
-    }
-
     /// The estimated bytes of the entries kept now, and their number.
     pub fn usage(&self) -> (usize, usize) {
         self.entries
