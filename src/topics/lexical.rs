@@ -269,46 +269,74 @@ impl LexicalIndex {
 
 /// The entries found in `m` or more of sorted, distinct posting lists, once
 /// each, given that each of them is in one of the first `outer` lists: those
-/// lists are walked, and each entry is looked up in the others by binary
-/// search (galloping would not pay: the outer lists are the shortest). An
-/// entry is yielded from the first outer list that holds it. The cost is the
-/// outer lists' length times the number of lists and a logarithm, whatever
-/// the length of the other lists.
+/// lists are walked, and each entry is looked for in the others from a cursor
+/// per list that only moves forward while one outer list is walked (an
+/// exponential search from the cursor: a step costs the logarithm of the
+/// distance moved). An entry is yielded from the first outer list that holds
+/// it. The cost is the outer lists' length times the number of lists and a
+/// small logarithm, whatever the length of the other lists.
 struct AtLeast<'a> {
     lists: Vec<&'a [u32]>,
     outer: usize,
     m: usize,
     /// Position in the outer lists: (list, index).
     at: (usize, usize),
+    /// Per list, where the search for the next entry of the walked list starts.
+    cursors: Vec<usize>,
 }
 
 impl<'a> AtLeast<'a> {
     fn new(lists: Vec<&'a [u32]>, outer: usize, m: usize) -> Self {
         Self {
             outer: outer.min(lists.len()),
+            cursors: vec![0; lists.len()],
             lists,
             m,
             at: (0, 0),
         }
     }
 
+    /// Whether list `j` holds `entry`, moving its cursor to the first value
+    /// not below `entry` (entries looked for only grow within one walk).
+    fn holds(&mut self, j: usize, entry: u32) -> bool {
+        let list = self.lists[j];
+        let from = self.cursors[j];
+        // Everything before `lo` is below `entry`; `list[hi]` is not (or `hi`
+        // is past the end).
+        let (mut lo, mut hi, mut step) = (from, from, 1);
+        while hi < list.len() && list[hi] < entry {
+            lo = hi + 1;
+            hi = from + step;
+            step *= 2;
+        }
+        let hi = hi.min(list.len());
+        let at = lo + list[lo..hi].partition_point(|&v| v < entry);
+        self.cursors[j] = at;
+        list.get(at) == Some(&entry)
+    }
+
     /// Whether `entry`, met in outer list `i`, is in `m` lists and in no
     /// outer list before `i`.
-    fn keeps(&self, i: usize, entry: u32) -> bool {
-        let holds = |l: &&[u32]| l.binary_search(&entry).is_ok();
-        if self.lists[..i].iter().any(holds) {
-            return false;
-        }
+    fn keeps(&mut self, i: usize, entry: u32) -> bool {
         let mut found = 1;
-        let rest = self.lists.len() - i - 1;
-        for (k, list) in self.lists[i + 1..].iter().enumerate() {
-            if found >= self.m {
+        let others = self.lists.len() - 1;
+        let mut missed = 0;
+        for j in (0..self.lists.len()).filter(|&j| j != i) {
+            if found >= self.m && j > i {
                 break;
             }
-            if found + (rest - k) < self.m {
-                return false;
+            if self.holds(j, entry) {
+                if j < i {
+                    // Yielded from outer list j already.
+                    return false;
+                }
+                found += 1;
+            } else {
+                missed += 1;
+                if others - missed + 1 < self.m {
+                    return false;
+                }
             }
-            found += usize::from(holds(list));
         }
         found >= self.m
     }
@@ -322,6 +350,7 @@ impl Iterator for AtLeast<'_> {
             let (i, j) = self.at;
             let Some(&entry) = self.lists[i].get(j) else {
                 self.at = (i + 1, 0);
+                self.cursors.iter_mut().for_each(|c| *c = 0);
                 continue;
             };
             self.at.1 += 1;
