@@ -60,6 +60,10 @@ pub struct ServerArgs {
     /// Events waiting for the writer before ingest answers 503 [default: 200000]
     #[arg(long, env = "RAGPULSE_MAX_QUEUED_EVENTS")]
     pub max_queued_events: Option<usize>,
+    /// Memory for merged rollups of past hours and days kept between reads,
+    /// MiB (0 keeps none) [default: 64]
+    #[arg(long, env = "RAGPULSE_MERGE_CACHE_MIB")]
+    pub merge_cache_mib: Option<usize>,
     /// Cosine similarity from which a question joins an embedding topic [default: 0.90]
     #[arg(long, env = "RAGPULSE_TOPIC_THRESHOLD")]
     pub topic_threshold: Option<f32>,
@@ -122,6 +126,7 @@ impl ServerArgs {
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             max_events: self.max_events.or(lower.max_events),
             max_queued_events: self.max_queued_events.or(lower.max_queued_events),
+            merge_cache_mib: self.merge_cache_mib.or(lower.merge_cache_mib),
             max_live_clients: self.max_live_clients.or(lower.max_live_clients),
             max_event_age_days: self.max_event_age_days.or(lower.max_event_age_days),
             topic_threshold: self.topic_threshold.or(lower.topic_threshold),
@@ -153,6 +158,8 @@ pub struct Settings {
     pub body_limits: BodyLimits,
     pub event_limits: EventLimits,
     pub max_queued_events: usize,
+    /// Byte budget of the merge cache of rollups.
+    pub merge_cache_bytes: usize,
     pub max_live_clients: usize,
     pub topic_threshold: f32,
     /// Keep rollups at ingest.
@@ -265,6 +272,10 @@ impl Settings {
                 ..EventLimits::default()
             },
             max_queued_events: a.max_queued_events.unwrap_or(200_000).max(1),
+            merge_cache_bytes: a.merge_cache_mib.map_or(
+                crate::store::sqlite::rollup::cache::DEFAULT_BUDGET_BYTES,
+                |mib| mib.saturating_mul(1 << 20),
+            ),
             max_live_clients: a.max_live_clients.unwrap_or(1_000),
             topic_threshold,
             rollups: a.rollups.unwrap_or(true),

@@ -197,6 +197,7 @@ fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
             topic_threshold: settings.topic_threshold,
             rollups: true,
             rag_series: true,
+            merge_cache_bytes: crate::store::sqlite::rollup::cache::DEFAULT_BUDGET_BYTES,
         },
     )
     .with_context(|| {

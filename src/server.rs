@@ -72,6 +72,7 @@ impl AppState {
                 topic_threshold: settings.topic_threshold,
                 rollups: settings.rollups,
                 rag_series: settings.rag_metrics,
+                merge_cache_bytes: settings.merge_cache_bytes,
             },
         )?);
         let auth = Arc::new(resolve_tokens(&settings)?);

@@ -52,6 +52,7 @@ pub(crate) fn open(dir: &Path, prices: Option<&Path>) -> anyhow::Result<SqliteSt
             topic_threshold: crate::config::DEFAULT_TOPIC_THRESHOLD,
             rollups: true,
             rag_series: true,
+            merge_cache_bytes: crate::store::sqlite::rollup::cache::DEFAULT_BUDGET_BYTES,
         },
     )?)
 }

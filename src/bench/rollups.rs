@@ -11,6 +11,10 @@
 //!    defaults, `assistant_id`, `step_days=90`, each from rollups and from the
 //!    raw scan (`--read-path scan`). Every call computes (the parameters vary
 //!    within a call set so the one-second answer cache never hits).
+//! 4. Shifting windows: `/advanced` where every call's windows start an hour
+//!    (TTFT, cache, costs) and a day (steps) apart from the call before, with
+//!    the merge cache (`--merge-cache-mib`, default) and without it (0), in
+//!    alternating rounds; p50 and the server's peak RSS of each.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -92,6 +96,8 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
     let topic_reads = TopicReads::time(&client, &server.url, args.calls).await?;
     let rss = server.peak_rss_kib();
     server.stop();
+    println!("timing /advanced with shifting windows, with and without the merge cache...");
+    let shifting = Shifting::time(&client, &data_dir, args.calls, args.rounds).await?;
     println!("timing /advanced from the raw scan (slow)...");
     let mut server = Server::start_with(
         &data_dir,
@@ -139,6 +145,8 @@ pub async fn run(args: RollupBenchArgs) -> anyhow::Result<()> {
         })
     };
     println!("| server peak RSS | {} | {} | |", mib(rss), mib(scan_rss));
+    println!();
+    shifting.print(args.calls, args.rounds, &mib);
     println!();
     if let Some(rate) = build {
         println!(
@@ -224,6 +232,7 @@ pub(super) async fn ingest_into(
             topic_threshold: crate::config::DEFAULT_TOPIC_THRESHOLD,
             rollups,
             rag_series: true,
+            merge_cache_bytes: crate::store::sqlite::rollup::cache::DEFAULT_BUDGET_BYTES,
         },
     )?);
     let (tx, rx) = mpsc::channel::<Vec<Value>>(16);
@@ -293,7 +302,84 @@ fn produce(
     }
 }
 
-/// Milliseconds per `/advanced` call (after 2 warm-up calls).
+/// Sleeps until the wall clock's next whole second.
+async fn next_second() {
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(Duration::ZERO, |d| {
+            Duration::from_nanos(u64::from(d.subsec_nanos()))
+        });
+    tokio::time::sleep(Duration::from_secs(1).saturating_sub(into) + Duration::from_millis(1))
+        .await;
+}
+
+/// `/advanced` with windows that move at every call, against servers with the
+/// default merge cache and with none.
+struct Shifting {
+    /// Per round: (cached call times, uncached call times).
+    rounds: Vec<(Vec<f64>, Vec<f64>)>,
+    /// Peak RSS, KiB, of the cached and the uncached servers (highest round).
+    rss: (Option<u64>, Option<u64>),
+}
+
+/// TTFT, cache and costs over `{h}` hours (120..167), steps over `{d}` days
+/// (1..90): every call of a set asks windows no call before it asked.
+const SHIFTING_QUERY: &str = "ttft_hours={h}&cache_hours={h}&cost_hours={h}&step_days={d}&";
+
+impl Shifting {
+    async fn time(
+        client: &reqwest::Client,
+        data_dir: &Path,
+        calls: usize,
+        rounds: usize,
+    ) -> anyhow::Result<Self> {
+        let mut out = Shifting {
+            rounds: Vec::new(),
+            rss: (None, None),
+        };
+        for _ in 0..rounds.max(1) {
+            let one = |budget: &str| -> anyhow::Result<Server> {
+                Server::start_with(
+                    data_dir,
+                    &["--metric-timeout", "3600", "--merge-cache-mib", budget],
+                )
+            };
+            let mut server = one("64")?;
+            let cached = time_advanced(client, &server.url, SHIFTING_QUERY, calls).await?;
+            out.rss.0 = out.rss.0.max(server.peak_rss_kib());
+            server.stop();
+            let mut server = one("0")?;
+            let uncached = time_advanced(client, &server.url, SHIFTING_QUERY, calls).await?;
+            out.rss.1 = out.rss.1.max(server.peak_rss_kib());
+            server.stop();
+            out.rounds.push((cached, uncached));
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::print_stdout)]
+    fn print(&self, calls: usize, rounds: usize, mib: &dyn Fn(Option<u64>) -> String) {
+        let cached: Vec<f64> = self.rounds.iter().map(|r| pct(&r.0, 0.5)).collect();
+        let uncached: Vec<f64> = self.rounds.iter().map(|r| pct(&r.1, 0.5)).collect();
+        let (cached, uncached) = (median(&cached), median(&uncached));
+        println!(
+            "| /advanced, shifting windows ({calls} calls, median of {} alternating rounds) | merge cache 64 MiB | none (0) | ratio |\n|---|---|---|---|",
+            rounds.max(1)
+        );
+        println!(
+            "| p50 | {cached:.1} ms | {uncached:.1} ms | {:.1}× |",
+            uncached / cached
+        );
+        println!(
+            "| server peak RSS | {} | {} | |",
+            mib(self.rss.0),
+            mib(self.rss.1)
+        );
+    }
+}
+
+/// Milliseconds per `/advanced` call (after 2 warm-up calls); `{h}` and `{d}`
+/// in `query` become hours and days that change at every call.
 async fn time_advanced(
     client: &reqwest::Client,
     url: &str,
@@ -303,6 +389,14 @@ async fn time_advanced(
     let mut times = Vec::with_capacity(calls);
     for i in 0..calls.max(1) + 2 {
         // trending_limit varies so no two calls in a second share the answer cache.
+        if i > 0 && i % 40 == 0 {
+            // trending_limit starts over: wait for a new second, so that no
+            // call meets an earlier one's answer in the one-second cache.
+            next_second().await;
+        }
+        let query = query
+            .replace("{h}", &(120 + i % 48).to_string())
+            .replace("{d}", &(1 + i % 90).to_string());
         let target = format!(
             "{url}/api/v1/analytics/advanced?{query}trending_limit={}",
             10 + i % 40

@@ -174,27 +174,19 @@ impl LexicalIndex {
             return None;
         }
         known.sort_unstable_by_key(|&t| (self.postings[t as usize].len(), t));
-        // Likewise, when a match must share `m` tokens, it holds `m` of any
-        // `size - need + m` of them: reading `m - 1` posting lists more and
-        // verifying only the phrasings met in `m` lists costs far less than
-        // verifying every phrasing that shares one common word (a templated
-        // question with a new ticket number shares one with thousands, and
-        // two that always come together, a first and a last name, with
-        // hundreds). Without that, a phrasing met in several lists is
-        // verified again, with the same result.
+        // Likewise, a match shares `need` tokens, so it holds `need` of the
+        // known ones (it misses at most `known - need` of them): only the
+        // phrasings of the `first` rarest lists are read, and each is kept
+        // when it is found, by binary search, in `need` lists of all the
+        // known tokens. Verifying every phrasing that shares one common word
+        // would cost thousands per templated question with a new ticket
+        // number; reading the common words' lists whole grows with them.
         let first = probes - unknown;
-        let m = (need as usize)
-            .min(MERGED_MATCHES)
-            .min(known.len() - first + 1);
-        let lists: Vec<&[u32]> = known[..first + m - 1]
+        let lists: Vec<&[u32]> = known
             .iter()
             .map(|&t| &self.postings[t as usize][..])
             .collect();
-        let candidates: Box<dyn Iterator<Item = u32> + '_> = if m >= 2 {
-            Box::new(InAtLeast { lists, m })
-        } else {
-            Box::new(lists.into_iter().flat_map(|l| l.iter().copied()))
-        };
+        let candidates = AtLeast::new(lists, first, need as usize);
         known.sort_unstable();
         let not = self.vocab.get("not").copied();
         let negated = |tokens: &[u32]| not.is_some_and(|id| tokens.binary_search(&id).is_ok());
@@ -277,17 +269,110 @@ impl LexicalIndex {
     }
 }
 
-/// How many of the probed posting lists a candidate must be met in, at
-/// most: each one more means one posting list more to read.
-const MERGED_MATCHES: usize = 3;
+/// The entries found in `m` or more of sorted, distinct posting lists, once
+/// each, given that each of them is in one of the first `outer` lists: those
+/// lists are walked, and each entry is looked for in the others from a cursor
+/// per list that only moves forward while one outer list is walked (an
+/// exponential search from the cursor: a step costs the logarithm of the
+/// distance moved). An entry is yielded from the first outer list that holds
+/// it. The cost is the outer lists' length times the number of lists and a
+/// small logarithm, whatever the length of the other lists.
+struct AtLeast<'a> {
+    lists: Vec<&'a [u32]>,
+    outer: usize,
+    m: usize,
+    /// Position in the outer lists: (list, index).
+    at: (usize, usize),
+    /// Per list, where the search for the next entry of the walked list starts.
+    cursors: Vec<usize>,
+}
+
+impl<'a> AtLeast<'a> {
+    fn new(lists: Vec<&'a [u32]>, outer: usize, m: usize) -> Self {
+        Self {
+            outer: outer.min(lists.len()),
+            cursors: vec![0; lists.len()],
+            lists,
+            m,
+            at: (0, 0),
+        }
+    }
+
+    /// Whether list `j` holds `entry`, moving its cursor to the first value
+    /// not below `entry` (entries looked for only grow within one walk).
+    fn holds(&mut self, j: usize, entry: u32) -> bool {
+        let list = self.lists[j];
+        let from = self.cursors[j];
+        // Everything before `lo` is below `entry`; `list[hi]` is not (or `hi`
+        // is past the end).
+        let (mut lo, mut hi, mut step) = (from, from, 1);
+        while hi < list.len() && list[hi] < entry {
+            lo = hi + 1;
+            hi = from + step;
+            step *= 2;
+        }
+        let hi = hi.min(list.len());
+        let at = lo + list[lo..hi].partition_point(|&v| v < entry);
+        self.cursors[j] = at;
+        list.get(at) == Some(&entry)
+    }
+
+    /// Whether `entry`, met in outer list `i`, is in `m` lists and in no
+    /// outer list before `i`.
+    fn keeps(&mut self, i: usize, entry: u32) -> bool {
+        let mut found = 1;
+        let others = self.lists.len() - 1;
+        let mut missed = 0;
+        for j in (0..self.lists.len()).filter(|&j| j != i) {
+            if found >= self.m && j > i {
+                break;
+            }
+            if self.holds(j, entry) {
+                if j < i {
+                    // Yielded from outer list j already.
+                    return false;
+                }
+                found += 1;
+            } else {
+                missed += 1;
+                if others - missed + 1 < self.m {
+                    return false;
+                }
+            }
+        }
+        found >= self.m
+    }
+}
+
+impl Iterator for AtLeast<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        while self.at.0 < self.outer {
+            let (i, j) = self.at;
+            let Some(&entry) = self.lists[i].get(j) else {
+                self.at = (i + 1, 0);
+                self.cursors.iter_mut().for_each(|c| *c = 0);
+                continue;
+            };
+            self.at.1 += 1;
+            if self.keeps(i, entry) {
+                return Some(entry);
+            }
+        }
+        None
+    }
+}
 
 /// Merges sorted, distinct posting lists and yields, once each, the
-/// entries found in `m` or more of them.
+/// entries found in `m` or more of them: the reference for [`AtLeast`].
+#[cfg(test)]
 struct InAtLeast<'a> {
     lists: Vec<&'a [u32]>,
     m: usize,
 }
 
+#[cfg(test)]
 impl Iterator for InAtLeast<'_> {
     type Item = u32;
 
@@ -519,6 +604,24 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Probing the outer lists finds what merging every list finds, when
+        /// every entry found in `m` lists is in one of the outer ones.
+        #[test]
+        fn probing_finds_what_merging_every_list_finds(
+            lists in proptest::collection::vec(proptest::collection::btree_set(0u32..60, 0..40), 1..7),
+            m in 1usize..7,
+        ) {
+            let lists: Vec<Vec<u32>> = lists.into_iter().map(|l| l.into_iter().collect()).collect();
+            let m = m.min(lists.len());
+            // Every entry in m of the lists is in one of the first len − m + 1.
+            let outer = lists.len() - m + 1;
+            let slices: Vec<&[u32]> = lists.iter().map(|l| &l[..]).collect();
+            let mut got: Vec<u32> = AtLeast::new(slices.clone(), outer, m).collect();
+            got.sort_unstable();
+            let want: Vec<u32> = InAtLeast { lists: slices, m }.collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+
         /// Few words, so questions share many of them, as templated ones do.
         #[test]
         fn the_index_finds_what_comparing_every_phrasing_finds(

@@ -43,6 +43,12 @@ impl CacheState {
     }
 }
 
+impl crate::analytics::metrics::ApproxBytes for CacheState {
+    fn approx_bytes(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,6 +84,12 @@ fn row(meta: AssistantMeta, acc: CostAcc) -> AssistantCost {
     }
 }
 
+impl crate::analytics::metrics::ApproxBytes for CostsState {
+    fn approx_bytes(&self) -> usize {
+        size_of::<Self>() + super::table_bytes(&self.assistants)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

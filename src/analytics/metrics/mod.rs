@@ -20,6 +20,24 @@ use uuid::Uuid;
 /// client's, but the hasher is seeded per process anyway).
 pub type KeyMap<V> = std::collections::HashMap<i64, V, foldhash::fast::RandomState>;
 
+/// An estimate of the heap and inline bytes a state holds, for caches that
+/// bound their memory by bytes: the capacity of each table and vector times
+/// its element size, plus the inline size. An estimate, not an allocator's
+/// count (hash tables also keep control bytes, allocators round up).
+pub trait ApproxBytes {
+    fn approx_bytes(&self) -> usize;
+}
+
+/// Bytes of a hash table's slots: one key, one value and one control byte each.
+pub fn table_bytes<K, V, S>(map: &std::collections::HashMap<K, V, S>) -> usize {
+    map.capacity() * (size_of::<K>() + size_of::<V>() + 1)
+}
+
+/// Bytes of a vector's allocation.
+pub fn vec_bytes<T>(v: &[T], capacity: usize) -> usize {
+    capacity.max(v.len()) * size_of::<T>()
+}
+
 pub mod cache;
 pub mod costs;
 pub mod diversity;

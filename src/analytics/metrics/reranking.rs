@@ -52,6 +52,12 @@ impl RerankingState {
     }
 }
 
+impl crate::analytics::metrics::ApproxBytes for RerankingState {
+    fn approx_bytes(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

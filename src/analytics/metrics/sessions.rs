@@ -121,6 +121,12 @@ impl SessionsState {
     }
 }
 
+impl crate::analytics::metrics::ApproxBytes for SessionsState {
+    fn approx_bytes(&self) -> usize {
+        size_of::<Self>() + super::table_bytes(&self.interactions)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

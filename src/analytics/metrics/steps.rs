@@ -124,6 +124,14 @@ fn row(name: &str, acc: &StepAcc) -> StepBreakdown {
     }
 }
 
+impl crate::analytics::metrics::ApproxBytes for StepsState {
+    fn approx_bytes(&self) -> usize {
+        size_of::<Self>()
+            + super::table_bytes(&self.steps)
+            + self.steps.keys().map(String::capacity).sum::<usize>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

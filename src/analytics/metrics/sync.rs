@@ -111,6 +111,12 @@ fn row(meta: ConnectorMeta, acc: &SyncAcc) -> ConnectorSyncRate {
     }
 }
 
+impl crate::analytics::metrics::ApproxBytes for SyncState {
+    fn approx_bytes(&self) -> usize {
+        size_of::<Self>() + super::table_bytes(&self.connectors)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -313,6 +313,18 @@ fn resolve<D: TopicDirectory>(t: &TopicSummary, dir: &D) -> Result<Ranked, D::Er
     })
 }
 
+impl crate::analytics::metrics::ApproxBytes for TrendingState {
+    fn approx_bytes(&self) -> usize {
+        size_of::<Self>()
+            + super::table_bytes(&self.topics)
+            + self
+                .topics
+                .values()
+                .map(|t| super::table_bytes(&t.phrasings))
+                .sum::<usize>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

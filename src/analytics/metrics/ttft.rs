@@ -26,6 +26,16 @@ impl TtftState {
         self.values_us.extend(other.values_us);
     }
 
+    /// As [`merge`](Self::merge), from a state kept elsewhere.
+    pub fn extend_from(&mut self, other: &Self) {
+        self.values_us.extend_from_slice(&other.values_us);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.values_us.len()
+    }
+
     /// p50, p95 and p99 in seconds, unrounded; `None` when no value was added.
     /// Consumes the state so the values are reordered in place rather than
     /// copied. Each percentile needs only two order statistics, found by
@@ -48,6 +58,76 @@ impl TtftState {
             p99,
             period_hours,
         })
+    }
+}
+
+impl TtftState {
+    /// Sorts the values: a state kept sorted (a window's merged whole
+    /// buckets, shared by the merge cache) is finished with
+    /// [`finish_parts`](Self::finish_parts) without being copied.
+    pub fn sort(&mut self) {
+        // Stable sort: it merges runs, and a window's values are the
+        // concatenation of its buckets' values, each bucket sorted already.
+        self.values_us.sort();
+    }
+
+    /// As [`finish`](Self::finish) of the merge of `sorted` (a state after
+    /// [`sort`](Self::sort)) and `rest`, without copying `sorted`: each order
+    /// statistic of the union is found by binary search, after sorting `rest`
+    /// (a window's partial hours, small).
+    pub fn finish_parts(
+        sorted: Option<&Self>,
+        mut rest: Self,
+        period_hours: i64,
+    ) -> Option<TtftPercentiles> {
+        let a = sorted.map_or(&[][..], |s| &s.values_us[..]);
+        rest.values_us.sort_unstable();
+        let b = &rest.values_us[..];
+        let last = (a.len() + b.len()).checked_sub(1)?;
+        let percentile = |q: f64| {
+            let h = q.clamp(0.0, 1.0) * last as f64;
+            let k = (h.floor() as usize).min(last);
+            let low = kth_of_two(a, b, k) as f64 / 1e6;
+            if k == last {
+                return low;
+            }
+            let high = kth_of_two(a, b, k + 1) as f64 / 1e6;
+            low + (h - k as f64) * (high - low)
+        };
+        Some(TtftPercentiles {
+            p50: percentile(0.5),
+            p95: percentile(0.95),
+            p99: percentile(0.99),
+            period_hours,
+        })
+    }
+}
+
+/// The `k`-th smallest (0-based) of the union of two ascending slices, `k`
+/// below their total length: the number `i` of values taken from `a` is the
+/// least one whose last taken value is not above `b`'s next one.
+fn kth_of_two(a: &[i64], b: &[i64], k: usize) -> i64 {
+    // i values from a and k + 1 − i from b form the k + 1 smallest.
+    let (mut lo, mut hi) = ((k + 1).saturating_sub(b.len()), (k + 1).min(a.len()));
+    while lo < hi {
+        let i = lo + (hi - lo) / 2;
+        let j = k + 1 - i;
+        // Too few from a when a's next value is below b's last taken one.
+        if j > 0 && a[i] < b[j - 1] {
+            lo = i + 1;
+        } else {
+            hi = i;
+        }
+    }
+    let (i, j) = (lo, k + 1 - lo);
+    match (
+        i.checked_sub(1).map(|x| a[x]),
+        j.checked_sub(1).map(|y| b[y]),
+    ) {
+        (Some(x), Some(y)) => x.max(y),
+        (Some(x), None) => x,
+        (None, Some(y)) => y,
+        (None, None) => i64::MIN,
     }
 }
 
@@ -77,6 +157,12 @@ fn percentile_cont_unsorted(values_us: &mut [i64], from: usize, q: f64) -> (f64,
         None => low,
     };
     (value, k)
+}
+
+impl crate::analytics::metrics::ApproxBytes for TtftState {
+    fn approx_bytes(&self) -> usize {
+        size_of::<Self>() + super::vec_bytes(&self.values_us, self.values_us.capacity())
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +293,25 @@ mod tests {
             let mut left = state(&values[..cut]);
             left.merge(state(&values[cut..]));
             prop_assert_eq!(left.finish(24), state(&values).finish(24));
+        }
+
+        #[test]
+        fn a_sorted_part_and_a_rest_finish_as_their_merge_to_the_bit(
+            values in proptest::collection::vec(
+                prop_oneof![0i64..60_000_000, 0i64..5],
+                0..300,
+            ),
+            cut in 0usize..301,
+            whole in any::<bool>(),
+        ) {
+            let cut = cut.min(values.len());
+            let mut sorted = state(&values[..cut]);
+            sorted.sort();
+            let rest = state(&values[cut..]);
+            let got = TtftState::finish_parts(whole.then_some(&sorted), rest.clone(), 24);
+            let want = if whole { state(&values) } else { rest }.finish(24);
+            let bits = |p: Option<TtftPercentiles>| p.map(|p| (p.p50.to_bits(), p.p95.to_bits(), p.p99.to_bits()));
+            prop_assert_eq!(bits(got), bits(want));
         }
     }
 }

@@ -102,6 +102,12 @@ fn row(meta: UserMeta, acc: UserAcc) -> UserStat {
     }
 }
 
+impl crate::analytics::metrics::ApproxBytes for UsersState {
+    fn approx_bytes(&self) -> usize {
+        size_of::<Self>() + super::table_bytes(&self.users)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,6 +194,12 @@ fn pick<D: DocumentDirectory>(key: i64, count: u64, directory: &D) -> Result<Pic
     })
 }
 
+impl crate::analytics::metrics::ApproxBytes for UtilizationState {
+    fn approx_bytes(&self) -> usize {
+        size_of::<Self>() + super::table_bytes(&self.retrievals)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,6 +74,8 @@ pub struct StoreOptions {
     /// Keep the Prometheus series of `telemetry::rag` (their state is rebuilt
     /// at open when missing, dropped when off).
     pub rag_series: bool,
+    /// Byte budget of the merge cache of rollups (see `rollup::cache`).
+    pub merge_cache_bytes: usize,
 }
 
 pub struct SqliteStore {
@@ -115,6 +117,7 @@ pub(crate) fn open_for_test(dir: &Path) -> SqliteStore {
             topic_threshold: 0.9,
             rollups: true,
             rag_series: true,
+            merge_cache_bytes: rollup::cache::DEFAULT_BUDGET_BYTES,
         },
     )
     .expect("store opens")
@@ -198,7 +201,9 @@ impl SqliteStore {
             max_queued_events: max,
             closing: AtomicBool::new(false),
             data_version,
-            merge_cache: Arc::new(rollup::cache::MergeCache::new()),
+            merge_cache: Arc::new(rollup::cache::MergeCache::with_budget(
+                options.merge_cache_bytes,
+            )),
             checkpointer: std::sync::Mutex::new(Some(checkpointer)),
             damaged,
             pending,

@@ -115,7 +115,7 @@ impl ReadCtx {
 /// Folds window `w` into `state`: the raw ranges of its plan through `raw`,
 /// the whole buckets from the rollups of `metric`. With the scan path, or a
 /// store without rollups, all of it is raw.
-fn fold_window<T: RollupState + Clone + Send + Sync + 'static>(
+fn fold_window<T: RollupState + Send + Sync + 'static>(
     conn: &Connection,
     w: &Window,
     path: &ReadCtx,
@@ -124,7 +124,7 @@ fn fold_window<T: RollupState + Clone + Send + Sync + 'static>(
     raw: impl FnMut(&mut T, &Window) -> Result<()>,
 ) -> Result<()> {
     if let Some(whole) = fold_window_parts(conn, w, path, metric, state, raw, |_| {})? {
-        state.merge_from(T::clone(&whole));
+        state.merge_onto(&whole);
     }
     Ok(())
 }
@@ -139,7 +139,7 @@ fn fold_window_parts<T: RollupState + Send + Sync + 'static>(
     metric: Metric,
     state: &mut T,
     mut raw: impl FnMut(&mut T, &Window) -> Result<()>,
-    settle: impl FnOnce(&mut T),
+    settle: impl Fn(&mut T),
 ) -> Result<Option<Arc<T>>> {
     let assistant = match metric {
         Metric::Sync => Some(NO_ASSISTANT),
@@ -196,34 +196,23 @@ fn fold_window_parts<T: RollupState + Send + Sync + 'static>(
         return Ok(None);
     }
     let version = rollup::past_version(conn)?;
+    let read = |level: Level, buckets: std::ops::Range<i64>, sink: &mut dyn FnMut(i64, T)| {
+        rollup::visit(
+            conn,
+            metric,
+            level,
+            buckets,
+            assistant,
+            |bucket, _, bytes| {
+                sink(bucket, rollup::decode(bytes)?);
+                Ok(())
+            },
+        )
+        .map_err(StoreError::from)
+    };
     let whole = path
         .cache
-        .get_or_merge(metric, assistant, &plan, version, || {
-            let mut whole = T::default();
-            let mut merge = |other: T| whole.merge_from(other);
-            for days in &plan.days {
-                rollup::fold(
-                    conn,
-                    metric,
-                    Level::Day,
-                    days.clone(),
-                    assistant,
-                    &mut merge,
-                )?;
-            }
-            for hours in &plan.hours {
-                rollup::fold(
-                    conn,
-                    metric,
-                    Level::Hour,
-                    hours.clone(),
-                    assistant,
-                    &mut merge,
-                )?;
-            }
-            settle(&mut whole);
-            Ok::<T, StoreError>(whole)
-        })?;
+        .get_or_merge(metric, assistant, &plan, version, read, settle)?;
     Ok(Some(whole))
 }
 
@@ -233,19 +222,29 @@ pub fn ttft(
     path: &ReadCtx,
     hours: i64,
 ) -> Result<Option<TtftPercentiles>> {
-    let mut state = TtftState::new();
-    fold_window(conn, w, path, Metric::Ttft, &mut state, |state, part| {
-        scan(
-            conn,
-            part,
-            "SELECT ttft_us FROM interactions WHERE ttft_us IS NOT NULL",
-            |r| {
-                state.add(r.get(0)?);
-                Ok(())
-            },
-        )
-    })?;
-    Ok(state.finish(hours))
+    // The whole buckets' values stay in the merge cache, sorted: percentiles
+    // are found in them by binary search, never copied.
+    let mut partial = TtftState::new();
+    let whole = fold_window_parts(
+        conn,
+        w,
+        path,
+        Metric::Ttft,
+        &mut partial,
+        |state, part| {
+            scan(
+                conn,
+                part,
+                "SELECT ttft_us FROM interactions WHERE ttft_us IS NOT NULL",
+                |r| {
+                    state.add(r.get(0)?);
+                    Ok(())
+                },
+            )
+        },
+        TtftState::sort,
+    )?;
+    Ok(TtftState::finish_parts(whole.as_deref(), partial, hours))
 }
 
 pub fn cache(

@@ -437,6 +437,7 @@ mod tests {
                 topic_threshold: 0.9,
                 rollups: true,
                 rag_series: true,
+                merge_cache_bytes: crate::store::sqlite::rollup::cache::DEFAULT_BUDGET_BYTES,
             },
         )
         .expect("store");

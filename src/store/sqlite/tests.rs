@@ -24,6 +24,7 @@ fn store_with(dir: &std::path::Path, max_queued_events: usize) -> SqliteStore {
             topic_threshold: 0.9,
             rollups: true,
             rag_series: true,
+            merge_cache_bytes: crate::store::sqlite::rollup::cache::DEFAULT_BUDGET_BYTES,
         },
     )
     .expect("store opens")

@@ -69,6 +69,12 @@ impl WindowTopics {
         self.phrasings.extend(other.phrasings);
     }
 
+    /// As [`append`](Self::append), from rows kept elsewhere.
+    pub fn append_from(&mut self, other: &Self) {
+        self.topics.extend_from_slice(&other.topics);
+        self.phrasings.extend_from_slice(&other.phrasings);
+    }
+
     /// Sorts the rows and folds those of one key together.
     pub fn settle(&mut self) {
         self.topics.sort_unstable_by_key(|t| t.key);
@@ -290,6 +296,14 @@ impl From<WindowTopics> for TrendingState {
             }
         }
         TrendingState { topics }
+    }
+}
+
+impl crate::analytics::metrics::ApproxBytes for WindowTopics {
+    fn approx_bytes(&self) -> usize {
+        size_of::<Self>()
+            + crate::analytics::metrics::vec_bytes(&self.topics, self.topics.capacity())
+            + crate::analytics::metrics::vec_bytes(&self.phrasings, self.phrasings.capacity())
     }
 }
 

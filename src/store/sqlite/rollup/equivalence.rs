@@ -329,34 +329,70 @@ fn answers(conn: &Connection, w: &Window, path: &ReadCtx) -> Result<Vec<String>,
 
 type WindowGen = (i64, i64, usize);
 
-/// Asserts that every window gives the same answers from rollups and from the scan.
+/// Shifts of each generated window, hours earlier: one hour (the window of
+/// the hour before, which shares all but its edge buckets with it) and a day
+/// and an hour (across a day boundary).
+const SHIFTS_HOURS: [i64; 3] = [0, 1, 25];
+
+/// A merge cache so small that most of its entries are evicted between and
+/// within reads.
+const TINY_BUDGET: usize = 4 << 10;
+
+/// Asserts that every window, and its shifts, gives the same answers from
+/// rollups (with the store's merge cache and with a tiny one) and from the scan.
 async fn compare(store: &SqliteStore, now: i64, windows: &[WindowGen]) {
+    let tiny = std::sync::Arc::new(
+        crate::store::sqlite::rollup::cache::MergeCache::with_budget(TINY_BUDGET),
+    );
     for &(from_min, len_min, scope) in windows {
-        let assistant = (scope < 3).then(|| uuid(scope as u128, 1));
-        let from_exclusive = now - from_min * 60 * MICROS_PER_SECOND - 7;
-        let to_inclusive = (from_exclusive + len_min * 60 * MICROS_PER_SECOND).min(now);
-        let w = Window {
-            from_exclusive,
-            to_inclusive,
-            assistant,
-        };
-        let fast_ctx = ReadCtx {
-            path: ReadPath::Rollups,
-            cache: store.merge_cache(),
-        };
-        let (fast, slow) = store
-            .read(move |conn| {
-                // Twice from rollups: the second answer comes from the merge cache.
-                let first = answers(conn, &w, &fast_ctx)?;
-                let again = answers(conn, &w, &fast_ctx)?;
-                assert_eq!(first, again, "cached merge differs, window {w:?}");
-                Ok((first, answers(conn, &w, &ReadCtx::scan())?))
-            })
-            .await
-            .expect("read");
-        for (a, b) in fast.iter().zip(&slow) {
-            assert_eq!(a, b, "window {w:?}");
+        for shift in SHIFTS_HOURS {
+            let shift = shift * 60 * 60 * MICROS_PER_SECOND;
+            compare_one(store, now, (from_min, len_min, scope), shift, tiny.clone()).await;
         }
+    }
+    let (bytes, _) = tiny.usage();
+    assert!(bytes <= TINY_BUDGET, "tiny cache holds {bytes} bytes");
+}
+
+async fn compare_one(
+    store: &SqliteStore,
+    now: i64,
+    (from_min, len_min, scope): WindowGen,
+    shift: i64,
+    tiny: std::sync::Arc<crate::store::sqlite::rollup::cache::MergeCache>,
+) {
+    let assistant = (scope < 3).then(|| uuid(scope as u128, 1));
+    let from_exclusive = now - from_min * 60 * MICROS_PER_SECOND - 7 - shift;
+    let to_inclusive = (from_exclusive + len_min * 60 * MICROS_PER_SECOND).min(now);
+    let w = Window {
+        from_exclusive,
+        to_inclusive,
+        assistant,
+    };
+    let fast_ctx = ReadCtx {
+        path: ReadPath::Rollups,
+        cache: store.merge_cache(),
+    };
+    let tiny_ctx = ReadCtx {
+        path: ReadPath::Rollups,
+        cache: tiny,
+    };
+    let (fast, slow) = store
+        .read(move |conn| {
+            // Twice from rollups: the second answer comes from the merge cache.
+            let first = answers(conn, &w, &fast_ctx)?;
+            let again = answers(conn, &w, &fast_ctx)?;
+            assert_eq!(first, again, "cached merge differs, window {w:?}");
+            let evicted = answers(conn, &w, &tiny_ctx)?;
+            assert_eq!(first, evicted, "tiny merge cache differs, window {w:?}");
+            Ok((first, answers(conn, &w, &ReadCtx::scan())?))
+        })
+        .await
+        .expect("read");
+    for (a, b) in fast.iter().zip(&slow) {
+        assert_eq!(a, b, "window {w:?}");
+    }
+    if shift == 0 {
         let (got, want) = store
             .read(move |conn| last_retrievals(conn, &w))
             .await

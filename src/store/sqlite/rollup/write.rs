@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use super::{
     Level, Metric, NO_ASSISTANT, SEALED_KEY, bump_past_version, decode, encode, meta, set_meta,
 };
+use crate::analytics::metrics::ApproxBytes;
 use crate::analytics::metrics::cache::CacheState;
 use crate::analytics::metrics::costs::CostsState;
 use crate::analytics::metrics::reranking::RerankingState;
@@ -28,9 +29,26 @@ use crate::time::{MICROS_PER_SECOND, Timestamp};
 
 type SqlResult<T> = Result<T, rusqlite::Error>;
 
-/// A metric state that rollups can store and merge.
-pub trait RollupState: Default + Serialize + DeserializeOwned {
+/// A metric state that rollups can store and merge. Merging is commutative
+/// and associative (see `analytics::metrics`), so a window's buckets can be
+/// merged in any grouping: the merge cache keeps per-bucket merges.
+pub trait RollupState: Default + Clone + Serialize + DeserializeOwned + ApproxBytes {
     fn merge_from(&mut self, other: Self);
+
+    /// Merges a shared state (one the merge cache keeps) into `self`, the
+    /// larger side (a window's merge of its buckets).
+    fn merge_ref(&mut self, other: &Self) {
+        self.merge_from(other.clone());
+    }
+
+    /// As [`merge_ref`](Self::merge_ref) when `self` is the smaller side (a
+    /// window's partial hours): by default the shared state is copied once
+    /// and `self` merged into the copy.
+    fn merge_onto(&mut self, shared: &Self) {
+        let mut out = shared.clone();
+        out.merge_from(std::mem::take(self));
+        *self = out;
+    }
 }
 
 macro_rules! rollup_states {
@@ -43,8 +61,22 @@ macro_rules! rollup_states {
     )*};
 }
 
+/// Values are concatenated: copied once from the shared state, no clone.
+impl RollupState for TtftState {
+    fn merge_from(&mut self, other: Self) {
+        self.merge(other);
+    }
+
+    fn merge_ref(&mut self, other: &Self) {
+        self.extend_from(other);
+    }
+
+    fn merge_onto(&mut self, shared: &Self) {
+        self.extend_from(shared);
+    }
+}
+
 rollup_states!(
-    TtftState,
     CacheState,
     CostsState,
     RerankingState,
@@ -60,6 +92,14 @@ rollup_states!(
 impl RollupState for WindowTopics {
     fn merge_from(&mut self, other: Self) {
         self.append(other);
+    }
+
+    fn merge_ref(&mut self, other: &Self) {
+        self.append_from(other);
+    }
+
+    fn merge_onto(&mut self, shared: &Self) {
+        self.append_from(shared);
     }
 }
 

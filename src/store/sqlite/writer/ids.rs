@@ -126,9 +126,9 @@ impl StoredIds {
 
 /// foldhash rather than the crate's default SipHash: loading ten million ids
 /// at start is mostly hashing.
-type Filter = BloomFilter<foldhash::fast::RandomState>;
+pub(super) type Filter = BloomFilter<foldhash::fast::RandomState>;
 
-fn filter(capacity: usize) -> Filter {
+pub(super) fn filter(capacity: usize) -> Filter {
     BloomFilter::with_false_pos(FALSE_POSITIVES)
         .hasher(foldhash::fast::RandomState::default())
         .expected_items(capacity)

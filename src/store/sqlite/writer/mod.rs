@@ -211,6 +211,8 @@ struct Caches {
     assistant_models: Map<i64, Option<String>>,
     centroids: Map<i64, CentroidIndex>,
     lexical: Map<i64, LexicalIndex>,
+    /// Per assistant, the texts its question topics and aliases hold.
+    question_norms: Map<i64, topics::Norms>,
 }
 
 impl Caches {
@@ -521,6 +523,7 @@ impl Writer {
             let indexes = Caches {
                 centroids: std::mem::take(&mut self.caches.centroids),
                 lexical: std::mem::take(&mut self.caches.lexical),
+                question_norms: std::mem::take(&mut self.caches.question_norms),
                 ..Caches::default()
             };
             self.caches = indexes;

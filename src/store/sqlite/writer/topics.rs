@@ -33,16 +33,23 @@ impl Apply<'_> {
         }
         let (assistant, key) = cache_key;
         let kind = key.kind as i64;
-        let found: Option<i64> = self
-            .tx
-            .prepare_cached(
-                "SELECT key FROM topics WHERE assistant = ?1 AND kind = ?2 AND norm = ?3",
-            )?
-            .query_row(params![assistant, kind, key.norm], |r| r.get(0))
-            .optional()?;
+        // Most questions are new: their text is in no topic or alias, which
+        // the filter of the assistant's question texts tells without a lookup.
+        let maybe_stored =
+            key.kind != TopicKind::Question || self.maybe_stored(assistant, &key.norm)?;
+        let found: Option<i64> = if maybe_stored {
+            self.tx
+                .prepare_cached(
+                    "SELECT key FROM topics WHERE assistant = ?1 AND kind = ?2 AND norm = ?3",
+                )?
+                .query_row(params![assistant, kind, key.norm], |r| r.get(0))
+                .optional()?
+        } else {
+            None
+        };
         let topic = match found {
             Some(topic) => topic,
-            None => match self.near_duplicate(assistant, &key)? {
+            None => match self.near_duplicate(assistant, &key, maybe_stored)? {
                 Some(topic) => topic,
                 None => {
                     self.tx
@@ -53,6 +60,7 @@ impl Apply<'_> {
                     let topic = self.tx.last_insert_rowid();
                     if key.kind == TopicKind::Question {
                         self.lexical(assistant)?.insert(topic, &key.norm);
+                        self.record_norm(assistant, &key.norm);
                     }
                     self.caches.fresh_topics.insert(topic);
                     topic
@@ -65,22 +73,28 @@ impl Apply<'_> {
 
     /// The question topic a new phrasing joins as a near-duplicate, if any. A
     /// decision is stored as an alias, so the same phrasing always lands in the
-    /// same topic, whatever topics are created later.
+    /// same topic, whatever topics are created later. `maybe_stored` false:
+    /// the text is known to have no alias.
     pub(super) fn near_duplicate(
         &mut self,
         assistant: i64,
         key: &TopicKey,
+        maybe_stored: bool,
     ) -> SqlResult<Option<i64>> {
         if key.kind != TopicKind::Question {
             return Ok(None);
         }
-        let alias: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT topic FROM topic_aliases WHERE assistant = ?1 AND norm = ?2")?
-            .query_row(params![assistant, key.norm], |r| r.get(0))
-            .optional()?;
-        if alias.is_some() {
-            return Ok(alias);
+        if maybe_stored {
+            let alias: Option<i64> = self
+                .tx
+                .prepare_cached(
+                    "SELECT topic FROM topic_aliases WHERE assistant = ?1 AND norm = ?2",
+                )?
+                .query_row(params![assistant, key.norm], |r| r.get(0))
+                .optional()?;
+            if alias.is_some() {
+                return Ok(alias);
+            }
         }
         let Some(topic) = self.lexical(assistant)?.assign(&key.norm) else {
             return Ok(None);
@@ -90,7 +104,25 @@ impl Apply<'_> {
                 "INSERT INTO topic_aliases (assistant, norm, topic) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![assistant, key.norm, topic])?;
+        self.record_norm(assistant, &key.norm);
         Ok(Some(topic))
+    }
+
+    /// Whether `norm` may be the text of one of the assistant's question
+    /// topics or aliases (false: it is surely not).
+    fn maybe_stored(&mut self, assistant: i64, norm: &str) -> SqlResult<bool> {
+        self.lexical(assistant)?;
+        Ok(self
+            .caches
+            .question_norms
+            .get(&assistant)
+            .is_none_or(|norms| norms.contains(norm)))
+    }
+
+    fn record_norm(&mut self, assistant: i64, norm: &str) {
+        if let Some(norms) = self.caches.question_norms.get_mut(&assistant) {
+            norms.insert(norm);
+        }
     }
 
     /// The lexical index of an assistant's question topics (their first
@@ -102,10 +134,21 @@ impl Apply<'_> {
                 "SELECT key, norm FROM topics WHERE assistant = ?1 AND kind = ?2 ORDER BY key",
             )?;
             let mut rows = stmt.query(params![assistant, TopicKind::Question as i64])?;
+            let mut norms = Norms::default();
             while let Some(row) = rows.next()? {
-                index.insert(row.get(0)?, &row.get::<_, String>(1)?);
+                let norm = row.get::<_, String>(1)?;
+                index.insert(row.get(0)?, &norm);
+                norms.insert(&norm);
+            }
+            let mut stmt = self
+                .tx
+                .prepare_cached("SELECT norm FROM topic_aliases WHERE assistant = ?1")?;
+            let mut rows = stmt.query([assistant])?;
+            while let Some(row) = rows.next()? {
+                norms.insert(row.get_ref(0)?.as_str()?);
             }
             self.caches.lexical.insert(assistant, index);
+            self.caches.question_norms.insert(assistant, norms);
         }
         Ok(self.caches.lexical.entry(assistant).or_default())
     }
@@ -390,5 +433,65 @@ impl Totals {
         self.topics += i64::from(before == 0 && after > 0);
         self.total += after - before;
         self.squares += after * after - before * before;
+    }
+}
+
+/// The normalised texts of an assistant's question topics and aliases, as
+/// Bloom filters (each full one followed by one twice its size): a text the
+/// filters do not hold is in neither table, so a new question costs no
+/// lookup there. The filters never miss a text they were given, so answers
+/// stay exact; a false positive costs the two lookups.
+pub(super) struct Norms {
+    filters: Vec<super::ids::Filter>,
+    capacity: usize,
+    in_last: usize,
+}
+
+/// Texts the first filter of an assistant is sized for.
+const NORMS_CAPACITY: usize = if cfg!(test) { 16 } else { 1 << 14 };
+
+impl Default for Norms {
+    fn default() -> Self {
+        Self {
+            filters: vec![super::ids::filter(NORMS_CAPACITY)],
+            capacity: NORMS_CAPACITY,
+            in_last: 0,
+        }
+    }
+}
+
+impl Norms {
+    pub(super) fn insert(&mut self, norm: &str) {
+        if self.in_last >= self.capacity {
+            self.capacity = self.capacity.saturating_mul(2);
+            self.filters.push(super::ids::filter(self.capacity));
+            self.in_last = 0;
+        }
+        if let Some(last) = self.filters.last_mut() {
+            last.insert(norm);
+        }
+        self.in_last += 1;
+    }
+
+    pub(super) fn contains(&self, norm: &str) -> bool {
+        self.filters.iter().any(|f| f.contains(norm))
+    }
+}
+
+#[cfg(test)]
+mod norms_tests {
+    use super::*;
+
+    #[test]
+    fn the_filters_grow_and_forget_no_text() {
+        let mut norms = Norms::default();
+        let texts: Vec<String> = (0..NORMS_CAPACITY * 5)
+            .map(|i| format!("question {i}"))
+            .collect();
+        for t in &texts {
+            norms.insert(t);
+        }
+        assert!(norms.filters.len() >= 3);
+        assert!(texts.iter().all(|t| norms.contains(t)));
     }
 }
