@@ -100,6 +100,11 @@ pub struct ServerArgs {
     /// gauges of /metrics, at least 1 [default: 60]
     #[arg(long, env = "RAGPULSE_GAUGE_INTERVAL")]
     pub gauge_interval: Option<u64>,
+    /// Delete raw interactions (with their steps, documents and question
+    /// texts) older than this many days, in the background; rollups keep
+    /// answering longer windows [default: keep forever]
+    #[arg(long, env = "RAGPULSE_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
 }
 
 impl ServerArgs {
@@ -129,6 +134,7 @@ impl ServerArgs {
             otlp_max_trace_spans: self.otlp_max_trace_spans.or(lower.otlp_max_trace_spans),
             rag_metrics: self.rag_metrics.or(lower.rag_metrics),
             gauge_interval: self.gauge_interval.or(lower.gauge_interval),
+            retention_days: self.retention_days.or(lower.retention_days),
         }
     }
 }
@@ -160,6 +166,8 @@ pub struct Settings {
     pub rag_metrics: bool,
     /// Between recomputations of the window gauges of /metrics.
     pub gauge_interval: Duration,
+    /// Raw interactions older than this many days are deleted; `None` keeps them.
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +273,7 @@ impl Settings {
             otlp,
             rag_metrics: a.rag_metrics.unwrap_or(true),
             gauge_interval: Duration::from_secs(gauge_interval),
+            retention_days: retention_days(a.retention_days)?,
         })
     }
 }
@@ -299,6 +308,17 @@ fn otlp_settings(a: &ServerArgs) -> Result<crate::otlp::OtlpSettings, ConfigErro
             .unwrap_or(defaults.max_trace_spans)
             .max(1),
     })
+}
+
+/// `--retention-days`: at least one day (the current day's raw rows stay).
+fn retention_days(given: Option<u32>) -> Result<Option<u32>, ConfigError> {
+    match given {
+        Some(0) => Err(ConfigError::Invalid(
+            "--retention-days must be at least 1; omit it to keep every raw interaction"
+                .to_string(),
+        )),
+        other => Ok(other),
+    }
 }
 
 /// `--max-event-age-days`: at least one day.

@@ -14,6 +14,7 @@ pub mod live;
 pub mod otlp;
 pub mod pricing;
 pub mod probes;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod telemetry;

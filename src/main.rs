@@ -62,6 +62,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ragpulse::init_tracing(false);
             ragpulse::import::rebuild_rollups(args, cli.config.as_deref()).await
         }
+        Command::EraseUser(args) => {
+            ragpulse::init_tracing(false);
+            ragpulse::import::erase_user(args, cli.config.as_deref()).await
+        }
     }
 }
 

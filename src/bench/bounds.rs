@@ -42,7 +42,7 @@ const MODELS: &[&str] = &[
     "acme-internal-llm-v2",
 ];
 
-fn open(dir: &Path, prices: Option<&Path>) -> anyhow::Result<SqliteStore> {
+pub(super) fn open(dir: &Path, prices: Option<&Path>) -> anyhow::Result<SqliteStore> {
     Ok(SqliteStore::open(
         dir,
         Arc::new(Catalogue::load(prices)?),
@@ -71,7 +71,7 @@ fn price_file(path: &Path, input: f64, days: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn store_values(store: &SqliteStore, values: Vec<Value>) -> anyhow::Result<()> {
+pub(super) async fn store_values(store: &SqliteStore, values: Vec<Value>) -> anyhow::Result<()> {
     let values = values.into_iter().enumerate().collect();
     let outcome = ingest_values(store, values, &EventLimits::default()).await?;
     anyhow::ensure!(
@@ -83,7 +83,12 @@ async fn store_values(store: &SqliteStore, values: Vec<Value>) -> anyhow::Result
 }
 
 /// `n` interactions spread over the last `days`, in batches of 5,000.
-async fn fill(store: &SqliteStore, shape: &Shape, n: u64, days: u32) -> anyhow::Result<()> {
+pub(super) async fn fill(
+    store: &SqliteStore,
+    shape: &Shape,
+    n: u64,
+    days: u32,
+) -> anyhow::Result<()> {
     let now = Timestamp::now().micros() - 60_000_000;
     let span = i64::from(days.max(1)) * MICROS_PER_DAY;
     let mut generator = Generator::new(shape, now);
@@ -101,7 +106,7 @@ async fn fill(store: &SqliteStore, shape: &Shape, n: u64, days: u32) -> anyhow::
 
 /// Latencies (ms) of `append` from `clients` tasks sending batches of
 /// `batch` live interactions until `until` resolves and `at_least` passed.
-async fn load(
+pub(super) async fn load(
     store: &Arc<SqliteStore>,
     shape: &Shape,
     clients: usize,

@@ -21,6 +21,7 @@ pub(crate) const ADMIN: &str = "bench-admin-token-0123456789";
 pub(crate) const INGEST: &str = "bench-ingest-token-0123456789";
 
 mod bounds;
+mod lifecycle;
 pub mod live;
 pub mod otlp;
 mod procfs;
@@ -43,6 +44,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchScenario::Reprice(reprice)) => bounds::reprice(reprice.clone()).await,
         Some(BenchScenario::Cold(cold)) => bounds::cold(cold.clone()).await,
         Some(BenchScenario::Prometheus(args)) => prometheus::run(args.clone()).await,
+        Some(BenchScenario::Lifecycle(args)) => lifecycle::run(args.clone()).await,
         None => core(args).await,
     }
 }

@@ -21,6 +21,7 @@ mod freshness;
 mod health;
 mod import;
 mod ingest;
+mod lifecycle;
 mod limits;
 mod live;
 mod load;
