@@ -489,6 +489,49 @@ async fn retention_deletes_old_raw_rows_and_long_windows_answer_unchanged_from_r
         .query_row("PRAGMA freelist_count", [], |r| r.get(0))
         .unwrap();
     assert!(free > 0, "no page was freed");
+    drop(conn);
+
+    // A rollup rebuild keeps the buckets before the cutoff: their raw rows are gone.
+    let dir = app.stop().await;
+    ragpulse::store::sqlite::rebuild_rollups(&dir.path().join("data"), &mut |_, _| {})
+        .expect("rebuild");
+    let app = TestApp::spawn_in(dir, |_| {}).await;
+    assert_eq!(answers(&app, &paths).await, after);
+}
+
+#[tokio::test]
+async fn erase_user_erases_offline_and_refuses_an_unknown_user() {
+    let data = Dataset::new();
+    let app = TestApp::spawn().await;
+    app.ingest_ok(json!(data.registry(true))).await;
+    app.ingest_ok(json!(data.interactions(true))).await;
+    let dir = app.stop().await;
+    let erase = |user: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ragpulse"))
+            .args(["erase-user", user, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env_remove("RAGPULSE_DATA_DIR")
+            .env_remove("RAGPULSE_CONFIG")
+            .current_dir(dir.path())
+            .output()
+            .expect("ragpulse runs")
+    };
+
+    let done = erase(ERASED_ID);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let report: Value = serde_json::from_slice(&done.stdout).expect("JSON on stdout");
+    let erased = data.interactions(true).len() - data.interactions(false).len();
+    assert_eq!(report["interactions"], json!(erased));
+    assert_eq!(report["registry_entries"], json!(1));
+    let again = erase(ERASED_ID);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no such user"));
+    let left = grep_dir(dir.path(), &erased_needles());
+    assert!(left.is_empty(), "erased data left on disk: {left:?}");
 }
 
 #[tokio::test]
@@ -576,5 +619,155 @@ async fn a_kill_during_an_erasure_leaves_a_consistent_store_whose_retry_finishes
             never,
             "GET {path} after a killed erasure and its retry"
         );
+    }
+}
+
+mod property {
+    //! Property: for any events of three users, erasing one leaves every
+    //! answer equal to that of a store that only ever received the other two.
+
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::{answers, endpoints, erase};
+    use crate::helpers::{Clock, TestApp, interaction, with};
+
+    /// Variants of one text share a topic; the rest are distinct questions.
+    const QUESTIONS: [&str; 5] = [
+        "How do I reset my password?",
+        "how do i reset my password",
+        "What is the refund policy?",
+        "Where are the audit logs?",
+        "Is the Quasimodo ledger open on Sundays?",
+    ];
+    const USERS: [&str; 3] = ["erased-user", "kept-user-1", "kept-user-2"];
+
+    #[derive(Debug, Clone)]
+    struct Event {
+        user: usize,
+        assistant: usize,
+        question: Option<usize>,
+        label: bool,
+        half_hours_ago: i64,
+        session: usize,
+        cache_hit: bool,
+        tokens: u32,
+        ttft_ms: Option<u32>,
+        document: Option<usize>,
+    }
+
+    fn events() -> impl Strategy<Value = Vec<Event>> {
+        prop::collection::vec(
+            (
+                (
+                    0..3usize,
+                    0..2usize,
+                    prop::option::of(0..5usize),
+                    any::<bool>(),
+                ),
+                (0..400i64, 0..4usize, any::<bool>(), 0..5_000u32),
+                (prop::option::of(1..3_000u32), prop::option::of(0..3usize)),
+            )
+                .prop_map(
+                    |(
+                        (user, assistant, question, label),
+                        (half_hours, session, cache_hit, tokens),
+                        (ttft_ms, document),
+                    )| Event {
+                        user,
+                        assistant,
+                        question,
+                        label: label && question.is_none(),
+                        // Half-hour steps, offset by a quarter: no window edge meets one.
+                        half_hours_ago: half_hours,
+                        session,
+                        cache_hit,
+                        tokens,
+                        ttft_ms,
+                        document,
+                    },
+                ),
+            1..50,
+        )
+    }
+
+    fn to_json(e: &Event, n: usize, clock: &Clock, assistants: &[uuid::Uuid; 2]) -> Value {
+        let documents = [
+            uuid::Uuid::from_u128(0xd1),
+            uuid::Uuid::from_u128(0xd2),
+            uuid::Uuid::from_u128(0xd3),
+        ];
+        let ts = clock.ago_s(e.half_hours_ago * 1800 + 900);
+        let mut event = with(
+            interaction(
+                assistants[e.assistant],
+                &format!("session-{}", e.session),
+                &ts,
+            ),
+            json!({
+                "id": uuid::Uuid::from_u128(0x5000 + n as u128),
+                "user_id": USERS[e.user],
+                "cache_hit": e.cache_hit,
+                "input_tokens": e.tokens,
+                "output_tokens": e.tokens / 3,
+                "model": crate::helpers::TEST_MODEL,
+                "steps": [{"name": "retrieval", "duration_s": f64::from(e.tokens % 7) / 10.0}],
+            }),
+        );
+        if let Some(q) = e.question {
+            event["question"] = json!(QUESTIONS[q]);
+        }
+        if e.label {
+            event["topic"] = json!("Billing");
+        }
+        if let Some(ms) = e.ttft_ms {
+            event["ttft_s"] = json!(f64::from(ms) / 1000.0);
+        }
+        if let Some(d) = e.document {
+            event["retrieved_document_ids"] = json!([documents[d]]);
+        }
+        event
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+        #[test]
+        fn erasing_a_user_equals_never_having_stored_them(events in events()) {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let clock = Clock::new();
+                let assistants = [uuid::Uuid::from_u128(0xa1), uuid::Uuid::from_u128(0xa2)];
+                let users: Vec<Value> = USERS
+                    .iter()
+                    .map(|u| json!({"type": "user", "id": u, "email": format!("{u}@example.com")}))
+                    .collect();
+                let all: Vec<Value> = events
+                    .iter()
+                    .enumerate()
+                    .map(|(n, e)| to_json(e, n, &clock, &assistants))
+                    .collect();
+                let kept: Vec<Value> = events
+                    .iter()
+                    .zip(&all)
+                    .filter(|(e, _)| e.user != 0)
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                let (a, b) = (TestApp::spawn().await, TestApp::spawn().await);
+                a.ingest_ok(json!(users)).await;
+                a.ingest_ok(json!(all)).await;
+                b.ingest_ok(json!(users[1..])).await;
+                if !kept.is_empty() {
+                    b.ingest_ok(json!(kept)).await;
+                }
+                let (status, _) = erase(&a, USERS[0]).await;
+                assert_eq!(status.as_u16(), 200);
+                let paths = endpoints(assistants[0]);
+                let (after, never) = (answers(&a, &paths).await, answers(&b, &paths).await);
+                for ((path, a), b) in paths.iter().zip(&after).zip(&never) {
+                    assert_eq!(a, b, "GET {path}");
+                }
+            });
+        }
     }
 }
