@@ -22,9 +22,11 @@ pub const RUN_EVERY: Duration = Duration::from_secs(3600);
 const INTERACTIONS_PER_BATCH: usize = 1_000;
 /// Phrasings or topics examined per transaction (most are kept).
 const TEXTS_PER_BATCH: usize = 10_000;
-/// Between two batches, so the writer serves the ingest queued meanwhile
-/// first.
-const PAUSE: Duration = Duration::from_millis(5);
+/// Between two batches the task waits this many times the writer's time on
+/// the last one (at least [`MIN_PAUSE`]): retention takes at most a fifth
+/// of the writer, and ingest queued meanwhile is committed in between.
+const PAUSE_FACTOR: u32 = 4;
+const MIN_PAUSE: Duration = Duration::from_millis(5);
 
 /// Starts the task when retention is on; it ends when `shutdown` is cancelled.
 pub fn start(
@@ -87,7 +89,7 @@ pub async fn run(
             }
         }
         cursor = batch.next;
-        tokio::time::sleep(PAUSE).await;
+        tokio::time::sleep((batch.work * PAUSE_FACTOR).max(MIN_PAUSE)).await;
     }
     telemetry
         .retention_last_run

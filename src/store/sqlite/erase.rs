@@ -127,8 +127,10 @@ fn erase_key(
         tx.execute("DELETE FROM erasure_touched", [])?;
         tx.commit()?;
     }
-    if rebuild {
-        rollup::rebuild::rebuild(conn, today, &mut |_, _| {})?;
+    // Rollups before the user's first day never counted them.
+    let first_day = rows.iter().map(|&(_, ts)| Level::Day.bucket(ts)).min();
+    if rebuild && let Some(first_day) = first_day {
+        rollup::rebuild::rebuild_from(conn, today, Some(first_day), &mut |_, _| {})?;
         report.rollups_rebuilt = true;
     }
     let tx = conn.transaction()?;

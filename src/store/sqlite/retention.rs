@@ -45,6 +45,8 @@ pub struct RetainBatch {
     pub topics: u64,
     /// Where the next batch resumes.
     pub next: Cursor,
+    /// The writer's time on it (its transaction, not the wait in the queue).
+    pub work: std::time::Duration,
 }
 
 /// One batch of a retention run at `cutoff`, in one transaction: up to
@@ -57,11 +59,14 @@ pub fn retain_batch(
     limit: usize,
     cursor: Cursor,
 ) -> SqlResult<RetainBatch> {
+    let started = std::time::Instant::now();
     // Deleted texts and freed pages are overwritten (see `schema::configure`).
     conn.pragma_update(None, "secure_delete", "ON")?;
     let result = retain_in_transaction(conn, cutoff, limit, cursor);
     conn.pragma_update(None, "secure_delete", "FAST")?;
-    result
+    let mut batch = result?;
+    batch.work = started.elapsed();
+    Ok(batch)
 }
 
 fn retain_in_transaction(

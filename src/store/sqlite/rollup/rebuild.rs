@@ -53,9 +53,29 @@ pub fn rebuild(
     today: i64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> SqlResult<()> {
-    let from = super::meta(conn, crate::store::sqlite::retention::CUTOFF_KEY)?;
-    let first_day = from.map_or(i64::MIN / Level::Day.micros(), |ts| Level::Day.bucket(ts));
-    let from = from.unwrap_or(i64::MIN);
+    rebuild_from(conn, today, None, progress)
+}
+
+/// [`rebuild`] of the buckets from day `from_day` on (a later retention
+/// cutoff wins): the days before it keep their rollups, and the sessions
+/// that began before it their spans. A session that began before and goes
+/// on after it is tallied by key in every bucket it touches (its span
+/// crosses buckets), so the recomputed buckets add up with the kept ones.
+/// An erasure rebuilds from the erased user's first day.
+pub fn rebuild_from(
+    conn: &mut Connection,
+    today: i64,
+    from_day: Option<i64>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> SqlResult<()> {
+    let cutoff = super::meta(conn, crate::store::sqlite::retention::CUTOFF_KEY)?
+        .map(|ts| Level::Day.bucket(ts));
+    let first_day = match (cutoff, from_day) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let from = first_day.map_or(i64::MIN, |day| day.saturating_mul(Level::Day.micros()));
+    let first_day = first_day.unwrap_or(i64::MIN / Level::Day.micros());
     {
         let tx = conn.transaction()?;
         tx.execute(
