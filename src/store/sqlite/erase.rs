@@ -109,6 +109,7 @@ fn erase_key(
         rollup::set_meta(&tx, ERASING_KEY, user)?;
         tx.commit()?;
     }
+    let started = std::time::Instant::now();
     let rows = user_interactions(conn, user)?;
     for chunk in rows.chunks(CHUNK) {
         let tx = conn.transaction()?;
@@ -127,12 +128,19 @@ fn erase_key(
         tx.execute("DELETE FROM erasure_touched", [])?;
         tx.commit()?;
     }
+    let deleted_s = started.elapsed().as_secs_f64();
     // Rollups before the user's first day never counted them.
     let first_day = rows.iter().map(|&(_, ts)| Level::Day.bucket(ts)).min();
     if rebuild && let Some(first_day) = first_day {
         rollup::rebuild::rebuild_from(conn, today, Some(first_day), &mut |_, _| {})?;
         report.rollups_rebuilt = true;
     }
+    tracing::info!(
+        interactions = report.interactions,
+        deleted_and_settled_s = deleted_s,
+        rebuilt_s = started.elapsed().as_secs_f64() - deleted_s,
+        "erasure: rows deleted, rollups rebuilt"
+    );
     let tx = conn.transaction()?;
     forget_in_retained_rollups(&tx, user)?;
     tx.execute("DELETE FROM users WHERE key = ?1", [user])?;
@@ -277,6 +285,7 @@ fn settle_topics(conn: &Connection) -> SqlResult<(u64, u64)> {
         return Ok((0, 0));
     }
     let (by_phrasing, by_topic) = remaining(conn)?;
+    let mut aliases = touched_aliases(conn)?;
     let retained_rollups = retention_cutoff(conn)?.is_some();
     let mut deleted_phrasings = 0;
     let mut deleted_topics = 0;
@@ -301,7 +310,7 @@ fn settle_topics(conn: &Connection) -> SqlResult<(u64, u64)> {
         assistants.insert(assistant);
         deleted_phrasings += settle_phrasings(conn, topic, &by_phrasing)?;
         if frequency <= 0 {
-            forget_topic(conn, topic, retained_rollups)?;
+            forget_topic(conn, topic, retained_rollups, aliases.remove(&topic))?;
             deleted_topics += 1;
             continue;
         }
@@ -315,7 +324,7 @@ fn settle_topics(conn: &Connection) -> SqlResult<(u64, u64)> {
         }
         conn.execute(SETTLE_CANONICAL, [topic])?;
         if kind == TopicKind::Question as i64 {
-            settle_norm(conn, topic, assistant)?;
+            settle_norm(conn, topic, aliases.remove(&topic))?;
         }
     }
     for assistant in assistants {
@@ -396,8 +405,15 @@ const SETTLE_CANONICAL: &str = "UPDATE topics SET
 /// A topic no one asks any more: gone, with its aliases and centroid; or,
 /// when rollups older than the retention cutoff may still count it, kept
 /// as a key without texts that no lookup finds.
-fn forget_topic(conn: &Connection, topic: i64, retained_rollups: bool) -> SqlResult<()> {
-    conn.execute("DELETE FROM topic_aliases WHERE topic = ?1", [topic])?;
+fn forget_topic(
+    conn: &Connection,
+    topic: i64,
+    retained_rollups: bool,
+    aliases: Option<Vec<(i64, String)>>,
+) -> SqlResult<()> {
+    for (assistant, norm) in aliases.unwrap_or_default() {
+        delete_alias(conn, assistant, &norm)?;
+    }
     conn.execute("DELETE FROM topic_centroids WHERE topic = ?1", [topic])?;
     conn.execute("DELETE FROM phrasings WHERE topic = ?1", [topic])?;
     if retained_rollups {
@@ -416,7 +432,11 @@ fn forget_topic(conn: &Connection, topic: i64, retained_rollups: bool) -> SqlRes
 /// A question topic keeps the normalised text of a phrasing still asked:
 /// its own when one is, else its canonical phrasing's; and its aliases keep
 /// only the texts still asked.
-fn settle_norm(conn: &Connection, topic: i64, assistant: i64) -> SqlResult<()> {
+fn settle_norm(
+    conn: &Connection,
+    topic: i64,
+    aliases: Option<Vec<(i64, String)>>,
+) -> SqlResult<()> {
     let norms: HashSet<String> = {
         let mut stmt =
             conn.prepare_cached("SELECT text FROM phrasings WHERE topic = ?1 AND count > 0")?;
@@ -424,17 +444,10 @@ fn settle_norm(conn: &Connection, topic: i64, assistant: i64) -> SqlResult<()> {
         rows.map(|text| text.map(|t| question_norm(&t)))
             .collect::<SqlResult<_>>()?
     };
-    let aliases: Vec<String> = {
-        let mut stmt = conn
-            .prepare_cached("SELECT norm FROM topic_aliases WHERE assistant = ?1 AND topic = ?2")?;
-        let rows = stmt.query_map(params![assistant, topic], |r| r.get(0))?;
-        rows.collect::<SqlResult<_>>()?
-    };
-    for alias in aliases.into_iter().filter(|a| !norms.contains(a)) {
-        conn.execute(
-            "DELETE FROM topic_aliases WHERE assistant = ?1 AND norm = ?2",
-            params![assistant, alias],
-        )?;
+    for (assistant, alias) in aliases.unwrap_or_default() {
+        if !norms.contains(&alias) {
+            delete_alias(conn, assistant, &alias)?;
+        }
     }
     let norm: String = conn.query_row("SELECT norm FROM topics WHERE key = ?1", [topic], |r| {
         r.get(0)
@@ -456,6 +469,29 @@ fn settle_norm(conn: &Connection, topic: i64, assistant: i64) -> SqlResult<()> {
             params![topic, question_norm(&text)],
         )?;
     }
+    Ok(())
+}
+
+/// The aliases of the touched topics, by topic: one pass over the aliases
+/// (their key is the text, not the topic).
+fn touched_aliases(conn: &Connection) -> SqlResult<HashMap<i64, Vec<(i64, String)>>> {
+    let mut out: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT topic, assistant, norm FROM topic_aliases
+         WHERE topic IN (SELECT a FROM erasure_touched WHERE kind = ?1)",
+    )?;
+    let mut rows = stmt.query([TOUCHED_TOPIC])?;
+    while let Some(r) = rows.next()? {
+        out.entry(r.get(0)?)
+            .or_default()
+            .push((r.get(1)?, r.get(2)?));
+    }
+    Ok(out)
+}
+
+fn delete_alias(conn: &Connection, assistant: i64, norm: &str) -> SqlResult<()> {
+    conn.prepare_cached("DELETE FROM topic_aliases WHERE assistant = ?1 AND norm = ?2")?
+        .execute(params![assistant, norm])?;
     Ok(())
 }
 
