@@ -27,6 +27,8 @@ const TEXTS_PER_BATCH: usize = 10_000;
 /// of the writer, and ingest queued meanwhile is committed in between.
 const PAUSE_FACTOR: u32 = 4;
 const MIN_PAUSE: Duration = Duration::from_millis(5);
+/// Busy write locks in a row before a run gives up until the next one.
+const MAX_RETRIES: u32 = 30;
 
 /// Starts the task when retention is on; it ends when `shutdown` is cancelled.
 pub fn start(
@@ -66,6 +68,7 @@ pub async fn run(
 ) -> Result<[u64; 3], StoreError> {
     let mut cursor = Cursor::default();
     let mut deleted = [0u64; 3];
+    let mut retries = 0;
     while cursor.phase != Phase::Done {
         if shutdown.is_cancelled() {
             return Ok(deleted);
@@ -74,7 +77,19 @@ pub async fn run(
             Phase::Interactions => INTERACTIONS_PER_BATCH,
             _ => TEXTS_PER_BATCH,
         };
-        let batch = store.retain_batch(cutoff, limit, cursor).await?;
+        let batch = match store.retain_batch(cutoff, limit, cursor).await {
+            Ok(batch) => batch,
+            // The write lock was busy (a probe, a checkpoint): the batch is
+            // tried again after a pause; nothing of it was written.
+            Err(error) if error.is_unavailable() && retries < MAX_RETRIES => {
+                retries += 1;
+                tracing::debug!(%error, "retention batch postponed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        retries = 0;
         for (i, (table, rows)) in [
             ("interactions", batch.interactions),
             ("phrasings", batch.phrasings),

@@ -75,7 +75,9 @@ fn retain_in_transaction(
     limit: usize,
     cursor: Cursor,
 ) -> SqlResult<RetainBatch> {
-    let tx = conn.transaction()?;
+    // Immediate: the write lock first, so the read below never has to be
+    // upgraded to a write behind another connection's (a health probe's).
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let stored = rollup::meta(&tx, CUTOFF_KEY)?.unwrap_or(i64::MIN);
     if cutoff > stored {
         rollup::set_meta(&tx, CUTOFF_KEY, cutoff)?;
