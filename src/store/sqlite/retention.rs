@@ -26,6 +26,10 @@ const KIND_EXPIRED: i64 = 3;
 pub struct Cursor {
     pub phase: Phase,
     pub after: i64,
+    /// The last key the walk of the phase visits: the largest when it
+    /// began. Rows added since were asked after the cutoff, and a walk that
+    /// chased them would not end while ingest adds new questions.
+    pub end: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,6 +97,7 @@ fn retain_in_transaction(
                 batch.next = Cursor {
                     phase: Phase::Phrasings,
                     after: i64::MIN,
+                    end: None,
                 };
             }
         }
@@ -124,13 +129,30 @@ fn delete_interactions(conn: &Connection, cutoff: i64, limit: usize) -> SqlResul
     Ok(rows.len() as u64)
 }
 
-/// The last key of the next `limit` rows of `table` after `after`, if any.
-fn walk_upper(conn: &Connection, table: &str, after: i64, limit: usize) -> SqlResult<Option<i64>> {
+/// The last key of the next `limit` rows of `table` after the cursor's
+/// `after` and up to its `end` (set on the phase's first batch), if any.
+fn walk_upper(
+    conn: &Connection,
+    table: &str,
+    cursor: &mut Cursor,
+    limit: usize,
+) -> SqlResult<Option<i64>> {
+    let end = match cursor.end {
+        Some(end) => end,
+        None => {
+            let end: Option<i64> =
+                conn.query_row(&format!("SELECT max(key) FROM {table}"), [], |r| r.get(0))?;
+            let end = end.unwrap_or(i64::MIN);
+            cursor.end = Some(end);
+            end
+        }
+    };
+    let after = cursor.after;
     conn.query_row(
         &format!(
-            "SELECT max(key) FROM (SELECT key FROM {table} WHERE key > ?1 ORDER BY key LIMIT ?2)"
+            "SELECT max(key) FROM (SELECT key FROM {table} WHERE key > ?1 AND key <= ?3 ORDER BY key LIMIT ?2)"
         ),
-        params![after, limit as i64],
+        params![after, limit as i64, end],
         |r| r.get(0),
     )
 }
@@ -143,10 +165,11 @@ fn expire_phrasings(
     batch: &mut RetainBatch,
 ) -> SqlResult<()> {
     let after = batch.next.after;
-    let Some(upper) = walk_upper(conn, "phrasings", after, limit)? else {
+    let Some(upper) = walk_upper(conn, "phrasings", &mut batch.next, limit)? else {
         batch.next = Cursor {
             phase: Phase::Topics,
             after: i64::MIN,
+            end: None,
         };
         return Ok(());
     };
@@ -167,10 +190,11 @@ fn expire_topics(
     batch: &mut RetainBatch,
 ) -> SqlResult<()> {
     let after = batch.next.after;
-    let Some(upper) = walk_upper(conn, "topics", after, limit)? else {
+    let Some(upper) = walk_upper(conn, "topics", &mut batch.next, limit)? else {
         batch.next = Cursor {
             phase: Phase::Done,
             after: i64::MIN,
+            end: None,
         };
         return Ok(());
     };
