@@ -1,5 +1,5 @@
 //! The command line: `serve`, `demo`, `import`, `bench`, `reprice`,
-//! `rebuild-rollups`, `backup`, `restore`, `export`. Parsing only; each
+//! `rebuild-rollups`, `backup`, `restore`, `export`, `erase-user`. Parsing only; each
 //! command's work lives in its own module.
 
 use std::path::PathBuf;
@@ -54,6 +54,11 @@ pub enum Command {
     /// Write the stored events as NDJSON in the ingest format (for import into
     /// another store); runs beside the server
     Export(ExportArgs),
+    /// Erase a user's data: their interactions, the question texts only they
+    /// asked and their name and e-mail; every metric is recomputed without
+    /// them; the server must be stopped (DELETE /api/v1/users/{user_id}
+    /// erases on a running one)
+    EraseUser(EraseUserArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,6 +113,15 @@ pub struct ExportArgs {
     /// No progress bar
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EraseUserArgs {
+    /// The user's id, as sent in events
+    pub user_id: String,
+    /// Data directory [default: ./ragpulse-data]
+    #[arg(long, env = "RAGPULSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -246,6 +260,9 @@ pub enum BenchScenario {
     /// Export rate, and backup time with the ingest rate while a backup runs
     /// against the rate without one
     Backup(BackupBenchArgs),
+    /// Erasure of one user in a large store, and ingest while retention
+    /// deletes the old history
+    Lifecycle(LifecycleBenchArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -268,6 +285,31 @@ pub struct BackupBenchArgs {
     /// Alternating rounds (ingest alone, then during backups back to back)
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LifecycleBenchArgs {
+    /// Interactions of the history
+    #[arg(long, default_value_t = 1_000_000)]
+    pub interactions: u64,
+    /// Days the history spans (ending now)
+    #[arg(long, default_value_t = 60)]
+    pub days: u32,
+    /// Interactions of the user erased, spread over the history
+    #[arg(long, default_value_t = 100_000)]
+    pub user_interactions: u64,
+    /// Retention: the history older than this many days is deleted
+    #[arg(long, default_value_t = 30)]
+    pub retention_days: u32,
+    /// Concurrent ingest clients
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Interactions per ingest batch
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Seconds of ingest before and after the retention run, each
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    pub seconds: std::time::Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]

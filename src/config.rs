@@ -108,6 +108,11 @@ pub struct ServerArgs {
     /// answers 409 without it
     #[arg(long, env = "RAGPULSE_BACKUP_DIR")]
     pub backup_dir: Option<PathBuf>,
+    /// Delete raw interactions (with their steps, documents and question
+    /// texts) older than this many days, in the background; rollups keep
+    /// answering longer windows [default: keep forever]
+    #[arg(long, env = "RAGPULSE_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
 }
 
 impl ServerArgs {
@@ -139,6 +144,7 @@ impl ServerArgs {
             rag_metrics: self.rag_metrics.or(lower.rag_metrics),
             gauge_interval: self.gauge_interval.or(lower.gauge_interval),
             backup_dir: self.backup_dir.or(lower.backup_dir),
+            retention_days: self.retention_days.or(lower.retention_days),
         }
     }
 }
@@ -174,6 +180,8 @@ pub struct Settings {
     pub gauge_interval: Duration,
     /// Where `POST /api/v1/admin/backup` writes; `None`: not configured.
     pub backup_dir: Option<PathBuf>,
+    /// Raw interactions older than this many days are deleted; `None` keeps them.
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +292,7 @@ impl Settings {
             rag_metrics: a.rag_metrics.unwrap_or(true),
             gauge_interval: Duration::from_secs(gauge_interval),
             backup_dir: a.backup_dir,
+            retention_days: retention_days(a.retention_days)?,
         })
     }
 }
@@ -318,6 +327,17 @@ fn otlp_settings(a: &ServerArgs) -> Result<crate::otlp::OtlpSettings, ConfigErro
             .unwrap_or(defaults.max_trace_spans)
             .max(1),
     })
+}
+
+/// `--retention-days`: at least one day (the current day's raw rows stay).
+fn retention_days(given: Option<u32>) -> Result<Option<u32>, ConfigError> {
+    match given {
+        Some(0) => Err(ConfigError::Invalid(
+            "--retention-days must be at least 1; omit it to keep every raw interaction"
+                .to_string(),
+        )),
+        other => Ok(other),
+    }
 }
 
 /// `--max-event-age-days`: at least one day.

@@ -173,6 +173,40 @@ pub async fn rebuild_rollups(
     Ok(())
 }
 
+/// `ragpulse erase-user`: erases a user's data from a stopped server's
+/// data directory (see `store::sqlite::erase`) and prints what went, as
+/// JSON, the same answer as `DELETE /api/v1/users/{user_id}`.
+#[allow(clippy::print_stdout)]
+pub async fn erase_user(
+    args: crate::cli::EraseUserArgs,
+    config: Option<&Path>,
+) -> anyhow::Result<()> {
+    let data_dir = offline_settings(
+        ServerArgs {
+            data_dir: args.data_dir,
+            ..ServerArgs::default()
+        },
+        config,
+    )?
+    .data_dir;
+    let user = crate::ingest::event::UserId::parse(&args.user_id)
+        .map_err(|message| anyhow::anyhow!("the user id {message}"))?;
+    let dir = data_dir.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        crate::store::sqlite::erase_user_offline(&dir, user.as_str())
+    })
+    .await
+    .context("the erasure task failed")?
+    .with_context(|| format!("failed to erase the user in {}", data_dir.display()))?;
+    match report {
+        Some(report) => {
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        None => anyhow::bail!("no such user in {}", data_dir.display()),
+    }
+}
+
 /// The settings of an offline command: its flags (and their environment
 /// variables) over the config file the server reads (`--config`, else
 /// `./ragpulse.toml`) over the defaults, so that `import`, `reprice`,

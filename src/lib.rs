@@ -16,6 +16,7 @@ pub(crate) mod live;
 pub(crate) mod otlp;
 pub(crate) mod pricing;
 pub(crate) mod probes;
+pub(crate) mod retention;
 pub mod server;
 pub(crate) mod store;
 pub(crate) mod telemetry;
@@ -28,7 +29,7 @@ pub mod commands {
     pub use crate::bench::run as bench;
     pub use crate::demo::run as demo;
     pub use crate::export::run as export;
-    pub use crate::import::{rebuild_rollups, reprice, run as import};
+    pub use crate::import::{erase_user, rebuild_rollups, reprice, run as import};
 }
 
 /// What the fuzz targets and the integration tests reach below the HTTP
@@ -56,6 +57,7 @@ pub mod internals {
         pub use crate::store::sqlite::details::{PackedStep, column};
         pub use crate::store::sqlite::export::{ExportFilter, export};
         pub use crate::store::sqlite::read::{self, ReadCtx};
+        pub use crate::store::sqlite::rebuild_rollups;
         pub use crate::store::sqlite::rollup::cache::MergeCache;
         pub use crate::store::sqlite::rollup::is_built;
         pub use crate::store::{ReadPath, Window};

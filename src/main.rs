@@ -74,6 +74,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ragpulse::init_tracing(false);
             ragpulse::commands::export(args, cli.config.as_deref()).await
         }
+        Command::EraseUser(args) => {
+            ragpulse::init_tracing(false);
+            ragpulse::commands::erase_user(args, cli.config.as_deref()).await
+        }
     }
 }
 

@@ -146,6 +146,12 @@ pub async fn serve(
         shutdown.child_token(),
     );
     let probes = crate::probes::start(&state);
+    let retention = crate::retention::start(
+        state.store.clone(),
+        state.telemetry.clone(),
+        state.settings.retention_days,
+        shutdown.child_token(),
+    );
     let connections = TaskTracker::new();
     let mut signal = std::pin::pin!(signal);
     loop {
@@ -195,6 +201,9 @@ pub async fn serve(
     let _ = finalizer.await;
     state.live.stop().await;
     probes.wait().await;
+    if let Some(retention) = retention {
+        let _ = retention.await;
+    }
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())

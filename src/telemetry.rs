@@ -54,6 +54,11 @@ pub struct RouteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabel {
+    pub table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
 }
@@ -79,6 +84,12 @@ pub struct Telemetry {
     pub broadcast_computations: Counter,
     pub broadcast_failures: Counter,
     pub broadcast_seconds: Histogram,
+    /// Rows deleted by retention, by table (`interactions`, `phrasings`, `topics`).
+    pub retention_deleted: Family<TableLabel, Counter>,
+    /// When the last retention run ended (seconds since the Unix epoch; 0: none yet).
+    pub retention_last_run: Gauge,
+    /// Users erased.
+    pub erasures: Counter,
     /// OTLP trace ingestion (`ragpulse_otlp_*`).
     pub otlp: crate::otlp::telemetry::OtlpMetrics,
     /// The RAG series (assistants, connectors, documents), fed by the writer.
@@ -122,6 +133,9 @@ impl Telemetry {
             broadcast_computations: Counter::default(),
             broadcast_failures: Counter::default(),
             broadcast_seconds: latency_histogram(),
+            retention_deleted: Family::default(),
+            retention_last_run: Gauge::default(),
+            erasures: Counter::default(),
             otlp: Default::default(),
             rag: Arc::new(rag::RagSeries::default()),
             last_render_bytes: AtomicUsize::new(0),
@@ -217,6 +231,21 @@ impl Telemetry {
             "Time to compute one live snapshot",
             t.broadcast_seconds.clone(),
         );
+        registry.register(
+            "retention_deleted_rows",
+            "Rows deleted by retention, by table (interactions with their details, phrasings, topic texts)",
+            t.retention_deleted.clone(),
+        );
+        registry.register(
+            "retention_last_run_timestamp_seconds",
+            "When the last retention run ended (Unix time; 0 before the first)",
+            t.retention_last_run.clone(),
+        );
+        registry.register(
+            "erasures",
+            "Users whose data was erased",
+            t.erasures.clone(),
+        );
         t.otlp.register(&mut registry);
         registry.register_collector(Box::new(rag::RagCollector(t.rag.clone())));
         Self { registry, ..t }
@@ -236,6 +265,14 @@ impl Telemetry {
     pub fn count_outcome(&self, outcome: &AppendOutcome) {
         self.events_accepted.inc_by(outcome.accepted as u64);
         self.events_duplicate.inc_by(outcome.duplicates as u64);
+    }
+
+    pub fn count_retained(&self, table: &str, rows: u64) {
+        self.retention_deleted
+            .get_or_create(&TableLabel {
+                table: table.to_string(),
+            })
+            .inc_by(rows);
     }
 
     pub fn count_rejection(&self, reason: &str) {

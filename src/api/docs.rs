@@ -197,6 +197,7 @@ impl Modify for BearerAuth {
         crate::api::pricing::reprice,
         crate::api::pricing::reprice_status,
         crate::api::admin::backup,
+        crate::api::users::erase,
         crate::api::health::healthz,
         crate::api::health::readyz,
         crate::api::health::metrics,
@@ -208,6 +209,7 @@ impl Modify for BearerAuth {
         (name = "analytics", description = "The dashboard's metrics"),
         (name = "live", description = "Live snapshots over WebSocket and Server-Sent Events"),
         (name = "pricing", description = "The price catalogue and unpriced models"),
+        (name = "users", description = "Erasure of a person's data"),
         (name = "operations", description = "Health, readiness and Prometheus metrics"),
     )
 )]

@@ -12,6 +12,7 @@ pub mod health;
 pub mod pricing;
 pub mod query;
 pub mod timeseries;
+pub mod users;
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             post(pricing::reprice).get(pricing::reprice_status),
         )
         .route("/api/v1/admin/backup", post(admin::backup))
+        .route("/api/v1/users/{user_id}", delete(users::erase))
         .route_layer(middleware::from_fn_with_state(
             auth.clone(),
             auth::admin_only,

@@ -72,7 +72,7 @@ fn price_file(path: &Path, input: f64, days: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn store_values(store: &SqliteStore, values: Vec<Value>) -> anyhow::Result<()> {
+pub(super) async fn store_values(store: &SqliteStore, values: Vec<Value>) -> anyhow::Result<()> {
     let values = values.into_iter().enumerate().collect();
     let outcome = ingest_values(store, values, &EventLimits::default()).await?;
     anyhow::ensure!(

@@ -22,6 +22,7 @@ pub(crate) const INGEST: &str = "bench-ingest-token-0123456789";
 
 mod backup;
 mod bounds;
+mod lifecycle;
 pub mod live;
 pub mod otlp;
 mod procfs;
@@ -45,6 +46,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchScenario::Cold(cold)) => bounds::cold(cold.clone()).await,
         Some(BenchScenario::Prometheus(args)) => prometheus::run(args.clone()).await,
         Some(BenchScenario::Backup(args)) => backup::run(args.clone()).await,
+        Some(BenchScenario::Lifecycle(args)) => lifecycle::run(args.clone()).await,
         None => core(args).await,
     }
 }

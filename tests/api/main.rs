@@ -23,6 +23,7 @@ mod freshness;
 mod health;
 mod import;
 mod ingest;
+mod lifecycle;
 mod limits;
 mod live;
 mod load;

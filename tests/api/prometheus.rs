@@ -618,10 +618,12 @@ async fn every_series_on_metrics_is_documented_in_the_monitoring_guide() {
     let missing: Vec<&String> = exposed.difference(&documented).collect();
     assert!(missing.is_empty(), "not in docs/monitoring.md: {missing:?}");
     // A family with labels appears with its first sample: a metric failure
-    // cannot be caused from outside, and the OTLP families by reason or
-    // outcome need a refused span, a refused request or a finalised trace.
+    // cannot be caused from outside, the OTLP families by reason or outcome
+    // need a refused span, a refused request or a finalised trace, and the
+    // retention counter by table a retention run that deleted something.
     let only_after_a_sample = [
         "ragpulse_metric_failures_total",
+        "ragpulse_retention_deleted_rows_total",
         "ragpulse_otlp_requests_refused_total",
         "ragpulse_otlp_spans_rejected_total",
         "ragpulse_otlp_traces_total",

@@ -50,6 +50,11 @@ impl UsersState {
         self.merge_user(user, acc);
     }
 
+    /// Drops a user's tallies (an erasure); true when there were some.
+    pub fn forget(&mut self, user: i64) -> bool {
+        self.users.remove(&user).is_some()
+    }
+
     pub fn merge(&mut self, other: Self) {
         for (user, acc) in other.users {
             self.merge_user(user, acc);

@@ -5,6 +5,7 @@
 pub mod assistants;
 pub mod backup;
 pub mod details;
+pub mod erase;
 pub mod export;
 pub mod health;
 pub mod lock;
@@ -12,6 +13,7 @@ pub mod pending;
 mod pool;
 pub mod read;
 pub mod reprice;
+pub mod retention;
 pub mod rollup;
 pub mod schema;
 pub mod series;
@@ -157,6 +159,11 @@ impl SqliteStore {
         restrict_files(&path);
         schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
         schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
+        if erase::recover(&conn).map_err(|e| wrap_open(&path, e.into()))? {
+            tracing::warn!(
+                "an erasure was interrupted: the rollups are rebuilt; erase the user again to finish it"
+            );
+        }
         prepare_rollups(&mut conn, options.rollups, &mut |done, total| {
             tracing::info!(done, total, "rebuilding rollups from the stored events");
         })
@@ -332,6 +339,28 @@ impl SqliteStore {
         }
         self.job(|reply| Job::RepriceFinish { reply }).await?;
         Ok(tally.report())
+    }
+
+    /// Erases a user's data (see [`erase`]) on the writer, between ingest
+    /// commits; `None` when the store knows no such user.
+    pub async fn erase_user(&self, user: String) -> Result<Option<erase::EraseReport>, StoreError> {
+        self.job(|reply| Job::Erase { user, reply }).await
+    }
+
+    /// One batch of a retention run (see [`retention`]) on the writer.
+    pub async fn retain_batch(
+        &self,
+        cutoff: i64,
+        limit: usize,
+        cursor: retention::Cursor,
+    ) -> Result<retention::RetainBatch, StoreError> {
+        self.job(|reply| Job::Retain {
+            cutoff,
+            limit,
+            cursor,
+            reply,
+        })
+        .await
     }
 
     /// The running or last reprice.
@@ -629,6 +658,35 @@ pub fn rebuild_rollups(
 
 /// Copies the WAL into the database file from its own thread and connection,
 /// so the writer's commits rarely pay for it.
+/// Erases a user's data in a stopped server's data directory (the
+/// `erase-user` command); `None` when the store knows no such user.
+pub fn erase_user_offline(
+    data_dir: &Path,
+    user: &str,
+) -> Result<Option<erase::EraseReport>, StoreError> {
+    let path = data_dir.join(DATABASE_FILE);
+    if !path.exists() {
+        return Err(StoreError::Open(format!(
+            "no ragpulse database at {}",
+            path.display()
+        )));
+    }
+    let _dir_lock = lock::DirLock::acquire(data_dir)?;
+    let mut conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
+    schema::check_identity(&conn).map_err(|e| wrap_open(&path, e))?;
+    schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
+    schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
+    let today = crate::time::Timestamp::now()
+        .0
+        .div_euclid(crate::time::MICROS_PER_DAY);
+    let rebuild = rollup::is_built(&conn)? || erase::recover(&conn)?;
+    let report = erase::erase_user(&mut conn, user, rebuild, today)?;
+    if report.is_some() {
+        erase::truncate_wal(&conn)?;
+    }
+    Ok(report)
+}
+
 struct Checkpointer {
     stop: std::sync::mpsc::Sender<()>,
     thread: std::thread::JoinHandle<()>,

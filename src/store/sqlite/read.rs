@@ -878,10 +878,16 @@ impl TopicDirectory for Directory<'_> {
         )
     }
 
+    /// Retention deletes the texts of questions asked only before its
+    /// cutoff, and an erasure those of its user, while rollups older than
+    /// the cutoff still count their askings: such a phrasing reads as "".
     fn phrasing_text(&self, key: i64) -> Result<String> {
-        self.row("SELECT text FROM phrasings WHERE key = ?1", key, |r| {
-            r.get(0)
-        })
+        Ok(self
+            .conn
+            .prepare_cached("SELECT text FROM phrasings WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?
+            .unwrap_or_default())
     }
 }
 

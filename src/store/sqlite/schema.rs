@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     sql(V9),
     sql(V10),
     sql(V11),
+    sql(V12),
 ];
 
 const V1: &str = r#"
@@ -398,6 +399,19 @@ CREATE TABLE rag_series (
 ) WITHOUT ROWID;
 "#;
 
+/// What an erasure under way has touched (see `erase`): kept in the store
+/// so that the work after its chunked deletes is redone in full by a retry
+/// after a crash. kind 0: a topic (a); kind 1: a document's last retrieval
+/// by an assistant (a, b).
+const V12: &str = r#"
+CREATE TABLE erasure_touched (
+    kind INTEGER NOT NULL,
+    a INTEGER NOT NULL,
+    b INTEGER NOT NULL,
+    PRIMARY KEY (kind, a, b)
+) WITHOUT ROWID;
+"#;
+
 /// Packs the `steps` and `retrievals` rows of a store older than v5 into
 /// `interaction_details`. Both tables are clustered by (ts, interaction), so
 /// one ordered pass over each, merged, meets every interaction's rows
@@ -510,6 +524,12 @@ pub fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // A row rewritten or deleted leaves its old bytes in the page's free
+    // space unless they are overwritten: a phrasing's text, updated at every
+    // asking, would outlive its erasure there. FAST zeroes them within the
+    // page at no extra I/O; erasure and retention switch to ON, which also
+    // zeroes the pages they free.
+    conn.pragma_update(None, "secure_delete", "FAST")?;
     // 256 MiB of page cache for the writer: index inserts at random keys stay in memory.
     conn.pragma_update(None, "cache_size", -262_144)?;
     // A background thread (see `Checkpointer`) copies the WAL back between

@@ -43,34 +43,78 @@ type Details = HashMap<i64, (Vec<PackedStep>, Vec<i64>)>;
 /// [`CHUNK`] interactions (one transaction each, in time order). The store
 /// counts as built only once the last chunk is in, so an interrupted rebuild
 /// is redone at the next start. `progress` gets (interactions done, total).
+///
+/// Once retention has deleted the raw rows before its cutoff (a day's
+/// start), the rollups of the days before it are all that is left of them:
+/// they stay, with the spans of the sessions that began before it, and only
+/// the buckets from the cutoff on are recomputed.
 pub fn rebuild(
     conn: &mut Connection,
     today: i64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> SqlResult<()> {
+    rebuild_from(conn, today, None, progress)
+}
+
+/// [`rebuild`] of the buckets from day `from_day` on (a later retention
+/// cutoff wins): the days before it keep their rollups, and the sessions
+/// that began before it their spans. A session that began before and goes
+/// on after it is tallied by key in every bucket it touches (its span
+/// crosses buckets), so the recomputed buckets add up with the kept ones.
+/// An erasure rebuilds from the erased user's first day.
+pub fn rebuild_from(
+    conn: &mut Connection,
+    today: i64,
+    from_day: Option<i64>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> SqlResult<()> {
+    let cutoff = super::meta(conn, crate::store::sqlite::retention::CUTOFF_KEY)?
+        .map(|ts| Level::Day.bucket(ts));
+    let first_day = match (cutoff, from_day) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let from = first_day.map_or(i64::MIN, |day| day.saturating_mul(Level::Day.micros()));
+    let first_day = first_day.unwrap_or(i64::MIN / Level::Day.micros());
     {
         let tx = conn.transaction()?;
-        tx.execute_batch(
-            "DELETE FROM rollups; DELETE FROM rollup_deltas; DELETE FROM session_spans; DELETE FROM rollup_dirty_days;",
+        tx.execute(
+            "DELETE FROM rollups WHERE (level = ?1 AND bucket >= ?2) OR (level = ?3 AND bucket >= ?4)",
+            params![
+                Level::Hour as i64,
+                first_day.saturating_mul(24),
+                Level::Day as i64,
+                first_day
+            ],
         )?;
+        tx.execute(
+            "DELETE FROM rollup_deltas WHERE bucket >= ?1",
+            [first_day.saturating_mul(24)],
+        )?;
+        tx.execute("DELETE FROM session_spans WHERE first_ts >= ?1", [from])?;
+        tx.execute("DELETE FROM rollup_dirty_days WHERE day >= ?1", [first_day])?;
         tx.execute("DELETE FROM meta WHERE key = ?1", [BUILT_KEY])?;
         // Every day before today is sealed once its events have streamed in.
         set_meta(&tx, SEALED_KEY, today)?;
         bump_past_version(&tx)?;
         tx.commit()?;
     }
-    let total: i64 = conn.query_row("SELECT count(*) FROM interactions", [], |r| r.get(0))?;
+    let total: i64 = conn.query_row(
+        "SELECT count(*) FROM interactions WHERE ts >= ?1",
+        [from],
+        |r| r.get(0),
+    )?;
     let names = step_names(conn)?;
     let mut rollups = Rollups::open(conn, today)?;
     // Syncs first: few, and the days they mark are sealed as the interactions pass.
     {
         let tx = conn.transaction()?;
-        syncs(&tx, &mut rollups)?;
+        syncs(&tx, &mut rollups, from)?;
         rollups.flush(&tx)?;
         tx.commit()?;
         rollups.committed(i64::MIN);
     }
-    let mut after = i64::MIN;
+    let mut after = from.saturating_sub(1);
     let mut done = 0u64;
     progress(0, total as u64);
     loop {
@@ -192,10 +236,11 @@ fn details(conn: &Connection, after: i64, upper: i64) -> SqlResult<Details> {
     Ok(out)
 }
 
-fn syncs(conn: &Connection, rollups: &mut Rollups) -> SqlResult<()> {
-    let mut stmt =
-        conn.prepare_cached("SELECT connector, status, duration_us, started_at FROM syncs")?;
-    let mut rows = stmt.query([])?;
+fn syncs(conn: &Connection, rollups: &mut Rollups, from: i64) -> SqlResult<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT connector, status, duration_us, started_at FROM syncs WHERE started_at >= ?1",
+    )?;
+    let mut rows = stmt.query([from])?;
     while let Some(r) = rows.next()? {
         let status = match r.get::<_, i64>(1)? {
             0 => SyncStatus::Success,

@@ -20,8 +20,10 @@ use apply::Apply;
 use ids::StoredIds;
 use series::Series;
 
+use super::erase::{EraseReport, erase_user, truncate_wal};
 use super::pending::{self, FinalOutcome, Finalization, PendingIndex, SpanAppend, SpanOutcome};
 use super::reprice::{RepriceRequest, Tally, finish as finish_reprice, reprice_range};
+use super::retention::{Cursor, RetainBatch, retain_batch};
 use super::rollup::write::Rollups;
 use crate::pricing::Catalogue;
 use crate::store::{AppendOutcome, Batch, StoreError};
@@ -103,6 +105,18 @@ pub enum Job {
     /// The end of a reprice: the unpriced-model summary.
     RepriceFinish {
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Erases a user (see `erase`): `None` when the store knows no such user.
+    Erase {
+        user: String,
+        reply: oneshot::Sender<Result<Option<EraseReport>, StoreError>>,
+    },
+    /// One batch of a retention run (see `retention`), in its own transaction.
+    Retain {
+        cutoff: i64,
+        limit: usize,
+        cursor: Cursor,
+        reply: oneshot::Sender<Result<RetainBatch, StoreError>>,
     },
     /// Holds the writer until the sender is dropped (tests: a stalled disk).
     #[cfg(test)]
@@ -367,6 +381,19 @@ impl Writer {
                     let _ = reply.send(finish_reprice(&mut self.conn).map_err(StoreError::Sqlite));
                     continue;
                 }
+                Some(Job::Erase { user, reply }) => {
+                    let _ = reply.send(self.erase(&user));
+                    continue;
+                }
+                Some(Job::Retain {
+                    cutoff,
+                    limit,
+                    cursor,
+                    reply,
+                }) => {
+                    let _ = reply.send(self.retain(cutoff, limit, cursor));
+                    continue;
+                }
                 #[cfg(test)]
                 Some(Job::Seal { today, reply }) => {
                     let _ = reply.send(self.seal(today));
@@ -446,6 +473,48 @@ impl Writer {
             self.data_version.fetch_add(1, Ordering::Release);
         }
         Ok(tally)
+    }
+
+    /// Erases a user between ingest commits. Every cache of committed rows
+    /// is dropped after it (keys, topic indexes, rollup states), answers
+    /// cached by readers are invalidated, and the WAL is truncated so the
+    /// erased rows' pages leave the disk.
+    fn erase(&mut self, user: &str) -> Result<Option<EraseReport>, StoreError> {
+        let rebuild = !matches!(self.rollups, RollupMode::Off);
+        let result = erase_user(&mut self.conn, user, rebuild, today());
+        self.forget_cached_state();
+        let report = result?;
+        if report.is_some() && !truncate_wal(&self.conn)? {
+            tracing::warn!("the WAL could not be truncated after an erasure: a reader held it");
+        }
+        Ok(report)
+    }
+
+    fn retain(
+        &mut self,
+        cutoff: i64,
+        limit: usize,
+        cursor: Cursor,
+    ) -> Result<RetainBatch, StoreError> {
+        let result = retain_batch(&mut self.conn, cutoff, limit, cursor);
+        if let Ok(batch) = &result
+            && batch.interactions + batch.phrasings + batch.topics > 0
+        {
+            // Cached keys may name deleted phrasings; topic indexes expired texts.
+            self.caches = Caches::default();
+            self.data_version.fetch_add(1, Ordering::Release);
+        }
+        Ok(result?)
+    }
+
+    /// After rows were deleted behind the writer's back: nothing it holds
+    /// in memory about committed rows is trusted any more.
+    fn forget_cached_state(&mut self) {
+        self.caches = Caches::default();
+        if !matches!(self.rollups, RollupMode::Off) {
+            self.rollups = RollupMode::Stale;
+        }
+        self.data_version.fetch_add(1, Ordering::Release);
     }
 
     fn commit_group(&mut self, group: Group) {

@@ -1,0 +1,634 @@
+//! Erasure of one user's data: every interaction they sent with its steps and
+//! retrieved documents, the question texts only they asked, their registry
+//! entry (name, e-mail), and every derived state that counted them.
+//!
+//! The work runs in bounded transactions, in an order that leaves a
+//! consistent store wherever it stops:
+//!
+//! 1. the erasure is recorded in `meta`: one interrupted is followed by a
+//!    rollup rebuild at the next start, from the raw rows as they then are
+//!    (see [`recover`]); until the rebuild below, reads go on from the
+//!    rollups as they were;
+//! 2. the user's interactions go in chunks, each chunk in one transaction
+//!    with the all-time counters it decrements (topic and phrasing totals,
+//!    unpriced models), and it records what it touched in
+//!    `erasure_touched`;
+//! 3. what the touched counters derive (canonical phrasings, diversity
+//!    totals, last retrievals, phrasings and topics no one asks any more)
+//!    is recomputed from what remains;
+//! 4. the rollups are rebuilt from the raw rows (from the retention cutoff
+//!    on, when retention has deleted older rows);
+//! 5. the user's registry entry goes last, so a retry after a crash still
+//!    finds the user and finishes the work.
+//!
+//! Deleted content is overwritten (`secure_delete`), and the WAL is
+//! truncated afterwards, so the erased texts stay in no file.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::details;
+use super::rollup::{self, Level, Metric};
+use crate::analytics::metrics::users::UsersState;
+use crate::topics::{TopicKind, topic_key};
+
+type SqlResult<T> = Result<T, rusqlite::Error>;
+
+/// Interactions deleted per transaction: bounds the WAL and the time the
+/// writer holds the write lock in one go.
+const CHUNK: usize = 2_000;
+
+/// `erasure_touched.kind` of a topic (`a` = topic key).
+const TOUCHED_TOPIC: i64 = 0;
+/// `erasure_touched.kind` of a document's last retrieval (`a` = document, `b` = assistant).
+const TOUCHED_RETRIEVAL: i64 = 1;
+/// `erasure_touched.kind` of a session (`a` = session key).
+const TOUCHED_SESSION: i64 = 2;
+
+/// A topic whose every interaction was erased while rollups older than the
+/// retention cutoff may still count it: it keeps its key, loses its texts,
+/// and no lookup finds it again.
+const KIND_ERASED: i64 = 3;
+
+/// `meta` key of the user whose erasure is under way.
+const ERASING_KEY: &str = "erasing_user";
+
+/// What an erasure removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct EraseReport {
+    /// The interactions of the user (with their steps and retrieved documents).
+    pub interactions: u64,
+    /// Question phrasings no one else asked.
+    pub phrasings: u64,
+    /// Topics no one else asked about.
+    pub topics: u64,
+    /// The user's registry entry (1, or 0 when the user was only ever named by interactions).
+    pub registry_entries: u64,
+    /// Rollup rows rebuilt without the user.
+    pub rollups_rebuilt: bool,
+}
+
+/// Erases the user `user_id` (its canonical form, see `UserId`); `None` when
+/// the store knows no such user. `rebuild` is false when the store keeps no
+/// rollups.
+pub fn erase_user(
+    conn: &mut Connection,
+    user_id: &str,
+    rebuild: bool,
+    today: i64,
+) -> SqlResult<Option<EraseReport>> {
+    let found: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT key, registered FROM users WHERE id = ?1",
+            [user_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((user, registered)) = found else {
+        return Ok(None);
+    };
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    let result = erase_key(conn, user, registered != 0, rebuild, today);
+    conn.pragma_update(None, "secure_delete", "FAST")?;
+    result.map(Some)
+}
+
+fn erase_key(
+    conn: &mut Connection,
+    user: i64,
+    registered: bool,
+    rebuild: bool,
+    today: i64,
+) -> SqlResult<EraseReport> {
+    let mut report = EraseReport::default();
+    {
+        let tx = conn.transaction()?;
+        rollup::set_meta(&tx, ERASING_KEY, user)?;
+        tx.commit()?;
+    }
+    let started = std::time::Instant::now();
+    let rows = user_interactions(conn, user)?;
+    for chunk in rows.chunks(CHUNK) {
+        let tx = conn.transaction()?;
+        delete_chunk(&tx, chunk)?;
+        tx.commit()?;
+        report.interactions += chunk.len() as u64;
+    }
+    {
+        let tx = conn.transaction()?;
+        let (phrasings, topics) = settle_topics(&tx)?;
+        report.phrasings = phrasings;
+        report.topics = topics;
+        settle_unpriced(&tx)?;
+        settle_last_retrievals(&tx)?;
+        settle_sessions(&tx)?;
+        tx.execute("DELETE FROM erasure_touched", [])?;
+        tx.commit()?;
+    }
+    let deleted_s = started.elapsed().as_secs_f64();
+    // Rollups before the user's first day never counted them.
+    let first_day = rows.iter().map(|&(_, ts)| Level::Day.bucket(ts)).min();
+    if rebuild && let Some(first_day) = first_day {
+        rollup::rebuild::rebuild_from(conn, today, Some(first_day), &mut |_, _| {})?;
+        report.rollups_rebuilt = true;
+    }
+    tracing::info!(
+        interactions = report.interactions,
+        deleted_and_settled_s = deleted_s,
+        rebuilt_s = started.elapsed().as_secs_f64() - deleted_s,
+        "erasure: rows deleted, rollups rebuilt"
+    );
+    let tx = conn.transaction()?;
+    forget_in_retained_rollups(&tx, user)?;
+    tx.execute("DELETE FROM users WHERE key = ?1", [user])?;
+    report.registry_entries = u64::from(registered);
+    tx.execute("DELETE FROM meta WHERE key = ?1", [ERASING_KEY])?;
+    tx.commit()?;
+    Ok(report)
+}
+
+/// An erasure that a crash interrupted, if any (its user's key).
+pub fn interrupted(conn: &Connection) -> SqlResult<Option<i64>> {
+    rollup::meta(conn, ERASING_KEY)
+}
+
+/// At open: after an interrupted erasure the rollups may still count rows
+/// it deleted, so they are marked for a rebuild. True when one was.
+pub fn recover(conn: &Connection) -> SqlResult<bool> {
+    if interrupted(conn)?.is_none() {
+        return Ok(false);
+    }
+    rollup::forget(conn)?;
+    Ok(true)
+}
+
+/// Truncates the WAL, so the pages of erased rows written there are gone
+/// from disk too. Readers between requests hold no snapshot; one that does
+/// is waited for (busy timeout), a few times.
+pub fn truncate_wal(conn: &Connection) -> SqlResult<bool> {
+    for _ in 0..20 {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(false)
+}
+
+/// One interaction of the user: (key, ts).
+type Row = (i64, i64);
+
+fn user_interactions(conn: &Connection, user: i64) -> SqlResult<Vec<Row>> {
+    // The time index carries the user: a covering scan, no table reads.
+    let mut stmt = conn.prepare("SELECT key, ts FROM interactions WHERE user = ?1")?;
+    let rows = stmt.query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// Deletes one chunk of the user's interactions with their details, takes
+/// them off the all-time counters, and records what they touched.
+fn delete_chunk(conn: &Connection, chunk: &[Row]) -> SqlResult<()> {
+    let mut topics: HashMap<i64, i64> = HashMap::new();
+    let mut phrasings: HashMap<i64, i64> = HashMap::new();
+    let mut unpriced: HashMap<String, i64> = HashMap::new();
+    let mut retrievals: HashSet<(i64, i64)> = HashSet::new();
+    let mut sessions: HashSet<i64> = HashSet::new();
+    {
+        let mut read = conn.prepare_cached(
+            "DELETE FROM interactions WHERE key = ?1
+             RETURNING topic, phrasing, cost_source, coalesce(priced_model, '(none)'), assistant,
+                 session",
+        )?;
+        let mut details = conn.prepare_cached(
+            "DELETE FROM interaction_details WHERE ts = ?1 AND interaction = ?2 RETURNING documents",
+        )?;
+        for &(key, ts) in chunk {
+            let found = read
+                .query_row([key], |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                })
+                .optional()?;
+            let Some((topic, phrasing, source, model, assistant, session)) = found else {
+                continue;
+            };
+            sessions.insert(session);
+            if let Some(topic) = topic {
+                *topics.entry(topic).or_default() += 1;
+            }
+            if let Some(phrasing) = phrasing {
+                *phrasings.entry(phrasing).or_default() += 1;
+            }
+            if source == super::writer::COST_UNPRICED {
+                *unpriced.entry(model).or_default() += 1;
+            }
+            let documents: Option<Vec<i64>> = details
+                .query_row(params![ts, key], |r| details::column(r, 0))
+                .optional()?;
+            for document in documents.unwrap_or_default() {
+                retrievals.insert((document, assistant));
+            }
+        }
+    }
+    let mut touch = conn
+        .prepare_cached("INSERT OR IGNORE INTO erasure_touched (kind, a, b) VALUES (?1, ?2, ?3)")?;
+    let mut stmt =
+        conn.prepare_cached("UPDATE topics SET frequency = frequency - ?2 WHERE key = ?1")?;
+    for (topic, n) in topics {
+        stmt.execute(params![topic, n])?;
+        touch.execute(params![TOUCHED_TOPIC, topic, 0])?;
+    }
+    let mut stmt = conn.prepare_cached("UPDATE phrasings SET count = count - ?2 WHERE key = ?1")?;
+    for (phrasing, n) in phrasings {
+        stmt.execute(params![phrasing, n])?;
+    }
+    let mut stmt =
+        conn.prepare_cached("UPDATE unpriced_models SET count = count - ?2 WHERE model = ?1")?;
+    for (model, n) in unpriced {
+        stmt.execute(params![model, n])?;
+    }
+    for (document, assistant) in retrievals {
+        touch.execute(params![TOUCHED_RETRIEVAL, document, assistant])?;
+    }
+    for session in sessions {
+        touch.execute(params![TOUCHED_SESSION, session, 0])?;
+    }
+    Ok(())
+}
+
+/// What remains of a phrasing or topic in the raw rows: (count, first, last).
+type Remaining = HashMap<i64, (i64, i64, i64)>;
+
+/// Recomputes the touched topics from their counters and remaining rows:
+/// phrasings and topics no longer asked go (their texts with them), first
+/// and last times come from the remaining rows when those hold every
+/// asking (retention may have deleted older ones), and the canonical
+/// phrasing, the number of phrasings and the assistant's diversity totals
+/// follow. Returns (phrasings deleted, topics deleted).
+fn settle_topics(conn: &Connection) -> SqlResult<(u64, u64)> {
+    let touched: Vec<i64> = {
+        let mut stmt = conn.prepare("SELECT a FROM erasure_touched WHERE kind = ?1")?;
+        let rows = stmt.query_map([TOUCHED_TOPIC], |r| r.get(0))?;
+        rows.collect::<SqlResult<_>>()?
+    };
+    if touched.is_empty() {
+        return Ok((0, 0));
+    }
+    let (by_phrasing, by_topic) = remaining(conn)?;
+    let mut aliases = touched_aliases(conn)?;
+    let retained_rollups = retention_cutoff(conn)?.is_some();
+    let mut deleted_phrasings = 0;
+    let mut deleted_topics = 0;
+    let mut assistants = HashSet::new();
+    for topic in touched {
+        let Some((assistant, kind, frequency)) = conn
+            .query_row(
+                "SELECT assistant, kind, frequency FROM topics WHERE key = ?1",
+                [topic],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .optional()?
+        else {
+            continue;
+        };
+        assistants.insert(assistant);
+        deleted_phrasings += settle_phrasings(conn, topic, &by_phrasing)?;
+        if frequency <= 0 {
+            forget_topic(conn, topic, retained_rollups, aliases.remove(&topic))?;
+            deleted_topics += 1;
+            continue;
+        }
+        if let Some(&(count, _, last)) = by_topic.get(&topic)
+            && count == frequency
+        {
+            conn.execute(
+                "UPDATE topics SET last_ts = ?2 WHERE key = ?1",
+                params![topic, last],
+            )?;
+        }
+        conn.execute(SETTLE_CANONICAL, [topic])?;
+        if kind == TopicKind::Question as i64 {
+            settle_norm(conn, topic, aliases.remove(&topic))?;
+        }
+    }
+    for assistant in assistants {
+        conn.execute("DELETE FROM topic_totals WHERE assistant = ?1", [assistant])?;
+        conn.execute(
+            "INSERT INTO topic_totals (assistant, topics, total, squares)
+             SELECT assistant, count(*), sum(frequency), sum(frequency * frequency)
+             FROM topics WHERE assistant = ?1 AND frequency > 0 GROUP BY assistant",
+            [assistant],
+        )?;
+    }
+    Ok((deleted_phrasings, deleted_topics))
+}
+
+/// The counts and times of the touched topics' remaining interactions, per
+/// phrasing and per topic: one pass over the interactions.
+fn remaining(conn: &Connection) -> SqlResult<(Remaining, Remaining)> {
+    let mut by_phrasing = Remaining::new();
+    let mut by_topic = Remaining::new();
+    let mut stmt = conn.prepare(
+        "SELECT topic, phrasing, ts FROM interactions
+         WHERE topic IN (SELECT a FROM erasure_touched WHERE kind = ?1)",
+    )?;
+    let mut rows = stmt.query([TOUCHED_TOPIC])?;
+    let fold = |map: &mut Remaining, key: i64, ts: i64| {
+        let entry = map.entry(key).or_insert((0, ts, ts));
+        entry.0 += 1;
+        entry.1 = entry.1.min(ts);
+        entry.2 = entry.2.max(ts);
+    };
+    while let Some(r) = rows.next()? {
+        let ts: i64 = r.get(2)?;
+        fold(&mut by_topic, r.get(0)?, ts);
+        if let Some(phrasing) = r.get::<_, Option<i64>>(1)? {
+            fold(&mut by_phrasing, phrasing, ts);
+        }
+    }
+    Ok((by_phrasing, by_topic))
+}
+
+/// A topic's phrasings: those no longer asked go, the others take their
+/// first and last times from the remaining rows when those hold every asking.
+fn settle_phrasings(conn: &Connection, topic: i64, remaining: &Remaining) -> SqlResult<u64> {
+    let phrasings: Vec<(i64, i64)> = {
+        let mut stmt = conn.prepare_cached("SELECT key, count FROM phrasings WHERE topic = ?1")?;
+        let rows = stmt.query_map([topic], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<SqlResult<_>>()?
+    };
+    let mut deleted = 0;
+    for (key, count) in phrasings {
+        if count <= 0 {
+            conn.execute("DELETE FROM phrasings WHERE key = ?1", [key])?;
+            deleted += 1;
+        } else if let Some(&(n, first, last)) = remaining.get(&key)
+            && n == count
+        {
+            conn.execute(
+                "UPDATE phrasings SET first_ts = ?2, last_ts = ?3 WHERE key = ?1",
+                params![key, first, last],
+            )?;
+        }
+    }
+    Ok(deleted)
+}
+
+/// The canonical phrasing of topic ?1 by the canonical rule, and its number
+/// of asked phrasings (as schema v10 computes them).
+const SETTLE_CANONICAL: &str = "UPDATE topics SET
+    variations = (SELECT count(*) FROM phrasings p WHERE p.topic = topics.key AND p.count > 0),
+    canonical = (SELECT p.key FROM phrasings p WHERE p.topic = topics.key AND p.count > 0
+                 ORDER BY p.count DESC, p.first_ts, p.key LIMIT 1),
+    canonical_count = (SELECT p.count FROM phrasings p WHERE p.topic = topics.key AND p.count > 0
+                 ORDER BY p.count DESC, p.first_ts, p.key LIMIT 1),
+    canonical_first = (SELECT p.first_ts FROM phrasings p WHERE p.topic = topics.key AND p.count > 0
+                 ORDER BY p.count DESC, p.first_ts, p.key LIMIT 1)
+    WHERE key = ?1";
+
+/// A topic no one asks any more: gone, with its aliases and centroid; or,
+/// when rollups older than the retention cutoff may still count it, kept
+/// as a key without texts that no lookup finds.
+fn forget_topic(
+    conn: &Connection,
+    topic: i64,
+    retained_rollups: bool,
+    aliases: Option<Vec<(i64, String)>>,
+) -> SqlResult<()> {
+    for (assistant, norm) in aliases.unwrap_or_default() {
+        delete_alias(conn, assistant, &norm)?;
+    }
+    conn.execute("DELETE FROM topic_centroids WHERE topic = ?1", [topic])?;
+    conn.execute("DELETE FROM phrasings WHERE topic = ?1", [topic])?;
+    if retained_rollups {
+        conn.execute(
+            "UPDATE topics SET kind = ?2, norm = CAST(key AS TEXT), label = NULL, frequency = 0,
+                variations = 0, canonical = NULL, canonical_count = NULL, canonical_first = NULL
+             WHERE key = ?1",
+            params![topic, KIND_ERASED],
+        )?;
+    } else {
+        conn.execute("DELETE FROM topics WHERE key = ?1", [topic])?;
+    }
+    Ok(())
+}
+
+/// A question topic keeps the normalised text of a phrasing still asked:
+/// its own when one is, else its canonical phrasing's; and its aliases keep
+/// only the texts still asked.
+fn settle_norm(
+    conn: &Connection,
+    topic: i64,
+    aliases: Option<Vec<(i64, String)>>,
+) -> SqlResult<()> {
+    let norms: HashSet<String> = {
+        let mut stmt =
+            conn.prepare_cached("SELECT text FROM phrasings WHERE topic = ?1 AND count > 0")?;
+        let rows = stmt.query_map([topic], |r| r.get::<_, String>(0))?;
+        rows.map(|text| text.map(|t| question_norm(&t)))
+            .collect::<SqlResult<_>>()?
+    };
+    for (assistant, alias) in aliases.unwrap_or_default() {
+        if !norms.contains(&alias) {
+            delete_alias(conn, assistant, &alias)?;
+        }
+    }
+    let norm: String = conn.query_row("SELECT norm FROM topics WHERE key = ?1", [topic], |r| {
+        r.get(0)
+    })?;
+    if norms.contains(&norm) {
+        return Ok(());
+    }
+    let canonical: Option<String> = conn
+        .query_row(
+            "SELECT p.text FROM topics t JOIN phrasings p ON p.key = t.canonical WHERE t.key = ?1",
+            [topic],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(text) = canonical {
+        // Another topic holding that text already would have taken its askings.
+        conn.execute(
+            "UPDATE OR IGNORE topics SET norm = ?2 WHERE key = ?1",
+            params![topic, question_norm(&text)],
+        )?;
+    }
+    Ok(())
+}
+
+/// The aliases of the touched topics, by topic: one pass over the aliases
+/// (their key is the text, not the topic).
+fn touched_aliases(conn: &Connection) -> SqlResult<HashMap<i64, Vec<(i64, String)>>> {
+    let mut out: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT topic, assistant, norm FROM topic_aliases
+         WHERE topic IN (SELECT a FROM erasure_touched WHERE kind = ?1)",
+    )?;
+    let mut rows = stmt.query([TOUCHED_TOPIC])?;
+    while let Some(r) = rows.next()? {
+        out.entry(r.get(0)?)
+            .or_default()
+            .push((r.get(1)?, r.get(2)?));
+    }
+    Ok(out)
+}
+
+fn delete_alias(conn: &Connection, assistant: i64, norm: &str) -> SqlResult<()> {
+    conn.prepare_cached("DELETE FROM topic_aliases WHERE assistant = ?1 AND norm = ?2")?
+        .execute(params![assistant, norm])?;
+    Ok(())
+}
+
+fn question_norm(text: &str) -> String {
+    topic_key(None, Some(text), false).map_or_else(String::new, |k| k.norm)
+}
+
+/// Unpriced models no longer seen go; the others take their first and last
+/// times from the remaining rows when those hold every one.
+fn settle_unpriced(conn: &Connection) -> SqlResult<()> {
+    conn.execute("DELETE FROM unpriced_models WHERE count <= 0", [])?;
+    conn.execute(
+        "UPDATE unpriced_models SET
+            first_seen = coalesce((SELECT min(ts) FROM interactions i
+                WHERE i.cost_source = 2 AND coalesce(i.priced_model, '(none)') = unpriced_models.model), first_seen),
+            last_seen = coalesce((SELECT max(ts) FROM interactions i
+                WHERE i.cost_source = 2 AND coalesce(i.priced_model, '(none)') = unpriced_models.model), last_seen)
+         WHERE count = (SELECT count(*) FROM interactions i
+                WHERE i.cost_source = 2 AND coalesce(i.priced_model, '(none)') = unpriced_models.model)",
+        [],
+    )?;
+    Ok(())
+}
+
+/// The last retrieval of each touched (document, assistant): the latest of
+/// the remaining interactions' retrievals, found by walking each
+/// assistant's details from the newest; a pair no remaining interaction
+/// retrieved goes.
+fn settle_last_retrievals(conn: &Connection) -> SqlResult<()> {
+    let mut pending: HashMap<i64, HashSet<i64>> = HashMap::new();
+    {
+        let mut stmt = conn.prepare("SELECT a, b FROM erasure_touched WHERE kind = ?1")?;
+        let mut rows = stmt.query([TOUCHED_RETRIEVAL])?;
+        while let Some(r) = rows.next()? {
+            pending.entry(r.get(1)?).or_default().insert(r.get(0)?);
+        }
+    }
+    let mut found: Vec<(i64, i64, i64)> = Vec::new();
+    for (assistant, mut documents) in pending.clone() {
+        let mut stmt = conn.prepare_cached(
+            "SELECT ts, documents FROM interaction_details
+             WHERE assistant = ?1 AND documents IS NOT NULL ORDER BY ts DESC",
+        )?;
+        let mut rows = stmt.query([assistant])?;
+        while !documents.is_empty()
+            && let Some(r) = rows.next()?
+        {
+            let ts: i64 = r.get(0)?;
+            let retrieved: Vec<i64> = details::column(r, 1)?;
+            for document in retrieved {
+                if documents.remove(&document) {
+                    found.push((document, assistant, ts));
+                }
+            }
+        }
+    }
+    for (assistant, documents) in pending {
+        for document in documents {
+            conn.execute(
+                "DELETE FROM last_retrievals WHERE document = ?1 AND assistant = ?2",
+                params![document, assistant],
+            )?;
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR REPLACE INTO last_retrievals (document, assistant, ts) VALUES (?1, ?2, ?3)",
+    )?;
+    for (document, assistant, ts) in found {
+        stmt.execute(params![document, assistant, ts])?;
+    }
+    Ok(())
+}
+
+/// Sessions the user alone had go from the registry of session ids (one
+/// pass over the time index, which carries the session).
+fn settle_sessions(conn: &Connection) -> SqlResult<()> {
+    conn.execute(
+        "DELETE FROM sessions WHERE key IN (SELECT a FROM erasure_touched WHERE kind = ?1)
+         AND key NOT IN (SELECT session FROM interactions
+                         WHERE session IN (SELECT a FROM erasure_touched WHERE kind = ?1))",
+        [TOUCHED_SESSION],
+    )?;
+    Ok(())
+}
+
+/// The first instant whose raw rows retention keeps (µs, a day's start),
+/// once retention has run.
+pub fn retention_cutoff(conn: &Connection) -> SqlResult<Option<i64>> {
+    rollup::meta(conn, super::retention::CUTOFF_KEY)
+}
+
+/// Rollups older than the retention cutoff are not rebuilt (their raw rows
+/// are gone): the user leaves their per-user states there. Their other,
+/// anonymous counts stay.
+fn forget_in_retained_rollups(conn: &Connection, user: i64) -> SqlResult<()> {
+    let Some(cutoff) = retention_cutoff(conn)? else {
+        return Ok(());
+    };
+    let day = Level::Day.bucket(cutoff);
+    for (level, end) in [(Level::Hour, day * 24), (Level::Day, day)] {
+        let mut changed = Vec::new();
+        {
+            let mut stmt = conn.prepare(
+                "SELECT rowid, state FROM rollups WHERE metric = ?1 AND level = ?2 AND bucket < ?3",
+            )?;
+            let mut rows = stmt.query(params![Metric::Users as i64, level as i64, end])?;
+            while let Some(r) = rows.next()? {
+                let mut state: UsersState = rollup::decode(r.get_ref(1)?.as_blob()?)?;
+                if state.forget(user) {
+                    changed.push((r.get::<_, i64>(0)?, rollup::encode(&state)?));
+                }
+            }
+        }
+        for (rowid, state) in changed {
+            conn.execute(
+                "UPDATE rollups SET state = ?2 WHERE rowid = ?1",
+                params![rowid, state],
+            )?;
+        }
+    }
+    let mut changed = Vec::new();
+    {
+        let mut stmt =
+            conn.prepare("SELECT id, state FROM rollup_deltas WHERE metric = ?1 AND bucket < ?2")?;
+        let mut rows = stmt.query(params![Metric::Users as i64, day * 24])?;
+        while let Some(r) = rows.next()? {
+            let mut state: UsersState = rollup::decode(r.get_ref(1)?.as_blob()?)?;
+            if state.forget(user) {
+                changed.push((r.get::<_, i64>(0)?, rollup::encode(&state)?));
+            }
+        }
+    }
+    for (id, state) in changed {
+        conn.execute(
+            "UPDATE rollup_deltas SET state = ?2 WHERE id = ?1",
+            params![id, state],
+        )?;
+    }
+    rollup::bump_past_version(conn)
+}
