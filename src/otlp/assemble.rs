@@ -4,7 +4,9 @@
 //! did LLM or retrieval work), then reads each one's fields from its
 //! subtree: question, session, user, assistant, model, tokens, TTFT from the
 //! interaction's start, total duration, steps by self-time, retrieved
-//! documents and rerank scores. docs/otlp.md states every rule.
+//! documents and rerank scores. A trace that nothing begins (its top spans'
+//! parents were never exported) gets a virtual root over its subtrees, so
+//! they are one interaction. docs/otlp.md states every rule.
 
 use std::collections::HashMap;
 
@@ -92,12 +94,17 @@ pub fn map_trace(trace_id: &[u8; 16], rows: &[TraceRow]) -> Mapped {
             nodes[p].children.push(i);
         }
     }
+    let virtual_root = rootless_top(&nodes).map(|tops| (virtual_span(&nodes, &tops), tops));
+    if let Some((span, tops)) = &virtual_root {
+        adopt(&mut nodes, span, tops);
+    }
     for i in 0..nodes.len() {
         let mut children = std::mem::take(&mut nodes[i].children);
         children.sort_by_key(|&c| (nodes[c].span.start_ns, c));
         nodes[i].children = children;
     }
-    let tree = Tree::new(nodes);
+    let mut tree = Tree::new(nodes);
+    tree.virtual_root = virtual_root.is_some().then(|| tree.nodes.len() - 1);
     let roots = tree.interaction_roots();
     let single = roots.len() == 1;
     for root in roots {
@@ -115,6 +122,56 @@ pub fn map_trace(trace_id: &[u8; 16], rows: &[TraceRow]) -> Mapped {
     mapped
 }
 
+/// The top spans of a trace that nothing begins, when there are several:
+/// no span without parent, none with a remote parent, none naming itself as
+/// its parent; every top span's parent is missing (a producer that never
+/// ended it, so never exported it). Subtrees excluded by
+/// `ragpulse.interaction=false` stay apart.
+fn rootless_top(nodes: &[Node<'_>]) -> Option<Vec<usize>> {
+    let begins = |s: &SpanFacts| s.parent.is_none_or(|p| p == s.span_id) || s.remote_parent;
+    if nodes.iter().any(|n| begins(n.span)) {
+        return None;
+    }
+    let tops: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].parent.is_none() && nodes[i].span.interaction != Some(false))
+        .collect();
+    (tops.len() > 1).then_some(tops)
+}
+
+/// The span that stands for a rootless trace's missing beginning: a
+/// container (no role, no attribute) from the earliest start to the latest
+/// end of `tops`, never stored (its id is all zeros, which no span has).
+fn virtual_span(nodes: &[Node<'_>], tops: &[usize]) -> SpanFacts {
+    let start_ns = tops.iter().map(|&i| nodes[i].span.start_ns).min();
+    let end_ns = tops.iter().map(|&i| nodes[i].span.end_ns).max();
+    SpanFacts {
+        start_ns: start_ns.unwrap_or(0),
+        end_ns: end_ns.unwrap_or(0),
+        ..Default::default()
+    }
+}
+
+/// Adds the virtual span as the parent of `tops`, on the resource of the
+/// earliest of them.
+fn adopt<'a>(nodes: &mut Vec<Node<'a>>, span: &'a SpanFacts, tops: &[usize]) {
+    let first = tops
+        .iter()
+        .copied()
+        .min_by_key(|&i| (nodes[i].span.start_ns, i));
+    let Some(first) = first else { return };
+    let index = nodes.len();
+    let resource = nodes[first].resource;
+    for &i in tops {
+        nodes[i].parent = Some(index);
+    }
+    nodes.push(Node {
+        span,
+        resource,
+        parent: None,
+        children: tops.to_vec(),
+    });
+}
+
 /// The spans of a trace as a forest, with what the rules ask of subtrees.
 struct Tree<'a> {
     nodes: Vec<Node<'a>>,
@@ -126,6 +183,8 @@ struct Tree<'a> {
     excluded: Vec<bool>,
     pipeline_above: Vec<bool>,
     marked_above: Vec<bool>,
+    /// The node standing for a rootless trace's missing beginning.
+    virtual_root: Option<usize>,
 }
 
 impl<'a> Tree<'a> {
@@ -170,6 +229,7 @@ impl<'a> Tree<'a> {
             excluded,
             pipeline_above,
             marked_above,
+            virtual_root: None,
         }
     }
 
@@ -268,7 +328,21 @@ impl<'a> Tree<'a> {
                 .filter(|u| u.chars().count() <= MAX_USER_CHARS)
                 .map(Json::String),
         );
-        put("question", question(&spans).map(Json::String));
+        // What only the interaction span may give is read, for a rootless
+        // trace, on the top span of each of its subtrees, earliest first;
+        // not a lone string of a traceloop input there (a text splitter's
+        // text is no question).
+        let (tops, single) = if self.virtual_root == Some(root) {
+            let children = &self.nodes[root].children;
+            let tops = children.iter().map(|&c| self.nodes[c].span).collect();
+            (tops, None)
+        } else {
+            (vec![spans[0]], Some(spans[0]))
+        };
+        put(
+            "question",
+            question(&spans, &tops, single).map(Json::String),
+        );
         put(
             "topic",
             spans.iter().find_map(|s| s.topic.clone()).map(Json::String),
@@ -629,16 +703,22 @@ fn assistant(spans: &[&SpanFacts], resources: &[&ResourceFacts]) -> (Uuid, Optio
 
 /// The question, by source: see [`Source`] for the order. Sources that
 /// only the interaction span may give (its input, an agent's messages, a
-/// lone string of its traceloop input) are read there only; the others on
-/// any span of the subtree, earliest first. Retrievers' inputs count after
-/// the retrieval and rerank queries.
-fn question(spans: &[&SpanFacts]) -> Option<String> {
-    let root = spans[0];
+/// lone string of its traceloop input) are read there only (`tops`, and
+/// `single` for the lone string); the others on any span of the subtree,
+/// earliest first. Retrievers' inputs count after the retrieval and rerank
+/// queries.
+fn question(
+    spans: &[&SpanFacts],
+    tops: &[&SpanFacts],
+    single: Option<&SpanFacts>,
+) -> Option<String> {
     let on_root = |source: Source| {
-        root.questions
-            .iter()
-            .find(|(s, _)| *s == source)
-            .map(|(_, q)| q.clone())
+        tops.iter().find_map(|root| {
+            root.questions
+                .iter()
+                .find(|(s, _)| *s == source)
+                .map(|(_, q)| q.clone())
+        })
     };
     let anywhere = |source: Source, filter: &dyn Fn(&SpanFacts) -> bool| {
         spans.iter().filter(|s| filter(s)).find_map(|s| {
@@ -657,7 +737,13 @@ fn question(spans: &[&SpanFacts]) -> Option<String> {
         .or_else(|| anywhere(Source::Input, &|s| s.role == Role::Retrieval))
         .or_else(|| anywhere(Source::TemplateQuery, &any))
         .or_else(|| on_root(Source::EntityInput))
-        .or_else(|| on_root(Source::EntityInputSingle))
+        .or_else(|| {
+            let root = single?;
+            root.questions
+                .iter()
+                .find(|(s, _)| *s == Source::EntityInputSingle)
+                .map(|(_, q)| q.clone())
+        })
         .or_else(|| anywhere(Source::EntityInput, &any))
         .or_else(|| anywhere(Source::RerankMessages, &any))
 }

@@ -591,3 +591,180 @@ fn a_resent_span_counts_once_and_an_excluded_root_gives_no_interaction() {
     assert_eq!(mapped.duplicate_spans, 1);
     assert_eq!(mapped.span_ids.len(), 2);
 }
+
+/// OpenLLMetry's spans of a streamed LlamaIndex query: the query and
+/// synthesis spans are never ended, so never exported. `query` and
+/// `synthesis` are the ids of those missing spans.
+fn openllmetry_streaming_spans(query: u8, synthesis: u8) -> Vec<Span> {
+    let task = || kv("traceloop.span.kind", s("task"));
+    let node = json!({"node": {"id_": "n-1", "metadata": {"document_id": DOC_1}}, "score": 0.8});
+    let mut chat = span(
+        6,
+        Some(synthesis),
+        "openai.chat",
+        (120, 980),
+        vec![
+            kv("gen_ai.operation.name", s("chat")),
+            kv("gen_ai.system", s("openai")),
+            kv("gen_ai.is_streaming", Value::BoolValue(true)),
+            kv("gen_ai.request.model", s("gpt-4o-mini")),
+            kv("gen_ai.response.model", s("gpt-4o-mini-2024-07-18")),
+            kv("gen_ai.usage.input_tokens", int(120)),
+            kv("gen_ai.usage.output_tokens", int(3)),
+        ],
+    );
+    for at in [400, 450, 500] {
+        chat.events.push(Event {
+            time_unix_nano: ms(at),
+            name: "gen_ai.content.completion.chunk".to_string(),
+            ..Default::default()
+        });
+    }
+    vec![
+        span(
+            2,
+            Some(query),
+            "VectorIndexRetriever.task",
+            (10, 100),
+            vec![
+                task(),
+                kv(
+                    "traceloop.entity.input",
+                    s(
+                        r#"{"str_or_query_bundle": {"query_str": "When are invoices sent?", "embedding": null}}"#,
+                    ),
+                ),
+                kv(
+                    "traceloop.entity.output",
+                    s(&json!([node.to_string()]).to_string()),
+                ),
+            ],
+        ),
+        span(
+            3,
+            Some(2),
+            "MockEmbedding.task",
+            (20, 50),
+            vec![task(), kv("gen_ai.operation.name", s("embeddings"))],
+        ),
+        span(
+            5,
+            Some(synthesis),
+            "TokenTextSplitter.task",
+            (105, 110),
+            vec![
+                task(),
+                kv(
+                    "traceloop.entity.input",
+                    s(r#"{"text": "Invoices are sent monthly."}"#),
+                ),
+            ],
+        ),
+        chat,
+    ]
+}
+
+/// The one interaction of [`openllmetry_streaming_spans`]: from the
+/// retrieval's start (10 ms) to the chat's end (980 ms); the first chunk at
+/// 400 ms.
+fn openllmetry_streaming_interaction() -> Json {
+    json!({
+        "type": "interaction",
+        "id": TRACE_UUID,
+        "timestamp": "2023-11-14T22:13:20.010000Z",
+        "assistant_id": "8e2d0052-2b94-5b88-b5f0-25487a35a701",
+        "session_id": "otel-4bf92f3577b34da6a3ce929d0e0e4736",
+        "question": "When are invoices sent?",
+        "total_duration_s": 0.97,
+        "ttft_s": 0.39,
+        "cache_hit": false,
+        "model": "gpt-4o-mini-2024-07-18",
+        "provider": "openai",
+        "input_tokens": 120,
+        "output_tokens": 3,
+        "cached_input_tokens": 0,
+        "steps": [
+            {"name": "retrieval", "duration_s": 0.06},
+            {"name": "embedding", "duration_s": 0.03},
+            {"name": "synthesis", "duration_s": 0.86, "input_tokens": 120, "output_tokens": 3},
+        ],
+        "retrieved_document_ids": [DOC_1],
+    })
+}
+
+#[test]
+fn a_streamed_openllmetry_query_without_its_query_span_is_one_interaction() {
+    // Arrange: the retriever's subtree and the OpenAI call both hang from
+    // the query span that was never exported.
+    let spans = openllmetry_streaming_spans(1, 1);
+
+    // Act
+    let mapped = map(vec![kv("service.name", s("billing-bot"))], &spans);
+
+    // Assert
+    assert_eq!(
+        only_interaction(&mapped),
+        openllmetry_streaming_interaction()
+    );
+    assert_eq!(mapped.span_ids.len(), 4);
+}
+
+#[test]
+fn orphan_subtrees_under_different_missing_parents_are_one_interaction() {
+    // Arrange: as OpenLLMetry exports a streamed query: the retriever under
+    // the missing query span, the text splitter and the OpenAI call under
+    // the missing synthesis span.
+    let spans = openllmetry_streaming_spans(1, 4);
+
+    // Act
+    let mapped = map(vec![kv("service.name", s("billing-bot"))], &spans);
+
+    // Assert: the same interaction; the splitter's text is no question.
+    assert_eq!(
+        only_interaction(&mapped),
+        openllmetry_streaming_interaction()
+    );
+}
+
+#[test]
+fn subtrees_of_a_trace_with_a_beginning_stay_apart() {
+    // Arrange: two LLM calls whose callers are in another service (remote
+    // parents), and a retrieval whose parent is missing beside them.
+    let llm = |id: u8, parent: u8, (a, b): (u64, u64)| {
+        let mut call = span(
+            id,
+            Some(parent),
+            "chat",
+            (a, b),
+            vec![kv("gen_ai.operation.name", s("chat"))],
+        );
+        call.flags = 0x300;
+        call
+    };
+    let retrieval = span(
+        3,
+        Some(9),
+        "retrieval",
+        (300, 400),
+        vec![kv("gen_ai.operation.name", s("retrieval"))],
+    );
+    let spans = vec![llm(1, 7, (0, 100)), llm(2, 8, (150, 250)), retrieval];
+
+    // Act
+    let mapped = map(vec![], &spans);
+
+    // Assert: one interaction per subtree, each from its own span.
+    let starts: Vec<Json> = mapped
+        .interactions
+        .iter()
+        .map(|d| d.event["timestamp"].clone())
+        .collect();
+    assert_eq!(
+        starts,
+        vec![
+            json!(T0_TEXT),
+            json!("2023-11-14T22:13:20.150000Z"),
+            json!("2023-11-14T22:13:20.300000Z"),
+        ]
+    );
+}
