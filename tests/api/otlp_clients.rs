@@ -1,10 +1,11 @@
 //! Real OpenTelemetry clients (tests/otlp/clients.py) against the real
 //! server: a LlamaIndex query engine instrumented by OpenInference
 //! (streaming) and by OpenLLMetry (with a local OpenAI-compatible server, so
-//! the OpenAI instrumentation records model and tokens), and GenAI spans by
-//! hand with exact timings. The clients are configured the zero-code way
-//! (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`) and print the
-//! spans they recorded, from which the expectations are computed.
+//! the OpenAI instrumentation records model and tokens; streamed and not),
+//! and GenAI spans by hand with exact timings. The clients are configured the
+//! zero-code way (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`)
+//! and print the spans they recorded, from which the expectations are
+//! computed.
 //!
 //! The Python environment comes from PyPI (`.ci/run` builds it in its cache)
 //! and is found as `$RAGPULSE_OTEL_PYTHON`. The tests are ignored by a plain
@@ -33,6 +34,11 @@ fn python() -> PathBuf {
 /// priced like the test model (input 1.00, cached 0.50, output 2.00 USD per
 /// million tokens).
 async fn spawn() -> TestApp {
+    spawn_holding(None).await
+}
+
+/// [`spawn`], holding a trace that nothing begins at most `max_hold` seconds.
+async fn spawn_holding(max_hold: Option<f64>) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let prices = dir.path().join("otlp-prices.toml");
     std::fs::write(
@@ -45,6 +51,7 @@ async fn spawn() -> TestApp {
     .unwrap();
     TestApp::spawn_in(dir, |a| {
         a.otlp_settle = Some(0.5);
+        a.otlp_max_hold = max_hold;
         a.pricing_file = Some(prices);
     })
     .await
@@ -345,6 +352,68 @@ async fn llamaindex_with_openllmetry_records_the_model_and_tokens_of_the_openai_
     assert_eq!(step("retrieval")["avg_duration"], json!(retrieval));
     let trending = app.analytics("/trending").await;
     assert_eq!(trending[0]["canonical_text"], "When are invoices sent?");
+    let utilization = app.analytics("/utilization?days=1").await;
+    assert_eq!(utilization.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the OpenTelemetry Python clients: .ci/run installs them and runs this with --ignored"]
+async fn a_streamed_openllmetry_query_whose_query_span_is_never_exported_is_one_interaction() {
+    let python = python();
+    // Arrange: the trace has no root, so it waits for the maximum hold.
+    let app = spawn_holding(Some(3.0)).await;
+
+    // Act
+    let spans = run(&app, python, "openllmetry-streaming").await;
+    let by_trace = traces(&spans);
+    wait_for_traces(&app, by_trace.len() as f64).await;
+
+    // Assert: the retrieval and the answer are one interaction.
+    let chat = spans
+        .iter()
+        .find(|s| s.name == "openai.chat")
+        .expect("an openai.chat span");
+    let query = &by_trace[&chat.trace];
+    assert!(
+        query.iter().all(|s| s.parent.is_some()),
+        "a span of the query trace has no parent: the rootless case is not exercised"
+    );
+    assert_eq!(finalised(&app, "interaction").await, 1.0);
+    let cache = app.analytics("/cache?hours=1").await;
+    assert_eq!(cache["total_requests"], 1);
+    let costs = app.analytics("/costs?hours=1").await;
+    assert_eq!(
+        (&costs[0]["input_tokens"], &costs[0]["output_tokens"]),
+        (&json!(120), &json!(3))
+    );
+    // TTFT: the first chunk event minus the earliest exported span's start
+    // (the retriever's), retrieval included.
+    let start = query.iter().map(|s| s.start).min().unwrap();
+    let first = chat
+        .events
+        .iter()
+        .filter(|(name, _)| name == "gen_ai.content.completion.chunk")
+        .map(|(_, t)| *t)
+        .min()
+        .expect("a chunk event");
+    let ttft = stored_seconds(start, first);
+    assert_eq!(
+        app.analytics("/ttft?hours=1").await,
+        json!({"p50": ttft, "p95": ttft, "p99": ttft, "period_hours": 1})
+    );
+    let trending = app.analytics("/trending").await;
+    assert_eq!(trending[0]["canonical_text"], "When are invoices sent?");
+    let steps = app.analytics("/steps?days=1").await;
+    let names: BTreeSet<&str> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["embedding", "retrieval", "synthesis"])
+    );
     let utilization = app.analytics("/utilization?days=1").await;
     assert_eq!(utilization.as_array().unwrap().len(), 2);
 }

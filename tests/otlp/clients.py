@@ -5,7 +5,7 @@ OTEL_EXPORTER_OTLP_HEADERS come from the environment. Every span is also kept
 in memory and printed as one JSON line on stdout, so the Rust test computes
 what ragpulse must answer from what the client really recorded.
 
-    python clients.py openinference|openllmetry|semconv
+    python clients.py openinference|openllmetry|openllmetry-streaming|semconv
 """
 import json
 import sys
@@ -128,14 +128,19 @@ def openinference():
     tracer_provider.shutdown()
 
 
-def openllmetry():
+def openllmetry(stream=False):
     from opentelemetry.instrumentation.llamaindex import LlamaIndexInstrumentor
     from opentelemetry.instrumentation.openai import OpenAIInstrumentor
     tracer_provider, memory = provider("billing-bot")
     LlamaIndexInstrumentor().instrument(tracer_provider=tracer_provider)
     OpenAIInstrumentor().instrument(tracer_provider=tracer_provider)
-    engine = llama_index(stream=False)
-    engine.query("When are invoices sent?")
+    engine = llama_index(stream=stream)
+    response = engine.query("When are invoices sent?")
+    if stream:
+        # The instrumentation never ends the query and synthesis spans of a
+        # streamed query: they are neither exported nor printed.
+        for _ in response.response_gen:
+            pass
     tracer_provider.force_flush()
     dump(memory)
     tracer_provider.shutdown()
@@ -183,4 +188,5 @@ def semconv():
 
 
 if __name__ == "__main__":
-    {"openinference": openinference, "openllmetry": openllmetry, "semconv": semconv}[sys.argv[1]]()
+    {"openinference": openinference, "openllmetry": openllmetry,
+     "openllmetry-streaming": lambda: openllmetry(stream=True), "semconv": semconv}[sys.argv[1]]()
