@@ -541,3 +541,52 @@ async fn bodies_trickling_in_hold_no_decode_slot_and_are_cut_off_with_408() {
         );
     }
 }
+
+/// Another connection that holds SQLite's write lock for a moment (the
+/// readiness probe does, as does any tool) must make the writer wait, never
+/// fail a commit with "database is locked": the writer takes the write lock
+/// when its transaction begins, where SQLite's busy wait applies, not halfway
+/// through it, where SQLite gives up at once.
+#[tokio::test]
+async fn ingest_waits_out_a_write_lock_held_briefly_by_another_connection() {
+    // Arrange: a thread that takes and releases the write lock again and again.
+    let app = TestApp::spawn().await;
+    let clock = Clock::new();
+    let bot = new_id();
+    let database = app.data_dir.path().join("data").join("ragpulse.db");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&database).unwrap();
+            conn.busy_timeout(Duration::from_secs(5)).unwrap();
+            let mut held = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                std::thread::sleep(Duration::from_millis(15));
+                conn.execute_batch("ROLLBACK").unwrap();
+                held += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            held
+        })
+    };
+
+    // Act: batches sent one after another while the lock comes and goes.
+    let mut statuses = Vec::new();
+    for batch in 0..60 {
+        let events: Vec<_> = (0..20)
+            .map(|i| interaction(bot, &format!("s{i}"), &clock.ago_s(batch * 20 + i)))
+            .collect();
+        statuses.push(app.ingest_json(serde_json::Value::Array(events)).await.0);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let held = holder.join().unwrap();
+
+    // Assert: every batch stored, none refused.
+    assert!(held > 10, "the lock was taken only {held} times");
+    let refused: Vec<_> = statuses.iter().filter(|s| !s.is_success()).collect();
+    assert!(refused.is_empty(), "batches refused: {refused:?}");
+    let cache = app.analytics("/cache").await;
+    assert_eq!(cache["total_requests"], 1200, "{cache}");
+}

@@ -158,6 +158,11 @@ impl SqliteStore {
         }
         restrict_files(&path);
         schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
+        // The writer's transactions take the write lock when they begin: there
+        // SQLite waits out another connection's brief hold (the readiness probe,
+        // a tool), whereas a read transaction that turns into a write midway
+        // fails at once with "database is locked".
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
         if erase::recover(&conn).map_err(|e| wrap_open(&path, e.into()))? {
             tracing::warn!(
