@@ -115,6 +115,10 @@ pub(crate) async fn load(
     at_least: Duration,
     until: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Vec<f64>> {
+    // Each call sends interactions no earlier call sent: a replayed id is
+    // dropped as a duplicate, which would make later calls look faster.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -125,6 +129,7 @@ pub(crate) async fn load(
         };
         tasks.push(tokio::spawn(async move {
             let mut generator = Generator::new(&shape, Timestamp::now().micros());
+            generator.reseed_traffic((call << 32) | shape.seed);
             let mut times = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let now = Timestamp::now().micros() - 1_000_000;
