@@ -626,12 +626,10 @@ fn prepare_rollups(
     })
 }
 
-/// Recomputes every rollup of the store in `data_dir` from its raw events:
-/// the `rebuild-rollups` command. The server must not be running.
-pub fn rebuild_rollups(
-    data_dir: &Path,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<(), StoreError> {
+/// Opens the store of a stopped server's data directory for an offline
+/// command: the directory's lock held (returned, to be dropped after the
+/// connection), the file checked to be a ragpulse database, its schema current.
+fn open_offline(data_dir: &Path) -> Result<(lock::DirLock, Connection, PathBuf), StoreError> {
     let path = data_dir.join(DATABASE_FILE);
     if !path.exists() {
         return Err(StoreError::Open(format!(
@@ -639,11 +637,21 @@ pub fn rebuild_rollups(
             path.display()
         )));
     }
-    let _dir_lock = lock::DirLock::acquire(data_dir)?;
+    let dir_lock = lock::DirLock::acquire(data_dir)?;
     let mut conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
     schema::check_identity(&conn).map_err(|e| wrap_open(&path, e))?;
     schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
     schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
+    Ok((dir_lock, conn, path))
+}
+
+/// Recomputes every rollup of the store in `data_dir` from its raw events:
+/// the `rebuild-rollups` command. The server must not be running.
+pub fn rebuild_rollups(
+    data_dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(), StoreError> {
+    let (_dir_lock, mut conn, path) = open_offline(data_dir)?;
     // Also SQLite's exclusive lock: a process of an older version takes no
     // directory lock.
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
@@ -661,26 +669,13 @@ pub fn rebuild_rollups(
     })
 }
 
-/// Copies the WAL into the database file from its own thread and connection,
-/// so the writer's commits rarely pay for it.
 /// Erases a user's data in a stopped server's data directory (the
 /// `erase-user` command); `None` when the store knows no such user.
 pub fn erase_user_offline(
     data_dir: &Path,
     user: &str,
 ) -> Result<Option<erase::EraseReport>, StoreError> {
-    let path = data_dir.join(DATABASE_FILE);
-    if !path.exists() {
-        return Err(StoreError::Open(format!(
-            "no ragpulse database at {}",
-            path.display()
-        )));
-    }
-    let _dir_lock = lock::DirLock::acquire(data_dir)?;
-    let mut conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
-    schema::check_identity(&conn).map_err(|e| wrap_open(&path, e))?;
-    schema::configure(&conn).map_err(|e| wrap_open(&path, e))?;
-    schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
+    let (_dir_lock, mut conn, _) = open_offline(data_dir)?;
     let today = crate::time::Timestamp::now()
         .0
         .div_euclid(crate::time::MICROS_PER_DAY);
@@ -692,6 +687,8 @@ pub fn erase_user_offline(
     Ok(report)
 }
 
+/// Copies the WAL into the database file from its own thread and connection,
+/// so the writer's commits rarely pay for it.
 struct Checkpointer {
     stop: std::sync::mpsc::Sender<()>,
     thread: std::thread::JoinHandle<()>,
