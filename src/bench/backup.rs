@@ -18,12 +18,7 @@ use crate::store::sqlite::{backup, export};
 pub async fn run(args: BackupBenchArgs) -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
     let dir = root.path().join("data");
-    let shape = Shape {
-        assistants: 10,
-        users: 5_000,
-        documents: 20_000,
-        seed: 7,
-    };
+    let shape = Shape::bench(7);
     println!(
         "storing {} interactions over {} days...",
         args.interactions, args.days

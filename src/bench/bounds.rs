@@ -161,12 +161,7 @@ pub async fn reprice(args: RepriceBenchArgs) -> anyhow::Result<()> {
     let prices = [root.path().join("a.toml"), root.path().join("b.toml")];
     price_file(&prices[0], 1.0, args.days)?;
     price_file(&prices[1], 2.0, args.days)?;
-    let shape = Shape {
-        assistants: 10,
-        users: 5_000,
-        documents: 20_000,
-        seed: 7,
-    };
+    let shape = Shape::bench(7);
     println!(
         "storing {} interactions over {} days...",
         args.interactions, args.days

@@ -28,12 +28,7 @@ const ERASED: &str = "bench-erased-user";
 pub async fn run(args: LifecycleBenchArgs) -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
     let dir = root.path().join("data");
-    let shape = Shape {
-        assistants: 10,
-        users: 5_000,
-        documents: 20_000,
-        seed: 11,
-    };
+    let shape = Shape::bench(11);
     println!(
         "storing {} interactions over {} days, {} of them by one user...",
         args.interactions, args.days, args.user_interactions

@@ -51,6 +51,19 @@ pub struct Shape {
     pub seed: u64,
 }
 
+impl Shape {
+    /// The world the store benchmarks fill: 10 assistants, 5,000 users and
+    /// 20,000 documents, a platform of moderate size.
+    pub fn bench(seed: u64) -> Self {
+        Self {
+            assistants: 10,
+            users: 5_000,
+            documents: 20_000,
+            seed,
+        }
+    }
+}
+
 impl Default for Shape {
     fn default() -> Self {
         Self {

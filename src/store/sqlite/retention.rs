@@ -32,6 +32,17 @@ pub struct Cursor {
     pub end: Option<i64>,
 }
 
+impl Cursor {
+    /// The beginning of `phase`'s walk.
+    pub fn start(phase: Phase) -> Self {
+        Self {
+            phase,
+            after: i64::MIN,
+            end: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Phase {
     #[default]
@@ -94,11 +105,7 @@ fn retain_in_transaction(
         Phase::Interactions => {
             batch.interactions = delete_interactions(&tx, cutoff, limit)?;
             if batch.interactions == 0 {
-                batch.next = Cursor {
-                    phase: Phase::Phrasings,
-                    after: i64::MIN,
-                    end: None,
-                };
+                batch.next = Cursor::start(Phase::Phrasings);
             }
         }
         Phase::Phrasings => expire_phrasings(&tx, cutoff, limit, &mut batch)?,
@@ -166,11 +173,7 @@ fn expire_phrasings(
 ) -> SqlResult<()> {
     let after = batch.next.after;
     let Some(upper) = walk_upper(conn, "phrasings", &mut batch.next, limit)? else {
-        batch.next = Cursor {
-            phase: Phase::Topics,
-            after: i64::MIN,
-            end: None,
-        };
+        batch.next = Cursor::start(Phase::Topics);
         return Ok(());
     };
     batch.phrasings = conn.execute(
@@ -191,11 +194,7 @@ fn expire_topics(
 ) -> SqlResult<()> {
     let after = batch.next.after;
     let Some(upper) = walk_upper(conn, "topics", &mut batch.next, limit)? else {
-        batch.next = Cursor {
-            phase: Phase::Done,
-            after: i64::MIN,
-            end: None,
-        };
+        batch.next = Cursor::start(Phase::Done);
         return Ok(());
     };
     const EXPIRED: &str =
