@@ -13,6 +13,7 @@ pub(crate) mod export;
 pub(crate) mod import;
 pub(crate) mod ingest;
 pub(crate) mod live;
+pub(crate) mod metrics;
 pub(crate) mod otlp;
 pub(crate) mod pricing;
 pub(crate) mod probes;

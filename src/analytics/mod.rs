@@ -3,8 +3,6 @@
 //! failure isolation, and assembles `/advanced` from all twelve at once.
 
 pub mod assistants;
-pub mod metrics;
-pub mod models;
 pub mod queries;
 pub mod timeseries;
 
@@ -16,12 +14,12 @@ use rusqlite::Connection;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+use crate::metrics::models::*;
+pub use crate::metrics::utilization::Status as UtilizationStatus;
 use crate::store::sqlite::{Lane, SqliteStore, read};
 use crate::store::{ReadPath, StoreError};
 use crate::telemetry::{MetricLabel, Telemetry};
 use crate::time::Timestamp;
-pub use metrics::utilization::Status as UtilizationStatus;
-use models::*;
 use queries::{Query, Read};
 
 /// `/advanced`'s query, after bounds checks.

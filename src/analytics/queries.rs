@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use uuid::Uuid;
 
 use super::UtilizationStatus;
-use super::models::*;
+use crate::metrics::models::*;
 use crate::store::sqlite::read::{self, ReadCtx, TrendingQuery};
 use crate::store::{StoreError, Window};
 use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, Timestamp};

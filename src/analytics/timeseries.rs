@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Analytics, MetricError};
-use crate::analytics::metrics::round::percentage;
-use crate::analytics::metrics::ttft::TtftState;
+use crate::metrics::round::percentage;
+use crate::metrics::ttft::TtftState;
 use crate::store::Window;
 use crate::store::sqlite::timeseries::timeseries as scan_timeseries;
 use crate::time::{MICROS_PER_HOUR, MICROS_PER_SECOND, Timestamp};

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::query::Query;
-use crate::analytics::models::*;
 use crate::analytics::{AdvancedParams, MetricError, UtilizationStatus};
+use crate::metrics::models::*;
 use crate::server::AppState;
 use crate::store::StoreError;
 use crate::time::Timestamp;

@@ -32,7 +32,7 @@ use utoipa::ToSchema;
 
 use super::details;
 use super::rollup::{self, Level, Metric};
-use crate::analytics::metrics::users::UsersState;
+use crate::metrics::users::UsersState;
 use crate::topics::{TopicKind, topic_key};
 
 type SqlResult<T> = Result<T, rusqlite::Error>;

@@ -9,21 +9,21 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use crate::analytics::metrics::cache::CacheState;
-use crate::analytics::metrics::costs::CostsState;
-use crate::analytics::metrics::diversity::diversity as diversity_of;
-use crate::analytics::metrics::freshness::FreshnessState;
-use crate::analytics::metrics::reranking::RerankingState;
-use crate::analytics::metrics::sessions::SessionsState;
-use crate::analytics::metrics::steps::{StepSample, StepsState};
-use crate::analytics::metrics::sync::{SyncState, SyncStatus};
-use crate::analytics::metrics::trending::TrendingState;
-use crate::analytics::metrics::ttft::TtftState;
-use crate::analytics::metrics::users::UsersState;
-use crate::analytics::metrics::utilization::{Status, UtilizationState};
-use crate::analytics::metrics::*;
-use crate::analytics::models::*;
 use crate::api::pricing::UnpricedModel;
+use crate::metrics::cache::CacheState;
+use crate::metrics::costs::CostsState;
+use crate::metrics::diversity::diversity as diversity_of;
+use crate::metrics::freshness::FreshnessState;
+use crate::metrics::models::*;
+use crate::metrics::reranking::RerankingState;
+use crate::metrics::sessions::SessionsState;
+use crate::metrics::steps::{StepSample, StepsState};
+use crate::metrics::sync::{SyncState, SyncStatus};
+use crate::metrics::trending::TrendingState;
+use crate::metrics::ttft::TtftState;
+use crate::metrics::users::UsersState;
+use crate::metrics::utilization::{Status, UtilizationState};
+use crate::metrics::*;
 use crate::store::sqlite::details::{self, PackedStep};
 use crate::store::sqlite::rollup::cache::MergeCache;
 use crate::store::sqlite::rollup::plan::{self, Plan};
@@ -482,8 +482,8 @@ fn topic_state(
 /// partial hours, joined in one linear pass per request.
 mod windowed {
     use super::*;
-    use crate::analytics::metrics::trending::rank_topics;
-    use crate::analytics::metrics::trending::window::{WindowParts, WindowTopics};
+    use crate::metrics::trending::rank_topics;
+    use crate::metrics::trending::window::{WindowParts, WindowTopics};
 
     /// The whole buckets and the partial hours of `w`.
     fn parts(
@@ -560,8 +560,8 @@ mod windowed {
 /// phrasings the store holds.
 mod all_time {
     use super::*;
-    use crate::analytics::metrics::diversity::Totals;
-    use crate::analytics::metrics::trending::{TopicSummary, rank_topics};
+    use crate::metrics::diversity::Totals;
+    use crate::metrics::trending::{TopicSummary, rank_topics};
 
     const COLUMNS: &str = "SELECT key, frequency, last_ts, canonical, variations FROM topics";
 

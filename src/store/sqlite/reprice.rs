@@ -241,5 +241,5 @@ fn rebuild_unpriced(conn: &Connection) -> Result<(), rusqlite::Error> {
 }
 
 fn usd(nusd: i128) -> f64 {
-    crate::analytics::metrics::round::round_dp(nusd as f64 / 1e9, 9)
+    crate::metrics::round::round_dp(nusd as f64 / 1e9, 9)
 }

@@ -285,8 +285,8 @@ impl MergeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytics::metrics::ApproxBytes;
-    use crate::analytics::metrics::ttft::TtftState;
+    use crate::metrics::ApproxBytes;
+    use crate::metrics::ttft::TtftState;
     use crate::time::MICROS_PER_HOUR as H;
 
     type Sink<'a> = &'a mut dyn FnMut(i64, TtftState);

@@ -8,9 +8,9 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::analytics::metrics::utilization::Status;
 use crate::ingest::ingest_values;
 use crate::ingest::validate::EventLimits;
+use crate::metrics::utilization::Status;
 use crate::store::sqlite::SqliteStore;
 use crate::store::sqlite::read::{self, ReadCtx, TrendingQuery};
 use crate::store::{ReadPath, StoreError, Window};
@@ -411,7 +411,7 @@ fn last_retrievals(
     conn: &Connection,
     w: &Window,
 ) -> Result<(LastRetrievals, LastRetrievals), StoreError> {
-    use crate::analytics::metrics::DocumentDirectory;
+    use crate::metrics::DocumentDirectory;
     let keys: Vec<i64> = conn
         .prepare("SELECT key FROM documents ORDER BY key")?
         .query_map([], |r| r.get(0))?

@@ -9,9 +9,9 @@ use super::write::{Interaction, Rollups};
 use super::{
     BUILT_KEY, Level, Metric, SEALED_KEY, bump_past_version, is_built, sealed_day, set_meta,
 };
-use crate::analytics::metrics::costs::CostsState;
-use crate::analytics::metrics::steps::StepSample;
-use crate::analytics::metrics::sync::SyncStatus;
+use crate::metrics::costs::CostsState;
+use crate::metrics::steps::StepSample;
+use crate::metrics::sync::SyncStatus;
 use crate::store::sqlite::details::{self, PackedStep};
 
 type SqlResult<T> = Result<T, rusqlite::Error>;

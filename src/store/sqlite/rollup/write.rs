@@ -13,18 +13,18 @@ use serde::de::DeserializeOwned;
 use super::{
     Level, Metric, NO_ASSISTANT, SEALED_KEY, bump_past_version, decode, encode, meta, set_meta,
 };
-use crate::analytics::metrics::ApproxBytes;
-use crate::analytics::metrics::cache::CacheState;
-use crate::analytics::metrics::costs::CostsState;
-use crate::analytics::metrics::reranking::RerankingState;
-use crate::analytics::metrics::sessions::SessionsState;
-use crate::analytics::metrics::steps::{StepSample, StepsState};
-use crate::analytics::metrics::sync::{SyncState, SyncStatus};
-use crate::analytics::metrics::trending::TrendingState;
-use crate::analytics::metrics::trending::window::WindowTopics;
-use crate::analytics::metrics::ttft::TtftState;
-use crate::analytics::metrics::users::UsersState;
-use crate::analytics::metrics::utilization::UtilizationState;
+use crate::metrics::ApproxBytes;
+use crate::metrics::cache::CacheState;
+use crate::metrics::costs::CostsState;
+use crate::metrics::reranking::RerankingState;
+use crate::metrics::sessions::SessionsState;
+use crate::metrics::steps::{StepSample, StepsState};
+use crate::metrics::sync::{SyncState, SyncStatus};
+use crate::metrics::trending::TrendingState;
+use crate::metrics::trending::window::WindowTopics;
+use crate::metrics::ttft::TtftState;
+use crate::metrics::users::UsersState;
+use crate::metrics::utilization::UtilizationState;
 use crate::time::{MICROS_PER_SECOND, Timestamp};
 
 type SqlResult<T> = Result<T, rusqlite::Error>;

@@ -9,8 +9,8 @@ use super::series::Series;
 use super::statements::{INSERT_DETAILS, INSERT_INTERACTION, Interned, Statements};
 use super::topics::TopicChoice;
 use super::{COST_CATALOGUE, COST_CLIENT, COST_UNPRICED, Caches, Map, Names, Registry};
-use crate::analytics::metrics::steps::StepSample;
 use crate::ingest::event::*;
+use crate::metrics::steps::StepSample;
 use crate::pricing::Catalogue;
 use crate::store::AppendOutcome;
 use crate::store::sqlite::details::{self, PackedStep};
@@ -285,9 +285,9 @@ impl Apply<'_> {
             && let Some(rollups) = self.rollups.as_mut()
         {
             let status = match e.status {
-                SyncStatus::Success => crate::analytics::metrics::sync::SyncStatus::Success,
-                SyncStatus::Partial => crate::analytics::metrics::sync::SyncStatus::Partial,
-                SyncStatus::Failure => crate::analytics::metrics::sync::SyncStatus::Failure,
+                SyncStatus::Success => crate::metrics::sync::SyncStatus::Success,
+                SyncStatus::Partial => crate::metrics::sync::SyncStatus::Partial,
+                SyncStatus::Failure => crate::metrics::sync::SyncStatus::Failure,
             };
             rollups.sync(self.tx, connector, status, e.duration_us, e.started_at)?;
         }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::count_i64;
 use super::round::{SECONDS, scaled_mean};
-use crate::analytics::models::{StepBreakdown, StepTokens};
+use crate::metrics::models::{StepBreakdown, StepTokens};
 
 /// One step name of one interaction, its repeats already summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,7 @@ fn row(name: &str, acc: &StepAcc) -> StepBreakdown {
     }
 }
 
-impl crate::analytics::metrics::ApproxBytes for StepsState {
+impl crate::metrics::ApproxBytes for StepsState {
     fn approx_bytes(&self) -> usize {
         size_of::<Self>()
             + super::table_bytes(&self.steps)

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::round::round_dp;
 use super::{TopicDirectory, count_i64, keep_contenders};
-use crate::analytics::models::TrendingTopic;
+use crate::metrics::models::TrendingTopic;
 use crate::time::Timestamp;
 
 pub mod window;
@@ -313,7 +313,7 @@ fn resolve<D: TopicDirectory>(t: &TopicSummary, dir: &D) -> Result<Ranked, D::Er
     })
 }
 
-impl crate::analytics::metrics::ApproxBytes for TrendingState {
+impl crate::metrics::ApproxBytes for TrendingState {
     fn approx_bytes(&self) -> usize {
         size_of::<Self>()
             + super::table_bytes(&self.topics)
@@ -328,7 +328,7 @@ impl crate::analytics::metrics::ApproxBytes for TrendingState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytics::metrics::fixture::MapDirectory;
+    use crate::metrics::fixture::MapDirectory;
     use proptest::prelude::*;
 
     #[test]

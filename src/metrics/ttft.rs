@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::analytics::models::TtftPercentiles;
+use crate::metrics::models::TtftPercentiles;
 
 /// Every TTFT of the window, in microseconds. Exactness needs all values; merging
 /// is concatenation because percentiles ignore order until `finish` sorts.
@@ -159,7 +159,7 @@ fn percentile_cont_unsorted(values_us: &mut [i64], from: usize, q: f64) -> (f64,
     (value, k)
 }
 
-impl crate::analytics::metrics::ApproxBytes for TtftState {
+impl crate::metrics::ApproxBytes for TtftState {
     fn approx_bytes(&self) -> usize {
         size_of::<Self>() + super::vec_bytes(&self.values_us, self.values_us.capacity())
     }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::count_i64;
 use super::round::percentage;
-use crate::analytics::models::CacheMetrics;
+use crate::metrics::models::CacheMetrics;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheState {
@@ -43,7 +43,7 @@ impl CacheState {
     }
 }
 
-impl crate::analytics::metrics::ApproxBytes for CacheState {
+impl crate::metrics::ApproxBytes for CacheState {
     fn approx_bytes(&self) -> usize {
         size_of::<Self>()
     }

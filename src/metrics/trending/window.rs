@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{PhrasingAcc, TopicAcc, TopicSummary, TrendingState};
-use crate::analytics::metrics::diversity::Totals;
-use crate::analytics::metrics::keep_contenders;
+use crate::metrics::diversity::Totals;
+use crate::metrics::keep_contenders;
 
 /// One topic's totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,11 +299,11 @@ impl From<WindowTopics> for TrendingState {
     }
 }
 
-impl crate::analytics::metrics::ApproxBytes for WindowTopics {
+impl crate::metrics::ApproxBytes for WindowTopics {
     fn approx_bytes(&self) -> usize {
         size_of::<Self>()
-            + crate::analytics::metrics::vec_bytes(&self.topics, self.topics.capacity())
-            + crate::analytics::metrics::vec_bytes(&self.phrasings, self.phrasings.capacity())
+            + crate::metrics::vec_bytes(&self.topics, self.topics.capacity())
+            + crate::metrics::vec_bytes(&self.phrasings, self.phrasings.capacity())
     }
 }
 
@@ -314,9 +314,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::analytics::metrics::diversity::diversity;
-    use crate::analytics::metrics::fixture::MapDirectory;
-    use crate::analytics::metrics::trending::rank_topics;
+    use crate::metrics::diversity::diversity;
+    use crate::metrics::fixture::MapDirectory;
+    use crate::metrics::trending::rank_topics;
 
     fn directory() -> MapDirectory {
         let mut d = MapDirectory::default();

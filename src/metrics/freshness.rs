@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::count_i64;
 use super::round::percentage;
-use crate::analytics::models::DocumentFreshness;
+use crate::metrics::models::DocumentFreshness;
 use crate::time::MICROS_PER_DAY;
 
 /// Counts per bucket. Buckets depend on `now`, so states merged together must

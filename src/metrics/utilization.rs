@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{DocumentDirectory, KeyMap, count_i64, keep_contenders};
-use crate::analytics::models::DocumentUtilization;
+use crate::metrics::models::DocumentUtilization;
 use crate::time::Timestamp;
 
 /// How much a document is used in the window.
@@ -194,7 +194,7 @@ fn pick<D: DocumentDirectory>(key: i64, count: u64, directory: &D) -> Result<Pic
     })
 }
 
-impl crate::analytics::metrics::ApproxBytes for UtilizationState {
+impl crate::metrics::ApproxBytes for UtilizationState {
     fn approx_bytes(&self) -> usize {
         size_of::<Self>() + super::table_bytes(&self.retrievals)
     }
@@ -203,7 +203,7 @@ impl crate::analytics::metrics::ApproxBytes for UtilizationState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytics::metrics::fixture::MapDirectory;
+    use crate::metrics::fixture::MapDirectory;
     use proptest::prelude::*;
 
     fn fold(interactions: &[Vec<i64>]) -> UtilizationState {

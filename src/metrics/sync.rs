@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::round::{SECONDS, percentage, round_dp, scaled_mean};
 use super::{ConnectorDirectory, ConnectorMeta, count_i64};
-use crate::analytics::models::ConnectorSyncRate;
+use crate::metrics::models::ConnectorSyncRate;
 
 /// Outcome of one sync run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -111,7 +111,7 @@ fn row(meta: ConnectorMeta, acc: &SyncAcc) -> ConnectorSyncRate {
     }
 }
 
-impl crate::analytics::metrics::ApproxBytes for SyncState {
+impl crate::metrics::ApproxBytes for SyncState {
     fn approx_bytes(&self) -> usize {
         size_of::<Self>() + super::table_bytes(&self.connectors)
     }
@@ -120,7 +120,7 @@ impl crate::analytics::metrics::ApproxBytes for SyncState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytics::metrics::fixture::{MapDirectory, uuid_of};
+    use crate::metrics::fixture::{MapDirectory, uuid_of};
     use proptest::prelude::*;
 
     fn fold(events: &[(i64, SyncStatus, Option<i64>)]) -> SyncState {

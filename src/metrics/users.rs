@@ -5,7 +5,7 @@ use std::cmp::{Ordering, Reverse};
 use serde::{Deserialize, Serialize};
 
 use super::{KeyMap, UserDirectory, UserMeta, count_i64, keep_contenders, sum_i64};
-use crate::analytics::models::UserStat;
+use crate::metrics::models::UserStat;
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +107,7 @@ fn row(meta: UserMeta, acc: UserAcc) -> UserStat {
     }
 }
 
-impl crate::analytics::metrics::ApproxBytes for UsersState {
+impl crate::metrics::ApproxBytes for UsersState {
     fn approx_bytes(&self) -> usize {
         size_of::<Self>() + super::table_bytes(&self.users)
     }
@@ -116,7 +116,7 @@ impl crate::analytics::metrics::ApproxBytes for UsersState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytics::metrics::fixture::{MapDirectory, uuid_of};
+    use crate::metrics::fixture::{MapDirectory, uuid_of};
     use proptest::prelude::*;
 
     /// (user, input, output, ts) per interaction.

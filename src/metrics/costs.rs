@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::round::{NANOS, round_dp};
 use super::{AssistantDirectory, AssistantMeta, KeyMap, sum_i64};
-use crate::analytics::models::AssistantCost;
+use crate::metrics::models::AssistantCost;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct CostAcc {
@@ -84,7 +84,7 @@ fn row(meta: AssistantMeta, acc: CostAcc) -> AssistantCost {
     }
 }
 
-impl crate::analytics::metrics::ApproxBytes for CostsState {
+impl crate::metrics::ApproxBytes for CostsState {
     fn approx_bytes(&self) -> usize {
         size_of::<Self>() + super::table_bytes(&self.assistants)
     }
@@ -93,7 +93,7 @@ impl crate::analytics::metrics::ApproxBytes for CostsState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytics::metrics::fixture::{MapDirectory, uuid_of};
+    use crate::metrics::fixture::{MapDirectory, uuid_of};
     use proptest::prelude::*;
 
     /// (assistant, input, output, cost_nusd) per interaction.

@@ -42,6 +42,7 @@ pub mod cache;
 pub mod costs;
 pub mod diversity;
 pub mod freshness;
+pub mod models;
 pub mod reranking;
 pub mod round;
 pub mod sessions;

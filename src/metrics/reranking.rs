@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::count_i64;
 use super::round::{NANOS, round_dp, scaled_mean};
-use crate::analytics::models::RerankingImpact;
+use crate::metrics::models::RerankingImpact;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RerankingState {
@@ -52,7 +52,7 @@ impl RerankingState {
     }
 }
 
-impl crate::analytics::metrics::ApproxBytes for RerankingState {
+impl crate::metrics::ApproxBytes for RerankingState {
     fn approx_bytes(&self) -> usize {
         size_of::<Self>()
     }

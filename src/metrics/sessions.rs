@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::KeyMap;
 use super::count_i64;
 use super::round::percentage;
-use crate::analytics::models::SessionDistribution;
+use crate::metrics::models::SessionDistribution;
 
 /// Interactions per session key. Kept per session (not per bucket) because a
 /// session spread over several rollup buckets must be bucketed on its total.
@@ -121,7 +121,7 @@ impl SessionsState {
     }
 }
 
-impl crate::analytics::metrics::ApproxBytes for SessionsState {
+impl crate::metrics::ApproxBytes for SessionsState {
     fn approx_bytes(&self) -> usize {
         size_of::<Self>() + super::table_bytes(&self.interactions)
     }

@@ -5,7 +5,7 @@
 
 use super::count_i64;
 use super::round::round_dp;
-use crate::analytics::models::TopicDiversity;
+use crate::metrics::models::TopicDiversity;
 
 /// `None` when the frequencies sum to 0.
 pub fn diversity(freqs: impl IntoIterator<Item = u64>) -> Option<TopicDiversity> {
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn reads_the_trending_state_after_merges() {
-        use crate::analytics::metrics::trending::TrendingState;
+        use crate::metrics::trending::TrendingState;
         // Topic 1: 3 questions over two states; topic 2: 1. F = 4, S = 9 + 1 = 10,
         // (16 − 10)/16 = 0.375 → 0.375; share 3/4 × 100 = 75.
         let mut a = TrendingState::new();
