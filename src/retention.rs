@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::store::StoreError;
-use crate::store::sqlite::SqliteStore;
-use crate::store::sqlite::retention::{Cursor, Phase};
+use crate::store::interface::{RetentionCursor as Cursor, RetentionPhase as Phase};
+use crate::store::{Store, StoreError};
 use crate::telemetry::Telemetry;
 use crate::time::{MICROS_PER_DAY, Timestamp};
 
@@ -32,7 +31,7 @@ const MAX_RETRIES: u32 = 30;
 
 /// Starts the task when retention is on; it ends when `shutdown` is cancelled.
 pub fn start(
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     telemetry: Arc<Telemetry>,
     days: Option<u32>,
     shutdown: CancellationToken,
@@ -41,7 +40,7 @@ pub fn start(
     Some(tokio::spawn(async move {
         loop {
             let cutoff = cutoff(Timestamp::now().0, days);
-            match run(&store, &telemetry, cutoff, &shutdown).await {
+            match run(store.as_ref(), &telemetry, cutoff, &shutdown).await {
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "retention run failed; it is retried later"),
             }
@@ -61,7 +60,7 @@ pub fn cutoff(now: i64, days: i64) -> i64 {
 /// One run: every batch until nothing older than `cutoff` is left. Returns
 /// the interactions, phrasings and topics deleted.
 pub async fn run(
-    store: &SqliteStore,
+    store: &dyn Store,
     telemetry: &Telemetry,
     cutoff: i64,
     shutdown: &CancellationToken,

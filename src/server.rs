@@ -18,14 +18,15 @@ use crate::api::auth::{Auth, Token, generate_token};
 use crate::config::Settings;
 use crate::live::Broadcaster;
 use crate::pricing::Catalogue;
-use crate::store::sqlite::{Lane, SqliteStore, StoreOptions};
+use crate::store::sqlite::{SqliteStore, StoreOptions};
+use crate::store::{Lane, Store};
 use crate::telemetry::Telemetry;
 
 /// What every handler can reach; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub analytics: Arc<Analytics>,
     pub auth: Arc<Auth>,
     pub telemetry: Arc<Telemetry>,
@@ -63,7 +64,8 @@ impl AppState {
             Catalogue::load(settings.pricing_file.as_deref())
                 .map_err(|e| StartError::Pricing(e.to_string()))?,
         );
-        let store = Arc::new(SqliteStore::open(
+        // The backend is chosen here; everything else holds `dyn Store`.
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
             &settings.data_dir,
             catalogue.clone(),
             telemetry.clone(),

@@ -10,14 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::metrics::models::*;
 pub use crate::metrics::utilization::Status as UtilizationStatus;
-use crate::store::sqlite::{Lane, SqliteStore, read};
-use crate::store::{ReadPath, StoreError};
+use crate::store::{Lane, ReadOptions, ReadPath, Snapshot, Store, StoreError};
 use crate::telemetry::{MetricLabel, Telemetry};
 use crate::time::Timestamp;
 use queries::{Query, Read};
@@ -66,30 +64,26 @@ pub enum MetricError {
 type SharedKey = (AdvancedParams, u64, i64);
 
 pub struct Analytics {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     telemetry: Arc<Telemetry>,
     timeout: Duration,
-    ctx: read::ReadCtx,
+    path: ReadPath,
     lane: Lane,
     shared: Mutex<HashMap<SharedKey, Arc<OnceCell<AdvancedAnalyticsResponse>>>>,
 }
 
 impl Analytics {
     pub fn new(
-        store: Arc<SqliteStore>,
+        store: Arc<dyn Store>,
         telemetry: Arc<Telemetry>,
         timeout: Duration,
         path: ReadPath,
     ) -> Self {
-        let ctx = read::ReadCtx {
-            path,
-            cache: store.merge_cache(),
-        };
         Self {
             store,
             telemetry,
             timeout,
-            ctx,
+            path,
             lane: Lane::Dashboard,
             shared: Mutex::new(HashMap::new()),
         }
@@ -103,15 +97,15 @@ impl Analytics {
             store: self.store.clone(),
             telemetry: self.telemetry.clone(),
             timeout: self.timeout,
-            ctx: self.ctx.clone(),
+            path: self.path,
             lane,
             shared: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Runs one metric on a read connection, under the metric timeout, in one
-    /// read transaction: its rollups and raw rows come from the same snapshot.
-    /// The deadline also interrupts the SQL, so a timed-out query stops working.
+    /// Runs one metric on a reader, under the metric timeout, in one view of
+    /// the store: its rollups and raw rows come from the same snapshot. The
+    /// deadline also stops the store's queries, so a timed-out read stops working.
     async fn run<T: Send + 'static>(&self, q: Query<impl Read<T>>) -> Result<T, MetricError> {
         self.run_named(q.name, q.read).await
     }
@@ -124,15 +118,11 @@ impl Analytics {
     ) -> Result<T, MetricError> {
         let q = Query { name, read };
         let started = Instant::now();
-        let deadline = started + self.timeout;
-        let ctx = self.ctx.clone();
-        let read = q.read;
-        let work = self.store.read_in(self.lane, move |conn| {
-            until(conn, deadline, || {
-                let tx = conn.unchecked_transaction()?;
-                read(&tx, &ctx)
-            })
-        });
+        let options = ReadOptions {
+            path: self.path,
+            deadline: Some(started + self.timeout),
+        };
+        let work = self.store.read_with(self.lane, options, q.read);
         let result = match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result.map_err(|e| MetricError::of(q.name, e)),
             Err(_) => Err(MetricError::Timeout(q.name)),
@@ -339,8 +329,8 @@ impl Analytics {
     }
 
     /// `/advanced` as one consistent snapshot, for the live feed: the twelve
-    /// metrics run one after the other in a single read transaction, and
-    /// `generated_at` is taken once that transaction's snapshot exists. Every
+    /// metrics run one after the other in a single view of the store, and
+    /// `generated_at` is taken once that view's snapshot exists. Every
     /// event the snapshot holds was then committed before `generated_at`, so
     /// events arriving in real time never lie beyond the window's end inside
     /// the current hour, and that hour is read from its rollups
@@ -351,19 +341,20 @@ impl Analytics {
         &self,
         p: AdvancedParams,
     ) -> Result<AdvancedAnalyticsResponse, MetricError> {
-        let (ctx, timeout, telemetry) = (self.ctx.clone(), self.timeout, self.telemetry.clone());
+        let telemetry = self.telemetry.clone();
         // One deadline for the whole snapshot, from the moment it is asked
         // for: twelve metrics in sequence under a deadline each could take
         // twelve times the metric timeout.
-        let deadline = Instant::now() + timeout;
-        let work = self.store.read_in(self.lane, move |conn| {
-            let tx = conn.unchecked_transaction()?;
-            // A read transaction takes its snapshot at its first read.
-            tx.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
+        let deadline = Instant::now() + self.timeout;
+        let options = ReadOptions {
+            path: self.path,
+            deadline: Some(deadline),
+        };
+        let work = self.store.read_with(self.lane, options, move |view| {
+            view.pin()?;
             let now = Timestamp::now();
             let one = Sequential {
-                conn: &tx,
-                ctx: &ctx,
+                view,
                 deadline,
                 telemetry: &telemetry,
             };
@@ -395,29 +386,14 @@ impl Analytics {
 }
 
 impl MetricError {
+    /// A read the store stopped at its deadline is the metric's timeout.
     fn of(metric: &'static str, error: StoreError) -> Self {
-        match error {
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::OperationInterrupted =>
-            {
-                MetricError::Timeout(metric)
-            }
-            other => MetricError::Store(other),
+        if error.is_interrupted() {
+            MetricError::Timeout(metric)
+        } else {
+            MetricError::Store(error)
         }
     }
-}
-
-/// Runs `read` with the SQL of `conn` interrupted once `deadline` passes, so a
-/// timed-out metric stops working instead of finishing unseen.
-fn until<T>(
-    conn: &Connection,
-    deadline: Instant,
-    read: impl FnOnce() -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
-    let result = read();
-    conn.progress_handler(0, None::<fn() -> bool>);
-    result
 }
 
 /// Counts a metric's time and failure in `/metrics` and logs the failure.
@@ -440,12 +416,12 @@ fn record<T>(
     }
 }
 
-/// Runs metric queries one after the other inside one read transaction,
-/// all under one deadline: a metric that starts after it has passed is
-/// reported timed out without running.
+/// Runs metric queries one after the other inside one view of the store,
+/// all under one deadline (the store stops the view's queries when it
+/// passes): a metric that starts after it has passed is reported timed out
+/// without running.
 struct Sequential<'a> {
-    conn: &'a Connection,
-    ctx: &'a read::ReadCtx,
+    view: &'a dyn Snapshot,
     deadline: Instant,
     telemetry: &'a Telemetry,
 }
@@ -456,8 +432,7 @@ impl Sequential<'_> {
         let result = if started >= self.deadline {
             Err(MetricError::Timeout(q.name))
         } else {
-            until(self.conn, self.deadline, || (q.read)(self.conn, self.ctx))
-                .map_err(|e| MetricError::of(q.name, e))
+            (q.read)(self.view).map_err(|e| MetricError::of(q.name, e))
         };
         record(self.telemetry, q.name, started, &result);
         result
@@ -523,49 +498,21 @@ impl Parts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{BackendError, FailureKind};
 
-    /// A query that counts for ever, until its deadline interrupts it.
-    fn endless(conn: &Connection, _ctx: &read::ReadCtx) -> Result<i64, StoreError> {
-        let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
-                   SELECT count(*) FROM c";
-        Ok(conn.query_row(sql, [], |r| r.get(0))?)
+    fn failure(kind: FailureKind) -> StoreError {
+        StoreError::Backend(BackendError::new(kind, std::io::Error::other("stopped")))
     }
 
     #[test]
-    fn a_snapshot_of_slow_metrics_ends_by_its_one_deadline() {
-        // Arrange: twelve metrics that never finish, 300 ms for them all.
-        let conn = Connection::open_in_memory().unwrap();
-        let ctx = read::ReadCtx {
-            path: ReadPath::Rollups,
-            cache: Arc::new(crate::store::sqlite::rollup::cache::MergeCache::new()),
-        };
-        let telemetry = Telemetry::new();
-        let started = Instant::now();
-        let one = Sequential {
-            conn: &conn,
-            ctx: &ctx,
-            deadline: started + Duration::from_millis(300),
-            telemetry: &telemetry,
-        };
-
-        // Act
-        let results: Vec<_> = (0..12)
-            .map(|_| {
-                one.run(Query {
-                    name: "endless",
-                    read: endless,
-                })
-            })
-            .collect();
-        let elapsed = started.elapsed();
-
-        // Assert
-        assert!(
-            results
-                .iter()
-                .all(|r| matches!(r, Err(MetricError::Timeout("endless")))),
-            "{results:?}"
-        );
-        assert!(elapsed < Duration::from_millis(800), "took {elapsed:?}");
+    fn a_read_stopped_at_its_deadline_is_the_metrics_timeout() {
+        assert!(matches!(
+            MetricError::of("ttft_percentiles", failure(FailureKind::Interrupted)),
+            MetricError::Timeout("ttft_percentiles")
+        ));
+        assert!(matches!(
+            MetricError::of("ttft_percentiles", failure(FailureKind::Unavailable)),
+            MetricError::Store(_)
+        ));
     }
 }

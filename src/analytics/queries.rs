@@ -1,14 +1,13 @@
 //! The reads behind the analytics endpoints, one per metric, as closures over
-//! a read connection with the window already fixed: `/advanced` runs each on
-//! its own reader, a live snapshot runs all of them in one read transaction.
+//! a view of the store with the window already fixed: `/advanced` runs each on
+//! its own reader, a live snapshot runs all of them in one view.
 
-use rusqlite::Connection;
 use uuid::Uuid;
 
 use super::UtilizationStatus;
 use crate::metrics::models::*;
-use crate::store::sqlite::read::{self, ReadCtx, TrendingQuery};
-use crate::store::{StoreError, Window};
+use crate::store::interface::TrendingQuery;
+use crate::store::{Snapshot, StoreError, Window};
 use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, Timestamp};
 
 /// One metric's read, named as the metric's key in `/advanced`.
@@ -18,8 +17,8 @@ pub struct Query<F> {
 }
 
 /// What a query's closure is.
-pub trait Read<T>: FnOnce(&Connection, &ReadCtx) -> Result<T, StoreError> + Send + 'static {}
-impl<T, F: FnOnce(&Connection, &ReadCtx) -> Result<T, StoreError> + Send + 'static> Read<T> for F {}
+pub trait Read<T>: FnOnce(&dyn Snapshot) -> Result<T, StoreError> + Send + 'static {}
+impl<T, F: FnOnce(&dyn Snapshot) -> Result<T, StoreError> + Send + 'static> Read<T> for F {}
 
 fn query<T, F: Read<T>>(name: &'static str, read: F) -> Query<F> {
     Query { name, read }
@@ -35,17 +34,17 @@ fn days(now: Timestamp, days: i64, assistant: Option<Uuid>) -> Window {
 
 pub fn ttft(h: i64, a: Option<Uuid>, now: Timestamp) -> Query<impl Read<Option<TtftPercentiles>>> {
     let w = hours(now, h, a);
-    query("ttft_percentiles", move |c, p| read::ttft(c, &w, p, h))
+    query("ttft_percentiles", move |v| v.ttft(&w, h))
 }
 
 pub fn steps(d: i64, a: Option<Uuid>, now: Timestamp) -> Query<impl Read<Vec<StepBreakdown>>> {
     let w = days(now, d, a);
-    query("step_breakdown", move |c, p| read::steps(c, &w, p))
+    query("step_breakdown", move |v| v.steps(&w))
 }
 
 pub fn cache(h: i64, a: Option<Uuid>, now: Timestamp) -> Query<impl Read<Option<CacheMetrics>>> {
     let w = hours(now, h, a);
-    query("cache_metrics", move |c, p| read::cache(c, &w, p, h))
+    query("cache_metrics", move |v| v.cache(&w, h))
 }
 
 pub fn sessions(
@@ -54,7 +53,7 @@ pub fn sessions(
     now: Timestamp,
 ) -> Query<impl Read<Vec<SessionDistribution>>> {
     let w = days(now, d, a);
-    query("session_distribution", move |c, p| read::sessions(c, &w, p))
+    query("session_distribution", move |v| v.sessions(&w))
 }
 
 /// Trending topics, each with its `recent` latest phrasings when asked.
@@ -65,7 +64,7 @@ pub fn trending(
     now: Timestamp,
     recent: Option<usize>,
 ) -> Query<impl Read<Vec<TrendingTopic>>> {
-    query("trending_topics", move |c, p| {
+    query("trending_topics", move |v| {
         let query = TrendingQuery {
             assistant: a,
             days: d,
@@ -73,7 +72,7 @@ pub fn trending(
             limit: limit as usize,
             recent_phrasings: recent,
         };
-        read::trending(c, &query, p)
+        v.trending(&query)
     })
 }
 
@@ -82,14 +81,12 @@ pub fn diversity(
     a: Option<Uuid>,
     now: Timestamp,
 ) -> Query<impl Read<Option<TopicDiversity>>> {
-    query("topic_diversity", move |c, p| {
-        read::diversity(c, a, d, now.0, p)
-    })
+    query("topic_diversity", move |v| v.diversity(a, d, now.0))
 }
 
 pub fn costs(h: i64, a: Option<Uuid>, now: Timestamp) -> Query<impl Read<Vec<AssistantCost>>> {
     let w = hours(now, h, a);
-    query("assistant_costs", move |c, p| read::costs(c, &w, p))
+    query("assistant_costs", move |v| v.costs(&w))
 }
 
 pub fn utilization(
@@ -100,15 +97,15 @@ pub fn utilization(
     now: Timestamp,
 ) -> Query<impl Read<Vec<DocumentUtilization>>> {
     let w = days(now, d, a);
-    query("document_utilization", move |c, p| {
-        read::utilization(c, &w, p, status, limit as usize)
+    query("document_utilization", move |v| {
+        v.utilization(&w, status, limit as usize)
     })
 }
 
 /// Cold documents counted, not listed (for the `/metrics` gauge).
 pub fn cold_documents(d: i64, now: Timestamp) -> Query<impl Read<u64>> {
     let w = days(now, d, None);
-    query("cold_documents", move |c, p| read::cold_documents(c, &w, p))
+    query("cold_documents", move |v| v.cold_documents(&w))
 }
 
 pub fn users(
@@ -118,9 +115,7 @@ pub fn users(
     now: Timestamp,
 ) -> Query<impl Read<Vec<UserStat>>> {
     let w = days(now, d, a);
-    query("user_stats", move |c, p| {
-        read::users(c, &w, p, limit as usize)
-    })
+    query("user_stats", move |v| v.users(&w, limit as usize))
 }
 
 pub fn reranking(
@@ -129,14 +124,14 @@ pub fn reranking(
     now: Timestamp,
 ) -> Query<impl Read<Option<RerankingImpact>>> {
     let w = hours(now, h, a);
-    query("reranking_impact", move |c, p| read::reranking(c, &w, p))
+    query("reranking_impact", move |v| v.reranking(&w))
 }
 
 pub fn sync(d: i64, now: Timestamp) -> Query<impl Read<Vec<ConnectorSyncRate>>> {
     let w = days(now, d, None);
-    query("connector_sync_rates", move |c, p| read::sync(c, &w, p))
+    query("connector_sync_rates", move |v| v.sync(&w))
 }
 
 pub fn freshness(now: Timestamp) -> Query<impl Read<Vec<DocumentFreshness>>> {
-    query("document_freshness", move |c, _| read::freshness(c, now.0))
+    query("document_freshness", move |v| v.freshness(now.0))
 }

@@ -61,7 +61,7 @@ pub async fn backup(State(state): State<AppState>) -> Result<Response, ApiError>
     };
     let file = file_name(chrono::Utc::now());
     let path = dir.join(&file);
-    let data_dir = state.settings.data_dir.clone();
+    let store = state.store.clone();
     // The backup belongs to the server, not to this request: it finishes
     // if the client leaves or the wait below ends.
     let mut job = tokio::task::spawn_blocking(move || {
@@ -69,7 +69,7 @@ pub async fn backup(State(state): State<AppState>) -> Result<Response, ApiError>
         std::fs::create_dir_all(&dir).map_err(|e| {
             crate::store::StoreError::Open(format!("cannot create {}: {e}", dir.display()))
         })?;
-        let report = crate::store::sqlite::backup::backup(&data_dir, &path, false, &mut |_, _| {});
+        let report = store.backup(&path);
         match &report {
             Ok(r) => tracing::info!(file = %path.display(), bytes = r.bytes, "backed up"),
             Err(error) => tracing::error!(file = %path.display(), %error, "backup failed"),

@@ -4,28 +4,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::analytics::metric_error;
 use super::error::ApiError;
+pub use crate::metrics::models::AssistantSummary;
 use crate::server::AppState;
-use crate::time::Timestamp;
-
-/// One assistant: registered, or named by at least one stored interaction.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct AssistantSummary {
-    pub assistant_id: Uuid,
-    /// The registered name, else the id as text (as everywhere in the API).
-    pub assistant_name: String,
-    /// The registered default model, `null` when none.
-    pub model: Option<String>,
-    /// False for an assistant only known from interactions.
-    pub registered: bool,
-    /// Time of its latest interaction, `null` if none.
-    pub last_active: Option<Timestamp>,
-}
 
 #[utoipa::path(get, path = "/api/v1/assistants", tag = "analytics",
     responses(

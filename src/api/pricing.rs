@@ -4,25 +4,20 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
+pub use crate::metrics::models::UnpricedModel;
 use crate::server::AppState;
-use crate::store::StoreError;
-use crate::store::sqlite::reprice::RepriceState;
+use crate::store::interface::RepriceState;
+use crate::store::{Lane, ReadOptions, ReadPath, StoreError};
 use crate::time::Timestamp;
 
-/// A model seen in interactions that the catalogue could not price.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct UnpricedModel {
-    /// The model as sent (or the assistant's registered model); `(none)` when neither named one.
-    pub model: String,
-    /// Interactions stored with cost 0 for lack of a price.
-    pub count: i64,
-    pub first_seen: Timestamp,
-    pub last_seen: Timestamp,
-}
+/// Registry reads: no window, so no read path applies and no deadline.
+const UNTIMED: ReadOptions = ReadOptions {
+    path: ReadPath::Rollups,
+    deadline: None,
+};
 
 #[utoipa::path(get, path = "/api/v1/pricing", tag = "pricing",
     responses((status = 200, description = "Every price entry in effect (built-in and --pricing-file), USD per million tokens", body = Object),
@@ -41,7 +36,7 @@ pub async fn catalogue(State(state): State<AppState>) -> Response {
 pub async fn unpriced(State(state): State<AppState>) -> Result<Response, ApiError> {
     let models = state
         .store
-        .read(crate::store::sqlite::read::unpriced_models)
+        .read_with(Lane::Dashboard, UNTIMED, |view| view.unpriced_models())
         .await
         .map_err(|e| match e {
             crate::store::StoreError::ReadersBusy => super::analytics::readers_busy(),
@@ -91,8 +86,8 @@ const REPRICE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 #[utoipa::path(post, path = "/api/v1/pricing/reprice", tag = "pricing",
     request_body = RepriceBody,
     responses(
-        (status = 200, description = "Catalogue costs recomputed with the prices now in effect; client-sent costs untouched", body = crate::store::sqlite::reprice::RepriceReport),
-        (status = 202, description = "Still running after 20 s: it goes on in the background, one day per transaction; follow it at GET /api/v1/pricing/reprice", body = crate::store::sqlite::reprice::RepriceStatus),
+        (status = 200, description = "Catalogue costs recomputed with the prices now in effect; client-sent costs untouched", body = crate::store::interface::RepriceReport),
+        (status = 202, description = "Still running after 20 s: it goes on in the background, one day per transaction; follow it at GET /api/v1/pricing/reprice", body = crate::store::interface::RepriceStatus),
         (status = 400, body = super::docs::Detail),
         (status = 401, body = super::docs::Detail), (status = 403, body = super::docs::Detail),
         (status = 409, description = "A reprice is already running", body = super::docs::Detail),
@@ -120,7 +115,7 @@ pub async fn reprice(
     if state.store.reprice_status().state == RepriceState::Running {
         return Err(reprice_error(StoreError::RepriceRunning));
     }
-    let request = crate::store::sqlite::reprice::RepriceRequest {
+    let request = crate::store::interface::RepriceRequest {
         since,
         model: body.model,
     };
@@ -165,7 +160,7 @@ fn reprice_error(e: StoreError) -> ApiError {
 
 #[utoipa::path(get, path = "/api/v1/pricing/reprice", tag = "pricing",
     responses(
-        (status = 200, description = "The running or last reprice: its state, its days done of the days in its range, and what moved so far", body = crate::store::sqlite::reprice::RepriceStatus),
+        (status = 200, description = "The running or last reprice: its state, its days done of the days in its range, and what moved so far", body = crate::store::interface::RepriceStatus),
         (status = 401, body = super::docs::Detail), (status = 403, body = super::docs::Detail),
     ),
     security(("bearer" = [])))]

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::analytics::metric_error;
 use super::error::ApiError;
 use super::query::Query;
-use crate::analytics::timeseries::{Timeseries, auto_bucket_minutes, fit_bucket_minutes};
+use crate::metrics::timeseries::{Timeseries, auto_bucket_minutes, fit_bucket_minutes};
 use crate::server::AppState;
 use crate::time::Timestamp;
 

@@ -10,7 +10,7 @@ use super::error::ApiError;
 use crate::ingest::event::UserId;
 use crate::server::AppState;
 use crate::store::StoreError;
-use crate::store::sqlite::erase::EraseReport;
+use crate::store::interface::EraseReport;
 
 #[utoipa::path(delete, path = "/api/v1/users/{user_id}", tag = "users",
     params(("user_id" = String, Path, description = "The user's id as sent in events (a UUID in any case)")),

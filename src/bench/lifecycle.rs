@@ -57,7 +57,7 @@ pub async fn run(args: LifecycleBenchArgs) -> anyhow::Result<()> {
     let retention = tokio::spawn(async move {
         let started = Instant::now();
         let deleted = crate::retention::run(
-            &retention_store,
+            retention_store.as_ref(),
             &telemetry,
             cutoff,
             &CancellationToken::new(),

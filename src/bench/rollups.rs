@@ -253,7 +253,7 @@ pub(super) async fn ingest_into(
                     return Ok::<(), anyhow::Error>(());
                 };
                 let values = batch.into_iter().enumerate().collect();
-                let outcome = ingest_values(&store, values, &limits).await?;
+                let outcome = ingest_values(store.as_ref(), values, &limits).await?;
                 if !outcome.rejected.is_empty() {
                     bail!("the store rejected events: {:?}", outcome.rejected.first());
                 }

@@ -166,7 +166,7 @@ async fn store_events(
         if values.is_empty() {
             return Ok(());
         }
-        let answer = ingest_values(&state.store, values, limits).await?;
+        let answer = ingest_values(state.store.as_ref(), values, limits).await?;
         if let Some(first) = answer.rejected.first() {
             anyhow::bail!(
                 "the demo generator produced an invalid event: {}",
@@ -224,7 +224,7 @@ async fn live_traffic(
             continue;
         }
         let values = events.into_iter().enumerate().collect();
-        if let Err(error) = ingest_values(&state.store, values, &limits).await {
+        if let Err(error) = ingest_values(state.store.as_ref(), values, &limits).await {
             tracing::warn!(%error, "live demo traffic could not be stored");
         }
     }

@@ -92,7 +92,7 @@ pub fn check_line(
 /// Validates already-parsed events and stores the valid ones, without HTTP:
 /// the path of the demo's generator.
 pub async fn ingest_values(
-    store: &crate::store::sqlite::SqliteStore,
+    store: &dyn crate::store::Store,
     values: Vec<(usize, serde_json::Value)>,
     limits: &EventLimits,
 ) -> Result<IngestResponse, StoreError> {

@@ -48,6 +48,7 @@ pub mod round;
 pub mod sessions;
 pub mod steps;
 pub mod sync;
+pub mod timeseries;
 pub mod trending;
 pub mod ttft;
 pub mod users;

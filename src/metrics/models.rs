@@ -152,3 +152,28 @@ pub struct AdvancedAnalyticsResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<Vec<String>>,
 }
+
+/// One assistant: registered, or named by at least one stored interaction.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AssistantSummary {
+    pub assistant_id: Uuid,
+    /// The registered name, else the id as text (as everywhere in the API).
+    pub assistant_name: String,
+    /// The registered default model, `null` when none.
+    pub model: Option<String>,
+    /// False for an assistant only known from interactions.
+    pub registered: bool,
+    /// Time of its latest interaction, `null` if none.
+    pub last_active: Option<Timestamp>,
+}
+
+/// A model seen in interactions that the catalogue could not price.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UnpricedModel {
+    /// The model as sent (or the assistant's registered model); `(none)` when neither named one.
+    pub model: String,
+    /// Interactions stored with cost 0 for lack of a price.
+    pub count: i64,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+}

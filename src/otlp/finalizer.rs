@@ -26,9 +26,8 @@ use super::facts::TraceRow;
 use crate::ingest::event::{AssistantEvent, Event, Patch};
 use crate::ingest::json::Json as Borrowed;
 use crate::ingest::validate::{self, EventLimits, Rejection};
-use crate::store::StoreError;
-use crate::store::sqlite::SqliteStore;
-use crate::store::sqlite::pending::{FinalOutcome, Finalization, PendingReader, TraceId};
+use crate::store::interface::{FinalOutcome, Finalization, TraceId};
+use crate::store::{PendingSource, Store, StoreError};
 use crate::telemetry::Telemetry;
 use crate::time::Timestamp;
 
@@ -37,7 +36,7 @@ const ROUND_TRACES: usize = 2_000;
 
 /// Starts the finalizer; it ends when `shutdown` is cancelled.
 pub fn spawn(
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     telemetry: Arc<Telemetry>,
     settings: OtlpSettings,
     limits: EventLimits,
@@ -87,11 +86,11 @@ pub fn spawn(
 }
 
 struct Finalizer {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     telemetry: Arc<Telemetry>,
     settings: OtlpSettings,
     limits: EventLimits,
-    reader: Option<Arc<std::sync::Mutex<PendingReader>>>,
+    reader: Option<Arc<std::sync::Mutex<Box<dyn PendingSource>>>>,
     /// Assistants known to be registered (not registered again).
     registered: HashSet<Uuid>,
     started_us: i64,
@@ -152,7 +151,7 @@ impl Finalizer {
             let reader = reader
                 .lock()
                 .map_err(|_| StoreError::Task("finalizer reader".into()))?;
-            prepare_all(&reader, &due, &registered, &limits)
+            prepare_all(&**reader, &due, &registered, &limits)
         })
         .await
         .map_err(|e| StoreError::Task(format!("finalizer task: {e}")))??;
@@ -223,7 +222,7 @@ impl Finalizer {
         Ok(())
     }
 
-    fn reader(&mut self) -> Result<Arc<std::sync::Mutex<PendingReader>>, StoreError> {
+    fn reader(&mut self) -> Result<Arc<std::sync::Mutex<Box<dyn PendingSource>>>, StoreError> {
         if let Some(reader) = &self.reader {
             return Ok(reader.clone());
         }
@@ -239,7 +238,7 @@ fn micros(d: Duration) -> i64 {
 
 /// Reads, maps and validates the due traces.
 fn prepare_all(
-    reader: &PendingReader,
+    reader: &dyn PendingSource,
     due: &[TraceId],
     registered: &HashSet<Uuid>,
     limits: &EventLimits,
@@ -279,7 +278,7 @@ fn prepare_all(
 
 #[allow(clippy::too_many_arguments)]
 fn prepare_trace(
-    reader: &PendingReader,
+    reader: &dyn PendingSource,
     trace_id: TraceId,
     max_seq: i64,
     mapped: Mapped,

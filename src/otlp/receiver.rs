@@ -22,7 +22,7 @@ use super::facts::{self, SpanProblem, TraceRow};
 use super::telemetry::OtlpMetrics;
 use crate::server::AppState;
 use crate::store::StoreError;
-use crate::store::sqlite::pending::{SpanAppend, SpanGroup, TraceId};
+use crate::store::interface::{SpanAppend, SpanGroup, TraceId};
 use crate::time::Timestamp;
 
 /// `google.rpc.Status`, the body of an OTLP error answer.

@@ -134,7 +134,7 @@ impl OtlpMetrics {
             .inc();
     }
 
-    pub fn set_pending(&self, stats: crate::store::sqlite::pending::PendingStats) {
+    pub fn set_pending(&self, stats: crate::store::interface::PendingStats) {
         self.pending_spans.set(stats.spans as i64);
         self.pending_traces.set(stats.traces as i64);
         self.pending_bytes.set(stats.bytes as i64);

@@ -1,8 +1,14 @@
-//! Persistence behind a narrow trait: append validated event batches, and fold
-//! the events of a window into metric states. SQLite is the embedded backend
-//! (`sqlite`); another backend implements the same trait in its own module.
+//! Persistence behind one backend-neutral interface (`interface`): append
+//! validated event batches, run the writer's jobs, and answer the reads of a
+//! window with the metric states of `crate::metrics`. SQLite is the embedded
+//! backend (`sqlite`); another backend implements the same traits in its own
+//! module, and nothing outside `store` names a backend but the composition
+//! (`server`, the commands).
 
+pub mod interface;
 pub mod sqlite;
+
+pub use interface::{Lane, PendingSource, ReadOptions, Snapshot, Store};
 
 use uuid::Uuid;
 
@@ -68,7 +74,7 @@ pub enum StoreError {
     #[error("the store is shutting down")]
     ShuttingDown,
     #[error("storage error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Backend(BackendError),
     #[error("{0}")]
     Open(String),
     #[error("a read task failed: {0}")]
@@ -96,16 +102,55 @@ impl StoreError {
             | StoreError::ReadersBusy
             | StoreError::WriterStopped => true,
             StoreError::Commit { unavailable } => *unavailable,
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-                e.code,
-                rusqlite::ErrorCode::DiskFull
-                    | rusqlite::ErrorCode::DatabaseBusy
-                    | rusqlite::ErrorCode::DatabaseLocked
-                    | rusqlite::ErrorCode::ReadOnly
-                    | rusqlite::ErrorCode::CannotOpen
-                    | rusqlite::ErrorCode::SystemIoFailure
-            ),
+            StoreError::Backend(e) => e.kind == FailureKind::Unavailable,
             _ => false,
         }
+    }
+
+    /// A read stopped because its deadline passed (see [`Store::read`]).
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, StoreError::Backend(e) if e.kind == FailureKind::Interrupted)
+    }
+}
+
+/// What kind of failure a backend's error is, as far as callers care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Come back later: the disk is full or read-only, the store is locked
+    /// or unreachable.
+    Unavailable,
+    /// The deadline of a read passed and its queries were stopped.
+    Interrupted,
+    /// The stored data is damaged.
+    Corrupt,
+    Other,
+}
+
+/// A backend's own error, kept opaque: callers see its message and its
+/// [`FailureKind`], never the driver's error type.
+#[derive(Debug)]
+pub struct BackendError {
+    pub kind: FailureKind,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl BackendError {
+    pub fn new(kind: FailureKind, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            kind,
+            source: Box::new(source),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
     }
 }

@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use uuid::Uuid;
 
-use crate::api::assistants::AssistantSummary;
+use crate::metrics::models::AssistantSummary;
 use crate::store::StoreError;
 use crate::time::Timestamp;
 

@@ -8,6 +8,7 @@ pub mod details;
 pub mod erase;
 pub mod export;
 pub mod health;
+pub mod interface;
 pub mod lock;
 pub mod pending;
 mod pool;
@@ -867,7 +868,9 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
 
 fn wrap_open(path: &Path, e: StoreError) -> StoreError {
     let e = match e {
-        StoreError::Sqlite(e) if is_corrupt(&e) => damaged(&e.to_string()),
+        StoreError::Backend(e) if e.kind == crate::store::FailureKind::Corrupt => {
+            damaged(&e.to_string())
+        }
         other => other,
     };
     match e {

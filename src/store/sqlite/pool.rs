@@ -20,20 +20,7 @@ use crate::store::StoreError;
 /// stays well above dashboard reads (see [`Lane`]).
 pub const WRITER_NICENESS: i32 = 5;
 
-/// Which readers run a read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    /// HTTP analytics: any number of requests, any window, so their threads
-    /// run 10 below the writer; under contention Linux gives the writer about
-    /// ten times their share of a core.
-    Dashboard,
-    /// Live snapshots: one computation at a time (scopes take turns), each a
-    /// few milliseconds of rollups, so their bounded CPU runs at the request
-    /// threads' priority, above the writer. Below it, a 25 ms computation took
-    /// 100 ms and more on a machine kept busy by ingest, which is what a live
-    /// feed's delivery latency cannot afford.
-    Live,
-}
+pub use crate::store::Lane;
 
 impl Lane {
     fn niceness(self) -> i32 {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use crate::api::pricing::UnpricedModel;
 use crate::metrics::cache::CacheState;
 use crate::metrics::costs::CostsState;
 use crate::metrics::diversity::diversity as diversity_of;

@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::analytics::timeseries::{Buckets, Timeseries};
+use crate::metrics::timeseries::{Buckets, Timeseries};
 use crate::store::{StoreError, Window};
 
 /// The buckets of `w` (`bucket_us` long each) for `hours`' series.

@@ -378,7 +378,7 @@ impl Writer {
                     continue;
                 }
                 Some(Job::RepriceFinish { reply }) => {
-                    let _ = reply.send(finish_reprice(&mut self.conn).map_err(StoreError::Sqlite));
+                    let _ = reply.send(finish_reprice(&mut self.conn).map_err(StoreError::from));
                     continue;
                 }
                 Some(Job::Erase { user, reply }) => {
@@ -568,7 +568,7 @@ impl Writer {
                     series.rolled_back();
                 }
                 tracing::error!(%error, "ingest commit failed; the group was rolled back");
-                let unavailable = StoreError::Sqlite(error).is_unavailable();
+                let unavailable = StoreError::from(error).is_unavailable();
                 self.telemetry.commit_failures.inc();
                 for request in group.writes {
                     let _ = request.reply.send(Reply {
