@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::cli::{BackupArgs, RestoreArgs};
 use crate::config::ServerArgs;
 use crate::import::{offline_settings, progress_bar};
-use crate::store::sqlite::backup;
+use crate::store::backend as backup;
 
 /// The data directory an offline command works on: its flag, else the
 /// config file's, else the default.

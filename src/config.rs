@@ -280,10 +280,11 @@ impl Settings {
                 ..EventLimits::default()
             },
             max_queued_events: a.max_queued_events.unwrap_or(200_000).max(1),
-            merge_cache_bytes: a.merge_cache_mib.map_or(
-                crate::store::sqlite::rollup::cache::DEFAULT_BUDGET_BYTES,
-                |mib| mib.saturating_mul(1 << 20),
-            ),
+            merge_cache_bytes: a
+                .merge_cache_mib
+                .map_or(crate::store::backend::DEFAULT_MERGE_CACHE_BYTES, |mib| {
+                    mib.saturating_mul(1 << 20)
+                }),
             max_live_clients: a.max_live_clients.unwrap_or(1_000),
             topic_threshold,
             rollups: a.rollups.unwrap_or(true),

@@ -10,7 +10,7 @@ use anyhow::Context;
 use crate::cli::ExportArgs;
 use crate::config::ServerArgs;
 use crate::import::{offline_settings, progress_bar};
-use crate::store::sqlite::export::{ExportFilter, export};
+use crate::store::backend::{ExportFilter, export};
 
 #[allow(clippy::print_stderr)]
 pub async fn run(args: ExportArgs, config: Option<&Path>) -> anyhow::Result<()> {

@@ -14,8 +14,8 @@ use crate::ingest::check_line;
 use crate::ingest::event::Event;
 use crate::ingest::validate::EventLimits;
 use crate::pricing::Catalogue;
-use crate::store::Batch;
-use crate::store::sqlite::{SqliteStore, StoreOptions};
+use crate::store::backend::{self, StoreOptions};
+use crate::store::{Batch, Store};
 use crate::telemetry::Telemetry;
 use crate::time::Timestamp;
 
@@ -51,7 +51,7 @@ pub async fn run(args: ImportArgs, config: Option<&Path>) -> anyhow::Result<()> 
     };
     let bar = progress(size, args.quiet);
     let limits = settings.event_limits.clone();
-    let summary = import(reader, &store, args.batch.max(1), &limits, &bar).await;
+    let summary = import(reader, store.as_ref(), args.batch.max(1), &limits, &bar).await;
     bar.finish_and_clear();
     store.close().await;
     let summary = summary?;
@@ -110,7 +110,7 @@ pub async fn reprice(args: crate::cli::RepriceArgs, config: Option<&Path>) -> an
     )?;
     let store = open_store(&settings)?;
     let report = store
-        .reprice(crate::store::sqlite::reprice::RepriceRequest {
+        .reprice(crate::store::interface::RepriceRequest {
             since,
             model: args.model.clone(),
         })
@@ -154,7 +154,7 @@ pub async fn rebuild_rollups(
     let progress_bar = bar.clone();
     let total = tokio::task::spawn_blocking(move || {
         let mut total = 0;
-        crate::store::sqlite::rebuild_rollups(&dir, &mut |done, all| {
+        backend::rebuild_rollups(&dir, &mut |done, all| {
             progress_bar.set_length(all);
             progress_bar.set_position(done);
             total = all;
@@ -192,12 +192,11 @@ pub async fn erase_user(
     let user = crate::ingest::event::UserId::parse(&args.user_id)
         .map_err(|message| anyhow::anyhow!("the user id {message}"))?;
     let dir = data_dir.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        crate::store::sqlite::erase_user_offline(&dir, user.as_str())
-    })
-    .await
-    .context("the erasure task failed")?
-    .with_context(|| format!("failed to erase the user in {}", data_dir.display()))?;
+    let report =
+        tokio::task::spawn_blocking(move || backend::erase_user_offline(&dir, user.as_str()))
+            .await
+            .context("the erasure task failed")?
+            .with_context(|| format!("failed to erase the user in {}", data_dir.display()))?;
     match report {
         Some(report) => {
             println!("{}", serde_json::to_string(&report)?);
@@ -220,9 +219,9 @@ pub(crate) fn offline_settings(
 }
 
 /// The store of a data directory, for the offline commands.
-fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
+fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let catalogue = Arc::new(Catalogue::load(settings.pricing_file.as_deref())?);
-    SqliteStore::open(
+    backend::open(
         &settings.data_dir,
         catalogue,
         Arc::new(Telemetry::new()),
@@ -231,7 +230,7 @@ fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
             topic_threshold: settings.topic_threshold,
             rollups: true,
             rag_series: true,
-            merge_cache_bytes: crate::store::sqlite::rollup::cache::DEFAULT_BUDGET_BYTES,
+            merge_cache_bytes: backend::DEFAULT_MERGE_CACHE_BYTES,
         },
     )
     .with_context(|| {
@@ -248,7 +247,7 @@ fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
 /// one rejection, not the end of the import.
 pub async fn import(
     reader: impl Read,
-    store: &SqliteStore,
+    store: &dyn Store,
     batch_size: usize,
     limits: &EventLimits,
     bar: &ProgressBar,
@@ -281,7 +280,7 @@ pub async fn import(
 }
 
 async fn flush(
-    store: &SqliteStore,
+    store: &dyn Store,
     batch: &mut Vec<(usize, Event)>,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ use crate::api::auth::{Auth, Token, generate_token};
 use crate::config::Settings;
 use crate::live::Broadcaster;
 use crate::pricing::Catalogue;
-use crate::store::sqlite::{SqliteStore, StoreOptions};
+use crate::store::backend::{self, StoreOptions};
 use crate::store::{Lane, Store};
 use crate::telemetry::Telemetry;
 
@@ -64,8 +64,7 @@ impl AppState {
             Catalogue::load(settings.pricing_file.as_deref())
                 .map_err(|e| StartError::Pricing(e.to_string()))?,
         );
-        // The backend is chosen here; everything else holds `dyn Store`.
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+        let store = backend::open(
             &settings.data_dir,
             catalogue.clone(),
             telemetry.clone(),
@@ -76,7 +75,7 @@ impl AppState {
                 rag_series: settings.rag_metrics,
                 merge_cache_bytes: settings.merge_cache_bytes,
             },
-        )?);
+        )?;
         let auth = Arc::new(resolve_tokens(&settings)?);
         let analytics = Arc::new(Analytics::new(
             store.clone(),

@@ -5,6 +5,7 @@
 //! module, and nothing outside `store` names a backend but the composition
 //! (`server`, the commands).
 
+pub mod backend;
 pub mod interface;
 pub mod sqlite;
 
