@@ -2,8 +2,8 @@
 //! validated event batches, run the writer's jobs, and answer the reads of a
 //! window with the metric states of `crate::metrics`. SQLite is the embedded
 //! backend (`sqlite`); another backend implements the same traits in its own
-//! module, and nothing outside `store` names a backend but the composition
-//! (`server`, the commands).
+//! module. `backend` opens one for the server and the commands: nothing else
+//! outside `store` names a backend.
 
 pub mod backend;
 pub mod interface;
