@@ -7,6 +7,8 @@
 
 pub mod backend;
 pub mod interface;
+#[cfg(test)]
+mod layout;
 pub mod sqlite;
 
 pub use interface::{Lane, PendingSource, ReadOptions, Snapshot, Store};
