@@ -3,8 +3,10 @@
 //! storage. A backend implements [`Store`] (appends, writer jobs, readiness)
 //! and [`Snapshot`] (the reads of one consistent view, each returning a
 //! metric's finished answer, folded with the states of `crate::metrics`).
-//! Nothing here names a database driver: a backend's connections stay inside
-//! its own module.
+//! Nothing here names a database driver or hands out a connection: a
+//! backend's connections stay inside its own module. The plain data types of
+//! the writer's jobs and of pending traces are defined beside the SQLite code
+//! that fills them and re-exported here, so callers name them from here.
 
 use std::path::Path;
 use std::time::Instant;
