@@ -15,6 +15,8 @@ pub mod receiver;
 pub mod telemetry;
 
 #[cfg(test)]
+mod interaction_tests;
+#[cfg(test)]
 mod mapping_tests;
 
 use std::time::Duration;
