@@ -11,6 +11,7 @@ pub mod attrs;
 pub mod decode;
 pub mod facts;
 pub mod finalizer;
+mod members;
 pub mod receiver;
 pub mod telemetry;
 
