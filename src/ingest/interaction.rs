@@ -180,6 +180,10 @@ fn text(path: &str, text: Option<Cow<'_, str>>, limits: &EventLimits) -> Result<
     let Some(text) = text else { return Ok(None) };
     check_length(path, &text, limits)?;
     let trimmed = text.trim();
+    if trimmed.len() == text.len() {
+        // Kept as it is (an owned text is not copied).
+        return Ok((!text.is_empty()).then(|| text.into_owned()));
+    }
     Ok((!trimmed.is_empty()).then(|| trimmed.to_string()))
 }
 

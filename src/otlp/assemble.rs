@@ -8,7 +8,9 @@
 //! parents were never exported) gets a virtual root over its subtrees, so
 //! they are one interaction. docs/otlp.md states every rule.
 
-use std::collections::HashMap;
+/// Span ids come from clients: a hasher seeded per process, and foldhash
+/// is several times faster than SipHash on them.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
@@ -220,7 +222,7 @@ struct Node<'a> {
 /// Maps the rows of one trace.
 pub fn map_trace(trace_id: &[u8; 16], rows: &[TraceRow]) -> Mapped {
     let mut mapped = Mapped::default();
-    let mut index: HashMap<[u8; 8], usize> = HashMap::new();
+    let mut index: HashMap<[u8; 8], usize> = HashMap::default();
     let mut nodes: Vec<Node<'_>> = Vec::new();
     for row in rows {
         for span in &row.spans {
@@ -509,19 +511,20 @@ impl<'a> Tree<'a> {
     /// first token. `end` is the interaction's end.
     fn steps(&self, subtree: &[usize], end: u64) -> Timing {
         let mut roots: Vec<StepRoot> = Vec::new();
-        let mut root_of: HashMap<usize, usize> = HashMap::new();
-        let mut context: HashMap<usize, Option<usize>> = HashMap::new();
-        context.insert(subtree[0], None);
+        // By node: the step it begins, and the step it is part of.
+        let n = self.nodes.len();
+        let mut root_of: Vec<Option<usize>> = vec![None; n];
+        let mut context: Vec<Option<usize>> = vec![None; n];
         // Preorder: a node's context (the step root it belongs to) is known
         // before its children's.
         for &i in subtree {
-            let ctx = context.get(&i).copied().flatten();
+            let ctx = context[i];
             let category = category(self.nodes[i].span);
             let own = match (category, ctx.map(|r| &roots[r].category)) {
                 (None, _) => ctx,
                 (Some(c), Some(outer)) if belongs(&c, outer) => ctx,
                 (Some(c), _) => {
-                    root_of.insert(i, roots.len());
+                    root_of[i] = Some(roots.len());
                     roots.push(StepRoot {
                         node: i,
                         category: c,
@@ -532,25 +535,20 @@ impl<'a> Tree<'a> {
                 }
             };
             for &c in &self.nodes[i].children {
-                context.insert(c, own);
+                context[c] = own;
             }
         }
         // LLM calls: generation spans with no generation span above them in
         // the interaction; each belongs to its step.
         let mut calls: Vec<Call> = Vec::new();
-        let mut in_call: HashMap<usize, bool> = HashMap::new();
+        let mut in_call: Vec<bool> = vec![false; n];
         for &i in subtree {
-            let above = self.nodes[i]
-                .parent
-                .and_then(|p| in_call.get(&p).copied())
-                .unwrap_or(false);
+            // Nodes outside the subtree (the interaction span's parent) stay false.
+            let above = self.nodes[i].parent.is_some_and(|p| in_call[p]);
             let is_generation = self.nodes[i].span.role == Role::Generation;
-            in_call.insert(i, above || is_generation);
+            in_call[i] = above || is_generation;
             if is_generation && !above {
-                let step = root_of
-                    .get(&i)
-                    .copied()
-                    .or_else(|| context.get(&i).copied().flatten());
+                let step = root_of[i].or(context[i]);
                 calls.push(self.call(i, step));
             }
         }
