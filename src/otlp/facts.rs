@@ -349,6 +349,24 @@ struct DocEntry<'s> {
     metadata: Option<MetadataIds<'s>>,
 }
 
+/// Retrieved documents as they are resolved.
+#[derive(Default)]
+struct Resolved {
+    candidates: usize,
+    ids: Vec<[u8; 16]>,
+    unresolved: u32,
+}
+
+impl Resolved {
+    fn add(&mut self, doc: &DocEntry) {
+        self.candidates += 1;
+        match resolve_document(doc) {
+            Some(id) => self.ids.push(id),
+            None => self.unresolved += 1,
+        }
+    }
+}
+
 /// Metadata keys of a ragpulse document id, in the order they are tried.
 const METADATA_IDS: [&str; 4] = [
     "ragpulse_document_id",
@@ -706,21 +724,12 @@ impl<'s> Reader<'s> {
 
     /// Retrieved documents, resolved, in rank order; and how many could not be.
     fn documents(&self, span: &Span, role: Role) -> (Vec<[u8; 16]>, u32) {
-        let mut resolved = Vec::new();
-        let mut unresolved = 0;
-        let candidates = std::cell::Cell::new(0usize);
-        let mut take = |doc: &DocEntry| {
-            candidates.set(candidates.get() + 1);
-            match resolve_document(doc) {
-                Some(id) => resolved.push(id),
-                None => unresolved += 1,
-            }
-        };
-        self.documents.values().for_each(&mut take);
+        let mut found = Resolved::default();
+        self.documents.values().for_each(|doc| found.add(doc));
         let genai = self.genai_documents.and_then(json_of);
         if let Some(Json::Array(items)) = &genai {
             for item in items {
-                take(&DocEntry {
+                found.add(&DocEntry {
                     id: item.get("id").and_then(id_text).map(Cow::Owned),
                     ..Default::default()
                 });
@@ -736,15 +745,17 @@ impl<'s> Reader<'s> {
                     _ => {}
                 }
             }
-            take(&doc);
+            found.add(&doc);
         }
-        if candidates.get() == 0
+        if found.candidates == 0
             && role == Role::Retrieval
             && let Some(output) = self.entity_output
         {
-            entity_output_nodes(output).iter().for_each(take);
+            entity_output_nodes(output)
+                .iter()
+                .for_each(|doc| found.add(doc));
         }
-        (resolved, unresolved)
+        (found.ids, found.unresolved)
     }
 
     fn rerank(&self) -> Option<Rerank> {
