@@ -1,5 +1,7 @@
 //! Turns one JSON event into a validated [`Event`], or a message that names
-//! the offending field. The rules are those of `docs/ingest.md`.
+//! the offending field. The rules are those of `docs/ingest.md`; an
+//! interaction's are in [`interaction`], which the OTLP finaliser applies to
+//! the interactions it maps without writing them as JSON.
 
 use std::borrow::Cow;
 
