@@ -52,6 +52,7 @@ pub mod internals {
         pub use crate::otlp::assemble::map_trace;
         pub use crate::otlp::decode::{Compression, DecodeError, Encoding};
         pub use crate::otlp::facts::TraceRow;
+        pub use crate::otlp::finalizer::{validate_draft, validate_interaction};
         pub use crate::otlp::receiver::prepare;
     }
     pub mod store {

@@ -11,6 +11,9 @@ use ragpulse::internals::otlp::map_trace;
 use ragpulse::internals::otlp::{Compression, DecodeError, Encoding};
 use ragpulse::internals::otlp::TraceRow;
 use ragpulse::internals::otlp::prepare;
+use ragpulse::internals::otlp::{validate_draft, validate_interaction};
+use ragpulse::internals::ingest::EventLimits;
+use ragpulse::internals::Timestamp;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else {
@@ -39,7 +42,15 @@ fuzz_target!(|data: &[u8]| {
                 let mapped = map_trace(&group.trace_id, &[row]);
                 assert!(mapped.span_ids.len() <= group.span_ids.len());
                 for draft in &mapped.interactions {
-                    assert!(draft.event.is_object());
+                    let event = draft.interaction.to_json();
+                    assert!(event.is_object());
+                    // The event built directly equals the one validated from its JSON.
+                    let limits = EventLimits::default();
+                    let now = Timestamp::now().micros();
+                    assert_eq!(
+                        validate_interaction(draft.interaction.clone(), &limits, now),
+                        validate_draft(&event, &limits, now)
+                    );
                 }
             }
         }

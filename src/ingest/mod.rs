@@ -4,6 +4,7 @@
 pub mod body;
 pub mod decode;
 pub mod event;
+pub mod interaction;
 pub mod json;
 pub mod validate;
 

@@ -1,11 +1,16 @@
 //! Turns one JSON event into a validated [`Event`], or a message that names
-//! the offending field. The rules are those of `docs/ingest.md`.
+//! the offending field. The rules are those of `docs/ingest.md`; an
+//! interaction's are in [`interaction`], which the OTLP finaliser applies to
+//! the interactions it maps without writing them as JSON.
+
+use std::borrow::Cow;
 
 use uuid::Uuid;
 
 use super::event::*;
+use super::interaction::{self, InteractionParts, Read, RerankParts, Stamp, StepParts};
 use super::json::{Json, Object};
-use crate::time::{MICROS_PER_DAY, MICROS_PER_SECOND, Timestamp};
+use crate::time::{MICROS_PER_SECOND, Timestamp};
 
 /// Per-event limits (the body-level ones live with the decoder).
 #[derive(Debug, Clone)]
@@ -38,8 +43,6 @@ impl Default for EventLimits {
     }
 }
 
-const MAX_SESSION_ID_CHARS: usize = 200;
-const MAX_STEP_NAME_CHARS: usize = 64;
 /// Largest integer a JSON float carries exactly; token counts beyond it are nonsense anyway.
 const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
@@ -50,7 +53,7 @@ pub struct Rejection(pub String);
 
 type Result<T> = std::result::Result<T, Rejection>;
 
-fn reject<T>(field: &str, message: impl std::fmt::Display) -> Result<T> {
+pub(super) fn reject<T>(field: &str, message: impl std::fmt::Display) -> Result<T> {
     Err(Rejection(format!("{field}: {message}")))
 }
 
@@ -139,218 +142,69 @@ fn sync(f: &Fields) -> Result<SyncEvent> {
 }
 
 fn interaction(f: &Fields) -> Result<InteractionEvent> {
-    let id = f.uuid("id")?;
-    let timestamp = f.recent_timestamp("timestamp")?;
-    let assistant_id = f.uuid("assistant_id")?;
-    let session_id = f.string("session_id")?;
-    let session_chars = session_id.chars().count();
-    if session_chars == 0 || session_chars > MAX_SESSION_ID_CHARS {
-        return reject(
-            &f.path("session_id"),
-            format!("must be 1 to {MAX_SESSION_ID_CHARS} characters, got {session_chars}"),
-        );
+    interaction::interaction(read_interaction(f), f.limits, f.now_us)
+}
+
+/// An interaction event's fields, each read with its type checked; the
+/// rules are applied by [`interaction::interaction`].
+fn read_interaction<'a>(f: &Fields<'a>) -> InteractionParts<'a> {
+    InteractionParts {
+        id: f.uuid("id"),
+        timestamp: f.stamp("timestamp"),
+        assistant_id: f.uuid("assistant_id"),
+        session_id: f.str("session_id"),
+        ttft_s: f.optional(&"ttft_s", |f, k| f.finite(k)),
+        total_duration_s: f.optional(&"total_duration_s", |f, k| f.finite(k)),
+        input_tokens: f.optional(&"input_tokens", |f, k| f.count(k)),
+        cached_input_tokens: f.optional(&"cached_input_tokens", |f, k| f.count(k)),
+        question: f.optional(&"question", |f, k| f.str(k)),
+        topic: f.optional(&"topic", |f, k| f.str(k)),
+        question_embedding: f.optional(&"question_embedding", |f, k| f.embedding(k)),
+        user_id: f.optional(&"user_id", |f, k| f.str(k)),
+        model: f.optional(&"model", |f, k| f.str(k)),
+        provider: f.optional(&"provider", |f, k| f.str(k)),
+        cache_hit: f.optional(&"cache_hit", |f, k| f.boolean(k)),
+        output_tokens: f.optional(&"output_tokens", |f, k| f.count(k)),
+        cost_usd: f.optional(&"cost_usd", |f, k| f.finite(k)),
+        steps: f.optional(&"steps", |f, k| {
+            let items = f.array(k)?;
+            Ok(items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| read_step(f, index, item))
+                .collect())
+        }),
+        retrieved_document_ids: f.optional(&"retrieved_document_ids", |f, k| {
+            let items = f.array(k)?;
+            Ok(items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| {
+                    parse_uuid(item)
+                        .or_else(|message| reject(&format!("{}[{index}]", f.path(k)), message))
+                })
+                .collect())
+        }),
+        rerank: f.optional(&"rerank", |f, k| {
+            let r = f.child(k)?;
+            Ok(RerankParts {
+                score_before: r.optional(&"score_before", |f, k| f.finite(k)),
+                score_after: r.optional(&"score_after", |f, k| f.finite(k)),
+                score_improvement: r.optional(&"score_improvement", |f, k| f.finite(k)),
+                position_change: r.optional(&"position_change", |f, k| f.finite(k)),
+            })
+        }),
     }
-    let ttft_us = f.optional(&"ttft_s", |f, k| f.duration(k))?;
-    let total_duration_us = f.optional(&"total_duration_s", |f, k| f.duration(k))?;
-    if let (Some(ttft), Some(total)) = (ttft_us, total_duration_us)
-        && ttft > total
-    {
-        return reject(
-            &f.path("ttft_s"),
-            format!(
-                "{} s exceeds total_duration_s {} s",
-                seconds(ttft),
-                seconds(total)
-            ),
-        );
-    }
-    let input_tokens = f.optional(&"input_tokens", |f, k| f.count(k))?.unwrap_or(0);
-    let cached_input_tokens = f
-        .optional(&"cached_input_tokens", |f, k| f.count(k))?
-        .unwrap_or(0);
-    if cached_input_tokens > input_tokens {
-        return reject(
-            &f.path("cached_input_tokens"),
-            format!("{cached_input_tokens} exceeds input_tokens {input_tokens}"),
-        );
-    }
-    let question = f.optional_text("question")?;
-    let topic = f.optional_text("topic")?;
-    let question_embedding = f.optional(&"question_embedding", |f, k| f.embedding(k))?;
-    Ok(InteractionEvent {
-        id,
-        timestamp,
-        assistant_id,
-        session_id,
-        user_id: f.optional(&"user_id", |f, k| f.user_id(k))?,
-        topic_key: crate::topics::topic_key(
-            topic.as_deref(),
-            question.as_deref(),
-            question_embedding.is_some(),
-        ),
-        question,
-        question_embedding,
-        topic,
-        model: f.optional_text("model")?,
-        provider: f.optional_text("provider")?,
-        ttft_us,
-        total_duration_us,
-        cache_hit: f
-            .optional(&"cache_hit", |f, k| f.boolean(k))?
-            .unwrap_or(false),
-        input_tokens,
-        output_tokens: f
-            .optional(&"output_tokens", |f, k| f.count(k))?
-            .unwrap_or(0),
-        cached_input_tokens,
-        cost_nusd: f.optional(&"cost_usd", |f, k| f.cost(k))?,
-        steps: steps(f)?,
-        retrieved_document_ids: retrieved(f)?,
-        rerank: f.optional(&"rerank", |f, k| rerank(&f.child(k)?))?,
+}
+
+fn read_step<'a>(f: &Fields<'a>, index: usize, item: &'a Json<'a>) -> Read<StepParts<'a>> {
+    let step = f.element("steps", index, item)?;
+    Ok(StepParts {
+        name: step.str("name"),
+        duration_s: step.finite("duration_s"),
+        input_tokens: step.optional(&"input_tokens", |f, k| f.count(k)),
+        output_tokens: step.optional(&"output_tokens", |f, k| f.count(k)),
     })
-}
-
-fn steps(f: &Fields) -> Result<Vec<StepEvent>> {
-    let Some(items) = f.optional(&"steps", |f, k| f.array(k))? else {
-        return Ok(Vec::new());
-    };
-    if items.len() > f.limits.max_steps {
-        return reject(
-            &f.path("steps"),
-            format!(
-                "has {} steps, more than the limit of {}",
-                items.len(),
-                f.limits.max_steps
-            ),
-        );
-    }
-    let mut out: Vec<StepEvent> = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let step = f.element("steps", index, item)?;
-        let name = step.string("name")?;
-        check_step_name(&step.path("name"), &name)?;
-        let duration_us = step.duration("duration_s")?;
-        let input = step.optional(&"input_tokens", |f, k| f.count(k))?;
-        let output = step.optional(&"output_tokens", |f, k| f.count(k))?;
-        let tokens = (input.is_some() || output.is_some())
-            .then(|| (input.unwrap_or(0), output.unwrap_or(0)));
-        merge_step(&mut out, name, index as u32, duration_us, tokens);
-    }
-    Ok(out)
-}
-
-/// Repeats of a step name add up, keeping the index of the first occurrence.
-fn merge_step(
-    out: &mut Vec<StepEvent>,
-    name: String,
-    index: u32,
-    duration_us: i64,
-    tokens: Option<(i64, i64)>,
-) {
-    if let Some(existing) = out.iter_mut().find(|s| s.name == name) {
-        existing.occurrences += 1;
-        existing.duration_us = existing.duration_us.saturating_add(duration_us);
-        existing.tokens = match (existing.tokens, tokens) {
-            (Some((a, b)), Some((c, d))) => Some((a.saturating_add(c), b.saturating_add(d))),
-            (a, b) => a.or(b),
-        };
-    } else {
-        out.push(StepEvent {
-            name,
-            first_index: index,
-            occurrences: 1,
-            duration_us,
-            tokens,
-        });
-    }
-}
-
-fn check_step_name(path: &str, name: &str) -> Result<()> {
-    let len = name.chars().count();
-    if len == 0 || len > MAX_STEP_NAME_CHARS {
-        return reject(
-            path,
-            format!("must be 1 to {MAX_STEP_NAME_CHARS} characters, got {len}"),
-        );
-    }
-    let valid = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
-    if !valid {
-        return reject(
-            path,
-            format!(
-                "{} may only contain a-z, 0-9, '_', '.' and '-'",
-                quote(name)
-            ),
-        );
-    }
-    Ok(())
-}
-
-fn retrieved(f: &Fields) -> Result<Vec<Uuid>> {
-    let Some(items) = f.optional(&"retrieved_document_ids", |f, k| f.array(k))? else {
-        return Ok(Vec::new());
-    };
-    let max = f.limits.max_retrieved_documents;
-    if items.len() > max {
-        return reject(
-            &f.path("retrieved_document_ids"),
-            format!("has {} ids, more than the limit of {max}", items.len()),
-        );
-    }
-    let mut out: Vec<Uuid> = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let id = parse_uuid(item).or_else(|message| {
-            reject(
-                &format!("{}[{index}]", f.path("retrieved_document_ids")),
-                message,
-            )
-        })?;
-        if !out.contains(&id) {
-            out.push(id);
-        }
-    }
-    Ok(out)
-}
-
-fn rerank(f: &Fields) -> Result<RerankEvent> {
-    let score_before = f.optional(&"score_before", |f, k| f.finite(k))?;
-    let score_after = f.optional(&"score_after", |f, k| f.finite(k))?;
-    let direct = f.optional(&"score_improvement", |f, k| f.finite(k))?;
-    let improvement = direct.or(match (score_before, score_after) {
-        (Some(before), Some(after)) => Some(after - before),
-        _ => None,
-    });
-    let position = f.optional(&"position_change", |f, k| f.finite(k))?;
-    if let Some(p) = position
-        && p < 0.0
-    {
-        return reject(
-            &f.path("position_change"),
-            format!("is a mean absolute rank shift and must be >= 0, got {p}"),
-        );
-    }
-    Ok(RerankEvent {
-        score_before,
-        score_after,
-        improvement_n: improvement
-            .map(|v| nano_units(&f.path("score_improvement"), v))
-            .transpose()?,
-        position_n: position
-            .map(|v| nano_units(&f.path("position_change"), v))
-            .transpose()?,
-    })
-}
-
-/// Scores in units of 1e-9: exact sums in any order, and float noise such as
-/// `0.67 - 0.41 = 0.26000000000000006` rounds away.
-fn nano_units(path: &str, value: f64) -> Result<i64> {
-    let scaled = (value * 1e9).round();
-    if scaled.abs() >= 9.2e18 {
-        return reject(path, format!("{value} is out of range"));
-    }
-    Ok(scaled as i64)
 }
 
 /// One JSON object being validated, with the path of its fields for messages.
@@ -406,12 +260,6 @@ impl<'a> Fields<'a> {
         self.patch(&key, |f, k| f.string(k))
     }
 
-    /// A trimmed string; blank counts as absent.
-    fn optional_text(&self, key: &str) -> Result<Option<String>> {
-        let text = self.optional(&key, |f, k| f.string(k))?;
-        Ok(text.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
-    }
-
     fn child(&self, key: &str) -> Result<Fields<'a>> {
         match self.present(key)? {
             Json::Object(obj) => Ok(Fields {
@@ -444,16 +292,13 @@ impl<'a> Fields<'a> {
     }
 
     fn string(&self, key: &str) -> Result<String> {
+        interaction::string(&self.path(key), self.str(key)?, self.limits)
+    }
+
+    /// A string, borrowed; its length is checked by the rules that take it.
+    fn str(&self, key: &str) -> Result<Cow<'a, str>> {
         match self.present(key)? {
-            Json::String(s) if s.len() > self.limits.max_string_bytes => reject(
-                &self.path(key),
-                format!(
-                    "is {} bytes long, more than the limit of {} bytes",
-                    s.len(),
-                    self.limits.max_string_bytes
-                ),
-            ),
-            Json::String(s) => Ok(s.to_string()),
+            Json::String(s) => Ok(Cow::Borrowed(s.as_ref())),
             other => reject(
                 &self.path(key),
                 format!("must be a string, got {}", json_kind(other)),
@@ -496,6 +341,11 @@ impl<'a> Fields<'a> {
     }
 
     fn timestamp(&self, key: &str) -> Result<i64> {
+        interaction::timestamp(&self.path(key), self.stamp(key)?, self.limits, self.now_us)
+    }
+
+    /// An RFC 3339 instant, not yet held to the limits of the future and the past.
+    fn stamp(&self, key: &str) -> Result<Stamp<'a>> {
         let text = match self.present(key)? {
             Json::String(s) => s,
             other => {
@@ -514,35 +364,15 @@ impl<'a> Fields<'a> {
                 ),
             );
         };
-        if ts.0 > self.now_us.saturating_add(self.limits.max_future_us) {
-            return reject(
-                &self.path(key),
-                format!("{} is more than 5 minutes in the future", quote(text)),
-            );
-        }
-        Ok(ts.0)
+        Ok(Stamp {
+            micros: ts.0,
+            text: Some(text.as_ref()),
+        })
     }
 
-    /// A timestamp of something that happens now (an interaction, a sync):
-    /// at most [`EventLimits::max_age_days`] old. A client clock at epoch 0
-    /// would otherwise reopen a long-sealed day with every batch.
+    /// See [`interaction::recent_timestamp`].
     fn recent_timestamp(&self, key: &str) -> Result<i64> {
-        let ts = self.timestamp(key)?;
-        let days = self.limits.max_age_days;
-        let oldest = self
-            .now_us
-            .saturating_sub(i64::from(days).saturating_mul(MICROS_PER_DAY));
-        if ts < oldest {
-            return reject(
-                &self.path(key),
-                format!(
-                    "{} is more than {days} days in the past (the server's --max-event-age-days); \
-                     load older history with `ragpulse import --max-event-age-days N`",
-                    Timestamp(ts).to_rfc3339()
-                ),
-            );
-        }
-        Ok(ts)
+        interaction::recent_timestamp(&self.path(key), self.stamp(key)?, self.limits, self.now_us)
     }
 
     fn finite(&self, key: &str) -> Result<f64> {
@@ -560,15 +390,7 @@ impl<'a> Fields<'a> {
 
     /// Seconds, finite and >= 0, kept as whole microseconds.
     fn duration(&self, key: &str) -> Result<i64> {
-        let seconds = self.finite(key)?;
-        // 10^12 s is 31,000 years: anything above is a unit mistake, not a duration.
-        if !(0.0..=1e12).contains(&seconds) {
-            return reject(
-                &self.path(key),
-                format!("must be seconds between 0 and 1e12, got {seconds}"),
-            );
-        }
-        Ok((seconds * 1e6).round() as i64)
+        interaction::duration(&self.path(key), self.finite(key)?)
     }
 
     /// A whole number >= 0; `1830.0` is accepted, `1830.5` is not.
@@ -591,17 +413,6 @@ impl<'a> Fields<'a> {
                 format!("must be a whole number, got {}", json_kind(other)),
             ),
         }
-    }
-
-    fn cost(&self, key: &str) -> Result<i64> {
-        let usd = self.finite(key)?;
-        if !(0.0..=1e9).contains(&usd) {
-            return reject(
-                &self.path(key),
-                format!("must be US dollars between 0 and 1e9, got {usd}"),
-            );
-        }
-        Ok((usd * 1e9).round() as i64)
     }
 
     fn embedding(&self, key: &str) -> Result<Vec<f32>> {
@@ -656,7 +467,7 @@ fn json_kind(value: &Json<'_>) -> &'static str {
 }
 
 /// Quotes a client value for a message, shortened so a huge value cannot flood it.
-fn quote(text: &str) -> String {
+pub(super) fn quote(text: &str) -> String {
     const MAX: usize = 80;
     if text.chars().count() <= MAX {
         format!("{text:?}")
@@ -666,13 +477,10 @@ fn quote(text: &str) -> String {
     }
 }
 
-fn seconds(us: i64) -> f64 {
-    us as f64 / 1e6
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::MICROS_PER_DAY;
     use serde_json::{Value, json};
 
     // 2026-11-30T02:53:20Z: after every timestamp the tests send.

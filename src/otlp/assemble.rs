@@ -8,12 +8,17 @@
 //! parents were never exported) gets a virtual root over its subtrees, so
 //! they are one interaction. docs/otlp.md states every rule.
 
-use std::collections::HashMap;
+/// Span ids come from clients: a hasher seeded per process, and foldhash
+/// is several times faster than SipHash on them.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
-use super::facts::{ResourceFacts, Role, Source, SpanFacts, TraceRow};
+use std::borrow::Cow;
+
+use super::facts::{Rerank, ResourceFacts, Role, Source, SpanFacts, TraceRow};
+use crate::ingest::interaction::{InteractionParts, RerankParts, Stamp, StepParts};
 use crate::time::Timestamp;
 
 /// The namespace of the UUIDv5 ids of assistants named by `service.name`:
@@ -35,9 +40,13 @@ const MAX_USER_CHARS: usize = 256;
 const MAX_DOCUMENTS: usize = 1024;
 const MAX_STEPS: usize = 256;
 
-/// One interaction of a trace, as an ingest event.
+/// One interaction of a trace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Draft {
+    pub interaction: Interaction,
+    /// The interaction as the ingest event it stands for (what
+    /// docs/otlp.md documents; the finaliser builds the event directly).
+    #[cfg(test)]
     pub event: Json,
     pub assistant: Uuid,
     /// The `service.name` that named the assistant (to register it on first
@@ -57,6 +66,152 @@ pub struct Mapped {
     pub unresolved_documents: u64,
 }
 
+/// The fields of an interaction event, as mapped from a trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interaction {
+    pub id: Uuid,
+    /// The interaction span's start, microseconds.
+    pub start_us: i64,
+    pub assistant_id: Uuid,
+    pub session_id: String,
+    pub user_id: Option<String>,
+    pub question: Option<String>,
+    pub topic: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub ttft_s: Option<f64>,
+    pub total_duration_s: f64,
+    pub cache_hit: bool,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub steps: Vec<Step>,
+    pub retrieved_document_ids: Vec<Uuid>,
+    pub rerank: Option<Rerank>,
+}
+
+/// One step of an interaction: its name, self-time and the tokens of its LLM calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub name: String,
+    pub duration_s: f64,
+    /// (input, output), when a call of the step reported tokens.
+    pub tokens: Option<(i64, i64)>,
+}
+
+impl Interaction {
+    /// The ingest event this interaction stands for.
+    pub fn to_json(&self) -> Json {
+        let steps: Vec<Json> = self.steps.iter().map(Step::to_json).collect();
+        let mut event = json!({
+            "type": "interaction",
+            "id": self.id.to_string(),
+            "timestamp": Timestamp(self.start_us).to_rfc3339(),
+            "assistant_id": self.assistant_id.to_string(),
+            "session_id": self.session_id,
+            "total_duration_s": self.total_duration_s,
+            "cache_hit": self.cache_hit,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "steps": steps,
+        });
+        let Some(fields) = event.as_object_mut() else {
+            return event;
+        };
+        let mut put = |key: &str, value: Option<Json>| {
+            if let Some(value) = value {
+                fields.insert(key.to_string(), value);
+            }
+        };
+        put("user_id", self.user_id.clone().map(Json::String));
+        put("question", self.question.clone().map(Json::String));
+        put("topic", self.topic.clone().map(Json::String));
+        put("model", self.model.clone().map(Json::String));
+        put("provider", self.provider.clone().map(Json::String));
+        put("ttft_s", self.ttft_s.map(Json::from));
+        let documents: Vec<String> = self
+            .retrieved_document_ids
+            .iter()
+            .map(Uuid::to_string)
+            .collect();
+        put("retrieved_document_ids", Some(json!(documents)));
+        put(
+            "rerank",
+            self.rerank.map(|r| {
+                json!({
+                    "score_before": r.score_before,
+                    "score_after": r.score_after,
+                    "position_change": r.position_change,
+                })
+            }),
+        );
+        event
+    }
+
+    /// The fields as ingest's rules take them: what [`Interaction::to_json`]
+    /// reads back as, without the JSON (a number JSON cannot hold, such as an
+    /// infinite mean score, is null there, so absent here).
+    pub fn into_parts(self) -> InteractionParts<'static> {
+        let finite = |v: Option<f64>| Ok(v.filter(|v| v.is_finite()));
+        InteractionParts {
+            id: Ok(self.id),
+            timestamp: Ok(Stamp {
+                micros: self.start_us,
+                text: None,
+            }),
+            assistant_id: Ok(self.assistant_id),
+            session_id: Ok(Cow::Owned(self.session_id)),
+            ttft_s: finite(self.ttft_s),
+            total_duration_s: finite(Some(self.total_duration_s)),
+            input_tokens: Ok(Some(self.input_tokens)),
+            cached_input_tokens: Ok(Some(self.cached_input_tokens)),
+            question: Ok(self.question.map(Cow::Owned)),
+            topic: Ok(self.topic.map(Cow::Owned)),
+            question_embedding: Ok(None),
+            user_id: Ok(self.user_id.map(Cow::Owned)),
+            model: Ok(self.model.map(Cow::Owned)),
+            provider: Ok(self.provider.map(Cow::Owned)),
+            cache_hit: Ok(Some(self.cache_hit)),
+            output_tokens: Ok(Some(self.output_tokens)),
+            cost_usd: Ok(None),
+            steps: Ok(Some(
+                self.steps
+                    .into_iter()
+                    .map(|step| {
+                        Ok(StepParts {
+                            name: Ok(Cow::Owned(step.name)),
+                            duration_s: Ok(step.duration_s),
+                            input_tokens: Ok(step.tokens.map(|t| t.0)),
+                            output_tokens: Ok(step.tokens.map(|t| t.1)),
+                        })
+                    })
+                    .collect(),
+            )),
+            retrieved_document_ids: Ok(Some(
+                self.retrieved_document_ids.into_iter().map(Ok).collect(),
+            )),
+            rerank: Ok(self.rerank.map(|r| RerankParts {
+                score_before: finite(r.score_before),
+                score_after: finite(r.score_after),
+                score_improvement: Ok(None),
+                position_change: finite(r.position_change),
+            })),
+        }
+    }
+}
+
+impl Step {
+    fn to_json(&self) -> Json {
+        let mut step = json!({"name": self.name, "duration_s": self.duration_s});
+        if let Some((input, output)) = self.tokens {
+            step["input_tokens"] = json!(input);
+            step["output_tokens"] = json!(output);
+        }
+        step
+    }
+}
+
 struct Node<'a> {
     span: &'a SpanFacts,
     resource: &'a ResourceFacts,
@@ -67,7 +222,7 @@ struct Node<'a> {
 /// Maps the rows of one trace.
 pub fn map_trace(trace_id: &[u8; 16], rows: &[TraceRow]) -> Mapped {
     let mut mapped = Mapped::default();
-    let mut index: HashMap<[u8; 8], usize> = HashMap::new();
+    let mut index: HashMap<[u8; 8], usize> = HashMap::default();
     let mut nodes: Vec<Node<'_>> = Vec::new();
     for row in rows {
         for span in &row.spans {
@@ -297,37 +452,6 @@ impl<'a> Tree<'a> {
             .map(|t| seconds(t - start));
 
         let (assistant, service_name) = assistant(&spans, &resources);
-        let mut event = json!({
-            "type": "interaction",
-            "id": id.to_string(),
-            "timestamp": Timestamp(i64::try_from(start / 1_000).unwrap_or(i64::MAX)).to_rfc3339(),
-            "assistant_id": assistant.to_string(),
-            "session_id": first_text(&spans, &resources, |s| &s.session, |r| &r.session)
-                .map(|s| truncate_chars(&s, MAX_SESSION_CHARS))
-                .unwrap_or_else(|| format!("otel-{}", hex::encode(trace_id))),
-            "total_duration_s": seconds(total_ns),
-            "cache_hit": spans.iter().any(|s| s.cache_hit == Some(true)),
-            "input_tokens": timing.tokens.0,
-            "output_tokens": timing.tokens.1,
-            "cached_input_tokens": timing.tokens.2,
-            "steps": timing.steps,
-        });
-        let fields = event
-            .as_object_mut()
-            .map(std::mem::take)
-            .unwrap_or_default();
-        let mut fields = fields;
-        let mut put = |key: &str, value: Option<Json>| {
-            if let Some(value) = value {
-                fields.insert(key.to_string(), value);
-            }
-        };
-        put(
-            "user_id",
-            first_text(&spans, &resources, |s| &s.user, |r| &r.user)
-                .filter(|u| u.chars().count() <= MAX_USER_CHARS)
-                .map(Json::String),
-        );
         // What only the interaction span may give is read, for a rootless
         // trace, on the top span of each of its subtrees, earliest first;
         // not a lone string of a traceloop input there (a text splitter's
@@ -339,41 +463,44 @@ impl<'a> Tree<'a> {
         } else {
             (vec![spans[0]], Some(spans[0]))
         };
-        put(
-            "question",
-            question(&spans, &tops, single).map(Json::String),
-        );
-        put(
-            "topic",
-            spans.iter().find_map(|s| s.topic.clone()).map(Json::String),
-        );
-        put("model", timing.model.map(Json::String));
-        put("provider", timing.provider.map(Json::String));
-        put("ttft_s", ttft.map(Json::from));
-        let mut documents: Vec<String> = Vec::new();
+        let mut documents: Vec<Uuid> = Vec::new();
         let mut unresolved = 0u64;
         for span in &spans {
             unresolved += u64::from(span.unresolved_documents);
             for doc in &span.documents {
-                let doc = Uuid::from_bytes(*doc).to_string();
+                let doc = Uuid::from_bytes(*doc);
                 if documents.len() < MAX_DOCUMENTS && !documents.contains(&doc) {
                     documents.push(doc);
                 }
             }
         }
-        put("retrieved_document_ids", Some(json!(documents)));
-        put(
-            "rerank",
-            spans.iter().find_map(|s| s.rerank).map(|r| {
-                json!({
-                    "score_before": r.score_before,
-                    "score_after": r.score_after,
-                    "position_change": r.position_change,
-                })
-            }),
-        );
+        let interaction = Interaction {
+            id,
+            start_us: i64::try_from(start / 1_000).unwrap_or(i64::MAX),
+            assistant_id: assistant,
+            session_id: first_text(&spans, &resources, |s| &s.session, |r| &r.session)
+                .map(|s| truncate_chars(&s, MAX_SESSION_CHARS))
+                .unwrap_or_else(|| format!("otel-{}", hex::encode(trace_id))),
+            user_id: first_text(&spans, &resources, |s| &s.user, |r| &r.user)
+                .filter(|u| u.chars().count() <= MAX_USER_CHARS),
+            question: question(&spans, &tops, single),
+            topic: spans.iter().find_map(|s| s.topic.clone()),
+            model: timing.model,
+            provider: timing.provider,
+            ttft_s: ttft,
+            total_duration_s: seconds(total_ns),
+            cache_hit: spans.iter().any(|s| s.cache_hit == Some(true)),
+            input_tokens: timing.tokens.0,
+            output_tokens: timing.tokens.1,
+            cached_input_tokens: timing.tokens.2,
+            steps: timing.steps,
+            retrieved_document_ids: documents,
+            rerank: spans.iter().find_map(|s| s.rerank),
+        };
         let draft = Draft {
-            event: Json::Object(fields),
+            #[cfg(test)]
+            event: interaction.to_json(),
+            interaction,
             assistant,
             service_name,
         };
@@ -384,19 +511,20 @@ impl<'a> Tree<'a> {
     /// first token. `end` is the interaction's end.
     fn steps(&self, subtree: &[usize], end: u64) -> Timing {
         let mut roots: Vec<StepRoot> = Vec::new();
-        let mut root_of: HashMap<usize, usize> = HashMap::new();
-        let mut context: HashMap<usize, Option<usize>> = HashMap::new();
-        context.insert(subtree[0], None);
+        // By node: the step it begins, and the step it is part of.
+        let n = self.nodes.len();
+        let mut root_of: Vec<Option<usize>> = vec![None; n];
+        let mut context: Vec<Option<usize>> = vec![None; n];
         // Preorder: a node's context (the step root it belongs to) is known
         // before its children's.
         for &i in subtree {
-            let ctx = context.get(&i).copied().flatten();
+            let ctx = context[i];
             let category = category(self.nodes[i].span);
             let own = match (category, ctx.map(|r| &roots[r].category)) {
                 (None, _) => ctx,
                 (Some(c), Some(outer)) if belongs(&c, outer) => ctx,
                 (Some(c), _) => {
-                    root_of.insert(i, roots.len());
+                    root_of[i] = Some(roots.len());
                     roots.push(StepRoot {
                         node: i,
                         category: c,
@@ -407,25 +535,20 @@ impl<'a> Tree<'a> {
                 }
             };
             for &c in &self.nodes[i].children {
-                context.insert(c, own);
+                context[c] = own;
             }
         }
         // LLM calls: generation spans with no generation span above them in
         // the interaction; each belongs to its step.
         let mut calls: Vec<Call> = Vec::new();
-        let mut in_call: HashMap<usize, bool> = HashMap::new();
+        let mut in_call: Vec<bool> = vec![false; n];
         for &i in subtree {
-            let above = self.nodes[i]
-                .parent
-                .and_then(|p| in_call.get(&p).copied())
-                .unwrap_or(false);
+            // Nodes outside the subtree (the interaction span's parent) stay false.
+            let above = self.nodes[i].parent.is_some_and(|p| in_call[p]);
             let is_generation = self.nodes[i].span.role == Role::Generation;
-            in_call.insert(i, above || is_generation);
+            in_call[i] = above || is_generation;
             if is_generation && !above {
-                let step = root_of
-                    .get(&i)
-                    .copied()
-                    .or_else(|| context.get(&i).copied().flatten());
+                let step = root_of[i].or(context[i]);
                 calls.push(self.call(i, step));
             }
         }
@@ -468,7 +591,7 @@ impl<'a> Tree<'a> {
                 own[parent] = own[parent].saturating_sub(durations[index]);
             }
         }
-        let mut steps: Vec<Json> = Vec::new();
+        let mut steps: Vec<Step> = Vec::new();
         for (index, root) in roots.iter().enumerate().take(MAX_STEPS) {
             let name = match &root.category {
                 Category::Named(name) => name.clone(),
@@ -478,19 +601,21 @@ impl<'a> Tree<'a> {
                 Category::Generation => "llm".to_string(),
                 other => other.name().to_string(),
             };
-            let mut step = json!({"name": name, "duration_s": seconds(own[index])});
             let with_tokens: Vec<&Call> = root
                 .calls
                 .iter()
                 .map(|&c| &calls[c])
                 .filter(|c| c.tokens.is_some())
                 .collect();
-            if !with_tokens.is_empty() {
+            let tokens = (!with_tokens.is_empty()).then(|| {
                 let (i, o, _) = sum_tokens(with_tokens.iter().map(|c| c.tokens));
-                step["input_tokens"] = json!(i);
-                step["output_tokens"] = json!(o);
-            }
-            steps.push(step);
+                (i, o)
+            });
+            steps.push(Step {
+                name,
+                duration_s: seconds(own[index]),
+                tokens,
+            });
         }
         let (model, provider) = match answer.or_else(|| {
             calls
@@ -645,7 +770,7 @@ struct Call {
 }
 
 struct Timing {
-    steps: Vec<Json>,
+    steps: Vec<Step>,
     tokens: (i64, i64, i64),
     model: Option<String>,
     provider: Option<String>,

@@ -11,7 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
-use super::attrs::{as_bool, as_f64, as_i64, as_str, json_of};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use super::attrs::{any_to_json, as_bool, as_f64, as_i64, as_str, json_of};
+use super::members::string_members;
 
 /// Longest text kept (a question candidate, a session or user id): the
 /// ingest limit on strings; a longer one is cut at a character boundary.
@@ -292,18 +296,19 @@ fn user_rank(key: &str) -> Option<usize> {
 /// Keeps `value` in `slot` when it ranks better than what is there
 /// (`best[0]` holds the rank of the kept value plus one, 0 for none).
 fn keep_ranked(slot: &mut Option<String>, value: &Value, rank: usize, best: &mut [usize; 1]) {
-    let Some(text) = text_of(value) else { return };
-    if best[0] == 0 || rank + 1 < best[0] {
-        *slot = Some(clip(&text));
-        best[0] = rank + 1;
+    if !(best[0] == 0 || rank + 1 < best[0]) {
+        return;
     }
+    let Some(text) = text_of(value) else { return };
+    *slot = Some(clip(&text));
+    best[0] = rank + 1;
 }
 
 /// A string or an integer id as text; blank is absent.
-fn text_of(value: &Value) -> Option<String> {
+fn text_of(value: &Value) -> Option<Cow<'_, str>> {
     let text = match value {
-        Value::StringValue(s) => s.trim().to_string(),
-        Value::IntValue(i) => i.to_string(),
+        Value::StringValue(s) => Cow::Borrowed(s.trim()),
+        Value::IntValue(i) => Cow::Owned(i.to_string()),
         _ => return None,
     };
     (!text.is_empty()).then_some(text)
@@ -336,20 +341,69 @@ fn list_entry<'k>(key: &'k str, prefix: &str) -> Option<(usize, &'k str)> {
 }
 
 /// One flattened document (`...documents.{i}.document.*`).
-#[derive(Default, Clone)]
-struct DocEntry {
-    id: Option<String>,
+#[derive(Default)]
+struct DocEntry<'s> {
+    id: Option<Cow<'s, str>>,
     score: Option<f64>,
-    metadata: Option<Json>,
+    /// The document ids its metadata holds ([`METADATA_IDS`]).
+    metadata: Option<MetadataIds<'s>>,
 }
 
-/// The attributes of one span as the mapping reads them.
+/// Retrieved documents as they are resolved.
 #[derive(Default)]
-struct Reader {
-    openinference_kind: Option<String>,
-    operation: Option<String>,
-    request_type: Option<String>,
-    traceloop_kind: Option<String>,
+struct Resolved {
+    candidates: usize,
+    ids: Vec<[u8; 16]>,
+    unresolved: u32,
+}
+
+impl Resolved {
+    fn add(&mut self, doc: &DocEntry) {
+        self.candidates += 1;
+        match resolve_document(doc) {
+            Some(id) => self.ids.push(id),
+            None => self.unresolved += 1,
+        }
+    }
+}
+
+/// Metadata keys of a ragpulse document id, in the order they are tried.
+const METADATA_IDS: [&str; 4] = [
+    "ragpulse_document_id",
+    "document_id",
+    "doc_id",
+    "ref_doc_id",
+];
+
+/// The string values of [`METADATA_IDS`] in a document's metadata.
+type MetadataIds<'s> = [Option<Cow<'s, str>>; 4];
+
+/// The ids of metadata given as JSON text or as a structured value; `None`
+/// when the text is not JSON.
+fn metadata_ids(value: &Value) -> Option<MetadataIds<'_>> {
+    match value {
+        Value::StringValue(text) => string_members(text, METADATA_IDS),
+        other => Some(ids_in_json(&any_to_json(other, 0))),
+    }
+}
+
+fn ids_in_json(metadata: &Json) -> MetadataIds<'static> {
+    METADATA_IDS.map(|key| {
+        metadata
+            .get(key)
+            .and_then(Json::as_str)
+            .map(|id| Cow::Owned(id.to_string()))
+    })
+}
+
+/// The attributes of one span as the mapping reads them, borrowed from the
+/// span until the facts are taken.
+#[derive(Default)]
+struct Reader<'s> {
+    openinference_kind: Option<&'s str>,
+    operation: Option<&'s str>,
+    request_type: Option<&'s str>,
+    traceloop_kind: Option<&'s str>,
     has_model: bool,
     streaming: bool,
     generation: Generation,
@@ -362,20 +416,21 @@ struct Reader {
     user_rank: [usize; 1],
     time_to_first_chunk_s: Option<f64>,
     server_ttft_s: Option<f64>,
-    completion_start: Option<String>,
+    completion_start: Option<&'s str>,
     ms_to_first_chunk: Option<f64>,
-    question: Option<String>,
-    input: Option<(String, bool)>,
-    retrieval_query: Option<String>,
-    reranker_query: Option<String>,
-    template_variables: Option<String>,
-    entity_input: Option<String>,
-    entity_output: Option<String>,
-    input_messages: Option<Json>,
-    documents: std::collections::BTreeMap<usize, DocEntry>,
-    genai_documents: Option<Json>,
-    rerank_in: std::collections::BTreeMap<usize, DocEntry>,
-    rerank_out: std::collections::BTreeMap<usize, DocEntry>,
+    question: Option<&'s str>,
+    input: Option<&'s str>,
+    retrieval_query: Option<&'s str>,
+    reranker_query: Option<&'s str>,
+    template_variables: Option<&'s str>,
+    entity_input: Option<&'s str>,
+    entity_output: Option<&'s str>,
+    /// Read as JSON where the mapping needs it.
+    input_messages: Option<&'s Value>,
+    documents: BTreeMap<usize, DocEntry<'s>>,
+    genai_documents: Option<&'s Value>,
+    rerank_in: BTreeMap<usize, DocEntry<'s>>,
+    rerank_out: BTreeMap<usize, DocEntry<'s>>,
 }
 
 /// Keeps `value` in `slot` if `rank` beats `best` (0 = nothing yet).
@@ -388,14 +443,14 @@ fn ranked<T>(slot: &mut Option<T>, best: &mut usize, rank: usize, value: Option<
     }
 }
 
-impl Reader {
+impl<'s> Reader<'s> {
     fn attribute(
         &mut self,
         key: &str,
-        value: &Value,
+        value: &'s Value,
         facts: &mut SpanFacts,
     ) -> Result<(), SpanProblem> {
-        let text = || as_str(value).map(str::to_string);
+        let text = || as_str(value);
         match key {
             "openinference.span.kind" => self.openinference_kind = text(),
             "gen_ai.operation.name" => self.operation = text(),
@@ -406,7 +461,7 @@ impl Reader {
             "ragpulse.assistant_id" => facts.assistant_id = Some(assistant_id(value)?),
             "ragpulse.cache_hit" => facts.cache_hit = as_bool(value),
             "ragpulse.topic" => facts.topic = as_str(value).and_then(unredacted).map(clip),
-            "ragpulse.question" => self.question = as_str(value).and_then(unredacted).map(clip),
+            "ragpulse.question" => self.question = as_str(value).and_then(unredacted),
             "gen_ai.request.stream" | "gen_ai.is_streaming" | "llm.is_streaming" => {
                 self.streaming |= as_bool(value) == Some(true);
             }
@@ -418,8 +473,7 @@ impl Reader {
             }
             "input.value" => {
                 if let Some(s) = as_str(value) {
-                    let json = s.trim_start().starts_with('{');
-                    self.input = Some((s.to_string(), json));
+                    self.input = Some(s);
                 }
             }
             "gen_ai.retrieval.query.text" => self.retrieval_query = text(),
@@ -427,14 +481,14 @@ impl Reader {
             "llm.prompt_template.variables" => self.template_variables = text(),
             "traceloop.entity.input" => self.entity_input = text(),
             "traceloop.entity.output" => self.entity_output = text(),
-            "gen_ai.input.messages" => self.input_messages = json_of(value),
-            "gen_ai.retrieval.documents" => self.genai_documents = json_of(value),
+            "gen_ai.input.messages" => self.input_messages = Some(value),
+            "gen_ai.retrieval.documents" => self.genai_documents = Some(value),
             _ => self.other_attribute(key, value, facts),
         }
         Ok(())
     }
 
-    fn other_attribute(&mut self, key: &str, value: &Value, facts: &mut SpanFacts) {
+    fn other_attribute(&mut self, key: &str, value: &'s Value, facts: &mut SpanFacts) {
         if let Some(rank) = session_rank(key) {
             keep_ranked(&mut facts.session, value, rank, &mut self.session_rank);
             return;
@@ -527,8 +581,8 @@ impl Reader {
     }
 
     fn role(&self, name: &str) -> Role {
-        if let Some(kind) = &self.openinference_kind {
-            let role = match kind.as_str() {
+        if let Some(kind) = self.openinference_kind {
+            let role = match kind {
                 "LLM" => Role::Generation,
                 "EMBEDDING" => Role::Embedding,
                 "RETRIEVER" => Role::Retrieval,
@@ -540,8 +594,8 @@ impl Reader {
             };
             return role;
         }
-        if let Some(operation) = &self.operation {
-            match operation.as_str() {
+        if let Some(operation) = self.operation {
+            match operation {
                 "chat" | "text_completion" | "generate_content" => return Role::Generation,
                 "embeddings" => return Role::Embedding,
                 "retrieval" | "vector_db_retrieve" => return Role::Retrieval,
@@ -551,10 +605,10 @@ impl Reader {
                 _ => {}
             }
         }
-        if matches!(self.request_type.as_deref(), Some("chat" | "completion")) {
+        if matches!(self.request_type, Some("chat" | "completion")) {
             return Role::Generation;
         }
-        match self.traceloop_kind.as_deref() {
+        match self.traceloop_kind {
             Some("workflow" | "agent") => return Role::Pipeline,
             Some("tool") => return Role::Tool,
             // OpenLLMetry names LlamaIndex spans `{Class}.task`: retrievers
@@ -571,53 +625,53 @@ impl Reader {
 
     fn questions(&mut self, role: Role) -> Vec<(Source, String)> {
         let mut out = Vec::new();
-        let mut push = |source, text: Option<String>| {
-            if let Some(text) = text.as_deref().and_then(unredacted) {
+        let mut push = |source, text: Option<&str>| {
+            if let Some(text) = text.and_then(unredacted) {
                 out.push((source, clip(text)));
             }
         };
-        push(Source::Ragpulse, self.question.take());
-        if matches!(
-            self.operation.as_deref(),
-            Some("invoke_agent" | "invoke_workflow")
-        ) {
+        // Clipped before it is trimmed again, as every candidate is.
+        push(Source::Ragpulse, self.question.map(clip).as_deref());
+        if matches!(self.operation, Some("invoke_agent" | "invoke_workflow")) {
+            let messages = self.input_messages.and_then(json_of);
             push(
                 Source::AgentMessages,
-                self.input_messages.as_ref().and_then(last_user_text),
+                messages.as_ref().and_then(last_user_text).as_deref(),
             );
         }
         // A model's input is its prompt (context included), never the question.
         if !matches!(role, Role::Generation | Role::Embedding)
-            && let Some((text, json)) = self.input.take()
+            && let Some(text) = self.input
         {
-            let question = if json {
-                serde_json::from_str::<Json>(&text)
+            if text.trim_start().starts_with('{') {
+                let question = serde_json::from_str::<Json>(text)
                     .ok()
-                    .and_then(|v| question_in(&v, 0))
+                    .and_then(|v| question_in(&v, 0));
+                push(Source::Input, question.as_deref());
             } else {
-                Some(text)
-            };
-            push(Source::Input, question);
-        }
-        push(Source::RetrievalQuery, self.retrieval_query.take());
-        push(Source::RerankerQuery, self.reranker_query.take());
-        let template = self.template_variables.take().and_then(|t| {
-            let v: Json = serde_json::from_str(&t).ok()?;
-            v.get("query_str")?.as_str().map(str::to_string)
-        });
-        push(Source::TemplateQuery, template);
-        if let Some(input) = self.entity_input.take()
-            && let Ok(value) = serde_json::from_str::<Json>(&input)
-        {
-            match question_in(&value, 0) {
-                Some(q) => push(Source::EntityInput, Some(q)),
-                None => push(Source::EntityInputSingle, single_string(&value)),
+                push(Source::Input, Some(text));
             }
         }
-        if matches!(self.operation.as_deref(), Some("rerank")) {
+        push(Source::RetrievalQuery, self.retrieval_query);
+        push(Source::RerankerQuery, self.reranker_query);
+        let template = self
+            .template_variables
+            .and_then(|t| string_members(t, ["query_str"]))
+            .and_then(|[query]| query);
+        push(Source::TemplateQuery, template.as_deref());
+        if let Some(input) = self.entity_input
+            && let Ok(value) = serde_json::from_str::<Json>(input)
+        {
+            match question_in(&value, 0) {
+                Some(q) => push(Source::EntityInput, Some(&q)),
+                None => push(Source::EntityInputSingle, single_string(&value).as_deref()),
+            }
+        }
+        if matches!(self.operation, Some("rerank")) {
+            let messages = self.input_messages.and_then(json_of);
             push(
                 Source::RerankMessages,
-                self.input_messages.as_ref().and_then(last_user_text),
+                messages.as_ref().and_then(last_user_text).as_deref(),
             );
         }
         out
@@ -659,7 +713,6 @@ impl Reader {
         }
         if let Some(t) = self
             .completion_start
-            .as_deref()
             .and_then(|s| crate::time::Timestamp::parse_rfc3339(s.trim_matches('"')))
             .and_then(|ts| u64::try_from(ts.0).ok())
             .and_then(|micros| micros.checked_mul(1_000))
@@ -671,12 +724,16 @@ impl Reader {
 
     /// Retrieved documents, resolved, in rank order; and how many could not be.
     fn documents(&self, span: &Span, role: Role) -> (Vec<[u8; 16]>, u32) {
-        let mut candidates: Vec<DocEntry> = self.documents.values().cloned().collect();
-        if let Some(Json::Array(items)) = &self.genai_documents {
-            candidates.extend(items.iter().map(|item| DocEntry {
-                id: item.get("id").and_then(id_text),
-                ..Default::default()
-            }));
+        let mut found = Resolved::default();
+        self.documents.values().for_each(|doc| found.add(doc));
+        let genai = self.genai_documents.and_then(json_of);
+        if let Some(Json::Array(items)) = &genai {
+            for item in items {
+                found.add(&DocEntry {
+                    id: item.get("id").and_then(id_text).map(Cow::Owned),
+                    ..Default::default()
+                });
+            }
         }
         for event in span.events.iter().filter(|e| e.name == "db.query.result") {
             let mut doc = DocEntry::default();
@@ -684,36 +741,29 @@ impl Reader {
                 let Some(value) = value_of(kv) else { continue };
                 match kv.key.as_str() {
                     "db.query.result.id" => doc.id = text_of(value),
-                    "db.query.result.metadata" => doc.metadata = json_of(value),
+                    "db.query.result.metadata" => doc.metadata = metadata_ids(value),
                     _ => {}
                 }
             }
-            candidates.push(doc);
+            found.add(&doc);
         }
-        if candidates.is_empty()
+        if found.candidates == 0
             && role == Role::Retrieval
-            && let Some(output) = &self.entity_output
+            && let Some(output) = self.entity_output
         {
-            candidates.extend(entity_output_nodes(output));
+            entity_output_nodes(output)
+                .iter()
+                .for_each(|doc| found.add(doc));
         }
-        let mut resolved = Vec::new();
-        let mut unresolved = 0;
-        for doc in &candidates {
-            match resolve_document(doc) {
-                Some(id) => resolved.push(id),
-                None => unresolved += 1,
-            }
-        }
-        (resolved, unresolved)
+        (found.ids, found.unresolved)
     }
 
     fn rerank(&self) -> Option<Rerank> {
-        let rank_of =
-            |docs: &std::collections::BTreeMap<usize, DocEntry>| -> Vec<(String, Option<f64>)> {
-                docs.values()
-                    .filter_map(|d| d.id.clone().map(|id| (id, d.score)))
-                    .collect()
-            };
+        fn rank_of<'d>(docs: &'d BTreeMap<usize, DocEntry<'_>>) -> Vec<(&'d str, Option<f64>)> {
+            docs.values()
+                .filter_map(|d| d.id.as_deref().map(|id| (id, d.score)))
+                .collect()
+        }
         let input = rank_of(&self.rerank_in);
         let output = rank_of(&self.rerank_out);
         let kept: Vec<(usize, usize)> = output
@@ -765,11 +815,11 @@ fn class_of(name: &str) -> &str {
     name.split('.').next().unwrap_or(name)
 }
 
-fn doc_field(doc: &mut DocEntry, field: &str, value: &Value) {
+fn doc_field<'s>(doc: &mut DocEntry<'s>, field: &str, value: &'s Value) {
     match field {
         "document.id" => doc.id = text_of(value),
         "document.score" => doc.score = as_f64(value),
-        "document.metadata" => doc.metadata = json_of(value),
+        "document.metadata" => doc.metadata = metadata_ids(value),
         _ => {}
     }
 }
@@ -787,24 +837,17 @@ fn id_text(value: &Json) -> Option<String> {
 /// own id when that is a UUID.
 fn resolve_document(doc: &DocEntry) -> Option<[u8; 16]> {
     let parse = |text: &str| Uuid::parse_str(text.trim()).ok().map(|u| *u.as_bytes());
-    if let Some(metadata) = &doc.metadata {
-        for key in [
-            "ragpulse_document_id",
-            "document_id",
-            "doc_id",
-            "ref_doc_id",
-        ] {
-            if let Some(id) = metadata.get(key).and_then(Json::as_str).and_then(parse) {
-                return Some(id);
-            }
-        }
+    if let Some(ids) = &doc.metadata
+        && let Some(id) = ids.iter().flatten().find_map(|id| parse(id))
+    {
+        return Some(id);
     }
     doc.id.as_deref().and_then(parse)
 }
 
 /// The nodes of OpenLLMetry's `traceloop.entity.output` of a retriever: a
 /// JSON array of NodeWithScore objects, each possibly a JSON string itself.
-fn entity_output_nodes(output: &str) -> Vec<DocEntry> {
+fn entity_output_nodes(output: &str) -> Vec<DocEntry<'static>> {
     let Ok(Json::Array(items)) = serde_json::from_str::<Json>(output) else {
         return Vec::new();
     };
@@ -822,9 +865,13 @@ fn entity_output_nodes(output: &str) -> Vec<DocEntry> {
             };
             let node = item.get("node").unwrap_or(item);
             Some(DocEntry {
-                id: node.get("id_").or_else(|| node.get("id")).and_then(id_text),
+                id: node
+                    .get("id_")
+                    .or_else(|| node.get("id"))
+                    .and_then(id_text)
+                    .map(Cow::Owned),
                 score: item.get("score").and_then(Json::as_f64),
-                metadata: node.get("metadata").cloned(),
+                metadata: node.get("metadata").map(ids_in_json),
             })
         })
         .collect()

@@ -21,9 +21,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::OtlpSettings;
-use super::assemble::{self, Mapped};
+use super::assemble::{self, Interaction, Mapped};
 use super::facts::TraceRow;
 use crate::ingest::event::{AssistantEvent, Event, Patch};
+use crate::ingest::interaction as ingest_interaction;
 use crate::ingest::json::Json as Borrowed;
 use crate::ingest::validate::{self, EventLimits, Rejection};
 use crate::store::interface::{FinalOutcome, Finalization, TraceId};
@@ -309,8 +310,8 @@ fn prepare_trace(
             new_here.insert(draft.assistant);
             new_assistants.push(draft.assistant);
         }
-        tracing::debug!(event = %draft.event, "an OTLP trace mapped to an interaction");
-        match validate_draft(&draft.event, limits, now) {
+        tracing::debug!(interaction = ?draft.interaction, "an OTLP trace mapped to an interaction");
+        match validate_interaction(draft.interaction, limits, now) {
             Ok(event) => events.push((events.len(), event)),
             Err(message) => rejected.push(message),
         }
@@ -330,7 +331,21 @@ fn prepare_trace(
     })
 }
 
-/// The validation of `/api/v1/ingest`, on a mapped interaction.
+/// A mapped interaction held to the rules of `/api/v1/ingest`, without
+/// the JSON: the event that [`validate_draft`] makes of its JSON.
+pub fn validate_interaction(
+    interaction: Interaction,
+    limits: &EventLimits,
+    now: i64,
+) -> Result<Event, String> {
+    ingest_interaction::interaction(interaction.into_parts(), limits, now)
+        .map(|event| Event::Interaction(Box::new(event)))
+        .map_err(|Rejection(message)| message)
+}
+
+/// The validation of `/api/v1/ingest`, on a mapped interaction's JSON
+/// ([`Interaction::to_json`]): the simple path the tests and the fuzz target
+/// hold [`validate_interaction`] to.
 pub fn validate_draft(event: &Json, limits: &EventLimits, now: i64) -> Result<Event, String> {
     validate::validate(&Borrowed::borrow(event), limits, now).map_err(|Rejection(message)| message)
 }

@@ -11,9 +11,12 @@ pub mod attrs;
 pub mod decode;
 pub mod facts;
 pub mod finalizer;
+mod members;
 pub mod receiver;
 pub mod telemetry;
 
+#[cfg(test)]
+mod interaction_tests;
 #[cfg(test)]
 mod mapping_tests;
 

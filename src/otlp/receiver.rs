@@ -6,8 +6,6 @@
 //! pending spans are at their bound and `503` while the writer's queue is
 //! full (both with `Retry-After`). The answer uses the request's encoding.
 
-use std::collections::HashMap;
-
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -76,7 +74,7 @@ pub fn prepare(
     let mut prepared = Prepared::default();
     // (trace, resource) → its row; a request's spans of one trace and
     // resource become one pending row.
-    let mut rows: HashMap<(TraceId, usize), Row> = HashMap::new();
+    let mut rows: foldhash::HashMap<(TraceId, usize), Row> = foldhash::HashMap::default();
     let mut order: Vec<(TraceId, usize)> = Vec::new();
     for (r, resource_spans) in request.resource_spans.iter().enumerate() {
         let resource = match facts::resource_facts(
