@@ -52,12 +52,16 @@ impl Apply<'_> {
             None => match self.near_duplicate(assistant, &key, maybe_stored)? {
                 Some(topic) => topic,
                 None => {
-                    self.tx
-                        .prepare_cached(
-                            "INSERT INTO topics (assistant, kind, norm, label) VALUES (?1, ?2, ?3, ?4)",
-                        )?
-                        .execute(params![assistant, kind, key.norm, e.topic])?;
-                    let topic = self.tx.last_insert_rowid();
+                    let topic = self.new_rows.topic_key(self.tx)?;
+                    self.new_rows.topics.insert(
+                        topic,
+                        NewTopic {
+                            assistant,
+                            kind,
+                            norm: key.norm.clone(),
+                            label: e.topic.clone(),
+                        },
+                    );
                     if key.kind == TopicKind::Question {
                         self.lexical(assistant)?.insert(topic, &key.norm);
                         self.record_norm(assistant, &key.norm);
@@ -170,10 +174,15 @@ impl Apply<'_> {
         let key = match found {
             Some(key) => key,
             None => {
-                self.tx
-                    .prepare_cached("INSERT INTO phrasings (topic, text) VALUES (?1, ?2)")?
-                    .execute(params![topic, question])?;
-                self.tx.last_insert_rowid()
+                let key = self.new_rows.phrasing_key(self.tx)?;
+                self.new_rows.phrasings.insert(
+                    key,
+                    NewPhrasing {
+                        topic,
+                        text: question.to_string(),
+                    },
+                );
+                key
             }
         };
         self.caches.phrasings.insert(cache_key, key);
@@ -246,16 +255,17 @@ impl Apply<'_> {
             }
             Assignment::New => {
                 // Embedding topics have no text key; the first interaction's id keeps `norm` unique.
+                let topic = self.new_rows.topic_key(self.tx)?;
                 self.tx
                     .prepare_cached(
-                        "INSERT INTO topics (assistant, kind, norm) VALUES (?1, ?2, ?3)",
+                        "INSERT INTO topics (key, assistant, kind, norm) VALUES (?1, ?2, ?3, ?4)",
                     )?
                     .execute(params![
+                        topic,
                         assistant,
                         TopicKind::Embedding as i64,
                         id.to_string()
                     ])?;
-                let topic = self.tx.last_insert_rowid();
                 self.tx
                     .prepare_cached(
                         "INSERT INTO topic_centroids (topic, assistant, count, mean) VALUES (?1, ?2, 1, ?3)",
@@ -313,11 +323,36 @@ impl Apply<'_> {
     /// Writes this transaction's topic and phrasing counters, and keeps what
     /// all-time trending and diversity read up to date with them: each
     /// topic's phrasings asked and canonical phrasing, and its assistant's
-    /// Σf, Σf² and number of asked topics.
+    /// Σf, Σf² and number of asked topics. A topic created by this
+    /// transaction is inserted here with its counters: one row write instead
+    /// of an insert and an update.
     pub(super) fn flush_topic_counts(&mut self) -> SqlResult<()> {
         let touched = self.flush_phrasing_counts()?;
+        let mut counts = std::mem::take(&mut self.topic_counts);
         let mut totals: Map<i64, Totals> = Map::default();
-        for (topic, (count, last)) in std::mem::take(&mut self.topic_counts) {
+        let mut insert = self.tx.prepare_cached(INSERT_TOPIC)?;
+        for (topic, new) in self.new_rows.take_topics() {
+            let counted = counts.remove(&topic);
+            let phrasings = touched.get(&topic);
+            let best = phrasings.and_then(|t| t.best);
+            insert.execute(params![
+                topic,
+                new.assistant,
+                new.kind,
+                new.norm,
+                new.label,
+                counted.map_or(0, |c| c.0),
+                counted.map(|c| c.1),
+                phrasings.map_or(0, |t| t.new),
+                best.map(|b| b.key),
+                best.map(|b| b.count),
+                best.map(|b| b.first)
+            ])?;
+            if let Some((count, _)) = counted {
+                totals.entry(new.assistant).or_default().add(0, count);
+            }
+        }
+        for (topic, (count, last)) in counts {
             let phrasings = touched.get(&topic);
             let best = phrasings.and_then(|t| t.best);
             let (assistant, frequency): (i64, i64) =
@@ -349,34 +384,112 @@ impl Apply<'_> {
         Ok(())
     }
 
-    /// Writes the phrasing counters; per topic, how many of its phrasings
-    /// were asked for the first time and the best of them by the canonical rule.
+    /// Writes the phrasing counters (a phrasing created by this transaction
+    /// is inserted with them); per topic, how many of its phrasings were
+    /// asked for the first time and the best of them by the canonical rule.
     fn flush_phrasing_counts(&mut self) -> SqlResult<Map<i64, TouchedPhrasings>> {
         let mut touched: Map<i64, TouchedPhrasings> = Map::default();
+        let mut counts = std::mem::take(&mut self.phrasing_counts);
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO phrasings (key, topic, text, count, first_ts, last_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (phrasing, new) in self.new_rows.take_phrasings() {
+            let counted = counts.remove(&phrasing);
+            insert.execute(params![
+                phrasing,
+                new.topic,
+                new.text,
+                counted.map_or(0, |c| c.0),
+                counted.map(|c| c.1),
+                counted.map(|c| c.2)
+            ])?;
+            if let Some((count, first, _)) = counted {
+                touched
+                    .entry(new.topic)
+                    .or_default()
+                    .add(phrasing, count, count, first);
+            }
+        }
         let mut stmt = self.tx.prepare_cached(
             "UPDATE phrasings SET count = count + ?2,
                 first_ts = min(coalesce(first_ts, ?3), ?3),
                 last_ts = max(coalesce(last_ts, ?4), ?4) WHERE key = ?1
              RETURNING topic, count, first_ts",
         )?;
-        for (phrasing, (count, first, last)) in std::mem::take(&mut self.phrasing_counts) {
+        for (phrasing, (count, first, last)) in counts {
             let (topic, total, first): (i64, i64, i64) = stmt
                 .query_row(params![phrasing, count, first, last], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?;
-            let entry = touched.entry(topic).or_default();
-            entry.new += i64::from(total == count);
-            let candidate = Canonical {
-                key: phrasing,
-                count: total,
-                first,
-            };
-            if entry.best.is_none_or(|b| candidate.rank() < b.rank()) {
-                entry.best = Some(candidate);
-            }
+            touched
+                .entry(topic)
+                .or_default()
+                .add(phrasing, count, total, first);
         }
         Ok(touched)
     }
+}
+
+/// Topics and phrasings created by the open transaction, inserted when it
+/// ends with their counters (see [`Apply::flush_topic_counts`]), and the
+/// keys they get. The writer is the only one to insert into these tables
+/// and keys are handed out above the largest stored one, as SQLite would.
+#[derive(Default)]
+pub(super) struct NewRows {
+    topics: Map<i64, NewTopic>,
+    phrasings: Map<i64, NewPhrasing>,
+    next_topic: Option<i64>,
+    next_phrasing: Option<i64>,
+}
+
+pub(super) struct NewTopic {
+    assistant: i64,
+    kind: i64,
+    norm: String,
+    label: Option<String>,
+}
+
+pub(super) struct NewPhrasing {
+    topic: i64,
+    text: String,
+}
+
+impl NewRows {
+    /// The key of the next topic row, inserted now or at the end.
+    fn topic_key(&mut self, tx: &rusqlite::Transaction<'_>) -> SqlResult<i64> {
+        next_key(tx, &mut self.next_topic, "topics")
+    }
+
+    fn phrasing_key(&mut self, tx: &rusqlite::Transaction<'_>) -> SqlResult<i64> {
+        next_key(tx, &mut self.next_phrasing, "phrasings")
+    }
+
+    /// The new topics, by key: inserted in key order, each row lands at the
+    /// end of the table's B-tree.
+    fn take_topics(&mut self) -> Vec<(i64, NewTopic)> {
+        let mut rows: Vec<_> = self.topics.drain().collect();
+        rows.sort_unstable_by_key(|(key, _)| *key);
+        rows
+    }
+
+    fn take_phrasings(&mut self) -> Vec<(i64, NewPhrasing)> {
+        let mut rows: Vec<_> = self.phrasings.drain().collect();
+        rows.sort_unstable_by_key(|(key, _)| *key);
+        rows
+    }
+}
+
+/// Hands out `next`, read on first use as one past the table's largest key.
+fn next_key(tx: &rusqlite::Transaction<'_>, next: &mut Option<i64>, table: &str) -> SqlResult<i64> {
+    let key = match *next {
+        Some(key) => key,
+        None => tx
+            .prepare_cached(&format!("SELECT coalesce(max(key), 0) + 1 FROM {table}"))?
+            .query_row([], |r| r.get(0))?,
+    };
+    *next = Some(key.saturating_add(1));
+    Ok(key)
 }
 
 /// A phrasing by the keys of the canonical rule.
@@ -418,6 +531,29 @@ struct TouchedPhrasings {
     new: i64,
     best: Option<Canonical>,
 }
+
+impl TouchedPhrasings {
+    /// Phrasing `key` was asked `count` more times, `total` in all, first at `first`.
+    fn add(&mut self, key: i64, count: i64, total: i64, first: i64) {
+        self.new += i64::from(total == count);
+        let candidate = Canonical {
+            key,
+            count: total,
+            first,
+        };
+        if self.best.is_none_or(|b| candidate.rank() < b.rank()) {
+            self.best = Some(candidate);
+        }
+    }
+}
+
+/// Inserts a topic created by this transaction with its counters (see
+/// [`UPDATE_TOPIC`] for what they mean): ?1 key, ?2 assistant, ?3 kind, ?4
+/// norm, ?5 label, ?6 frequency, ?7 last asked, ?8 phrasings asked, ?9–?11
+/// its canonical phrasing, that phrasing's count and first time.
+const INSERT_TOPIC: &str = "INSERT INTO topics (key, assistant, kind, norm, label, frequency,
+        last_ts, variations, canonical, canonical_count, canonical_first)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 /// Changes to one assistant's diversity totals.
 #[derive(Debug, Default)]
