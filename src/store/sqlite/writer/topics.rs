@@ -631,3 +631,109 @@ mod norms_tests {
         assert!(texts.iter().all(|t| norms.contains(t)));
     }
 }
+
+/// Property: topics and phrasings created inside a transaction (inserted
+/// at its end, under keys the writer hands out) and embedding topics
+/// (inserted at once, from the same keys) end up with exactly the counters
+/// a scan of the stored interactions gives, whatever the batches and
+/// assistants, and with every interaction naming rows that exist.
+#[cfg(test)]
+mod new_rows_property {
+    use proptest::prelude::*;
+    use rusqlite::Connection;
+    use serde_json::{Value, json};
+
+    use crate::ingest::ingest_values;
+    use crate::ingest::validate::EventLimits;
+    use crate::store::sqlite::open_for_test;
+    use crate::time::{MICROS_PER_DAY, Timestamp};
+
+    /// Texts of which some are near-duplicates of others.
+    const QUESTIONS: [&str; 6] = [
+        "How do I reset my password?",
+        "how can i reset my password",
+        "Reset my forgotten password",
+        "Where is invoice 42?",
+        "Invoice 42 where",
+        "Sync fails for the Drive connector",
+    ];
+    const EMBEDDINGS: [[f64; 3]; 3] = [[1.0, 0.0, 0.0], [0.99, 0.1, 0.0], [0.0, 0.0, 1.0]];
+
+    /// (assistant, question, how: 0 text only, 1 labelled, 2 with an embedding, minutes ago).
+    type Gen = (u8, usize, u8, usize, i64);
+
+    fn event(now: i64, n: usize, (assistant, question, how, embedding, minutes): Gen) -> Value {
+        let mut e = json!({
+            "type": "interaction",
+            "id": uuid::Uuid::from_u128(n as u128 + 1),
+            "timestamp": Timestamp(now - minutes * 60_000_000).to_rfc3339(),
+            "assistant_id": uuid::Uuid::from_u128((u128::from(assistant) + 1) << 64),
+            "session_id": "s",
+            "cache_hit": false,
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "question": QUESTIONS[question],
+        });
+        match how {
+            1 => e["topic"] = json!(if question < 3 { "Passwords" } else { "Billing" }),
+            2 => e["question_embedding"] = json!(EMBEDDINGS[embedding]),
+            _ => {}
+        }
+        e
+    }
+
+    /// Rows whose stored counters differ from a scan of the interactions.
+    const MISMATCHES: &str = "
+        SELECT (SELECT count(*) FROM interactions i WHERE i.topic IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM topics t WHERE t.key = i.topic))
+             + (SELECT count(*) FROM interactions i WHERE i.phrasing IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM phrasings p WHERE p.key = i.phrasing AND p.topic = i.topic))
+             + (SELECT count(*) FROM topics t WHERE t.frequency !=
+                    (SELECT count(*) FROM interactions i WHERE i.topic = t.key)
+                 OR t.last_ts IS NOT (SELECT max(ts) FROM interactions i WHERE i.topic = t.key)
+                 OR t.variations != (SELECT count(*) FROM phrasings p WHERE p.topic = t.key AND p.count > 0)
+                 OR t.canonical IS NOT (SELECT p.key FROM phrasings p WHERE p.topic = t.key AND p.count > 0
+                                        ORDER BY p.count DESC, p.first_ts, p.key LIMIT 1))
+             + (SELECT count(*) FROM phrasings p WHERE p.count !=
+                    (SELECT count(*) FROM interactions i WHERE i.phrasing = p.key)
+                 OR p.first_ts IS NOT (SELECT min(ts) FROM interactions i WHERE i.phrasing = p.key)
+                 OR p.last_ts IS NOT (SELECT max(ts) FROM interactions i WHERE i.phrasing = p.key))
+             + (SELECT count(*) FROM (SELECT assistant, count(*) AS topics, sum(frequency) AS total,
+                        sum(frequency * frequency) AS squares
+                    FROM topics WHERE frequency > 0 GROUP BY assistant) s
+                 WHERE NOT EXISTS (SELECT 1 FROM topic_totals x WHERE x.assistant = s.assistant
+                    AND x.topics = s.topics AND x.total = s.total AND x.squares = s.squares))";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn new_topics_and_phrasings_get_the_counters_of_a_full_scan(
+            events in proptest::collection::vec((0u8..2, 0usize..6, 0u8..3, 0usize..3, 0i64..3000), 1..50),
+            batch in 1usize..12,
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let now = Timestamp::now().0 - MICROS_PER_DAY;
+            let store = open_for_test(dir.path());
+            for (b, chunk) in events.chunks(batch).enumerate() {
+                let values: Vec<(usize, Value)> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &g)| (i, event(now, b * batch + i, g)))
+                    .collect();
+                let outcome = runtime
+                    .block_on(ingest_values(&store, values, &EventLimits::default()))
+                    .expect("ingest");
+                prop_assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+                prop_assert_eq!(outcome.accepted, chunk.len());
+            }
+            runtime.block_on(store.close());
+            let conn = Connection::open(dir.path().join(crate::store::sqlite::DATABASE_FILE)).expect("database");
+            let mismatches: i64 = conn.query_row(MISMATCHES, [], |r| r.get(0)).expect("scan");
+            prop_assert_eq!(mismatches, 0);
+            let stored: i64 = conn.query_row("SELECT count(*) FROM interactions", [], |r| r.get(0)).expect("count");
+            prop_assert_eq!(stored as usize, events.len());
+        }
+    }
+}
