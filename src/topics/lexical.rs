@@ -91,8 +91,9 @@ pub struct LexicalIndex {
     /// Token id → indices into `phrasings`, ascending.
     postings: Vec<Vec<u32>>,
     phrasings: Vec<Phrasing>,
-    /// Per phrasing, the OR of its tokens' [`signature_bit`]s (see [`Signatures`]).
-    signatures: Vec<u64>,
+    /// Per phrasing, what [`Signatures`] reads: beside `phrasings`, so
+    /// that passing over an entry reads no phrasing.
+    signatures: Vec<Summary>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,15 +191,20 @@ impl LexicalIndex {
             .iter()
             .map(|&t| &self.postings[t as usize][..])
             .collect();
+        let query_negated = words.iter().any(|w| w == "not");
         let signatures = Signatures {
             of: &self.signatures,
             bits: known.iter().map(|&t| signature_bit(t)).collect(),
+            query: Some(Query {
+                size,
+                threshold: (num, den),
+                negated: query_negated,
+            }),
         };
         let candidates = AtLeast::new(lists, first, need as usize).with_signatures(signatures);
         known.sort_unstable();
         let not = self.vocab.get("not").copied();
         let negated = |tokens: &[u32]| not.is_some_and(|id| tokens.binary_search(&id).is_ok());
-        let query_negated = words.iter().any(|w| w == "not");
 
         // (shared, union, topic) of the best match so far.
         let mut best: Option<(u64, u64, i64)> = None;
@@ -260,8 +266,12 @@ impl LexicalIndex {
         for &t in &ids {
             self.postings[t as usize].push(index);
         }
-        self.signatures
-            .push(ids.iter().fold(0, |s, &t| s | signature_bit(t)));
+        let not = self.vocab.get("not").copied();
+        self.signatures.push(Summary {
+            bits: ids.iter().fold(0, |s, &t| s | signature_bit(t)),
+            size: ids.len() as u32,
+            negated: not.is_some_and(|id| ids.binary_search(&id).is_ok()),
+        });
         self.phrasings.push(Phrasing {
             topic,
             tokens: ids.into_boxed_slice(),
@@ -398,21 +408,64 @@ impl Iterator for AtLeast<'_> {
 /// tokens' bits, and a phrasing can hold no more of the query's tokens than
 /// it has bits of them set. A templated question with a new number probes a
 /// common word's list, whose entries mostly lack the template's other words:
-/// one load and a few bit tests each instead of a search per list.
+/// one load and a few bit tests each instead of a search per list. With
+/// the query's shape, the filter also passes over the entries the
+/// verification would reject whatever they share: the wrong size or
+/// negation, or too few bits set for the Jaccard threshold at their size.
 struct Signatures<'a> {
     /// By entry (phrasing index).
-    of: &'a [u64],
+    of: &'a [Summary],
     /// By list: the bit of its token.
     bits: Vec<u64>,
+    query: Option<Query>,
+}
+
+/// What the filter knows of a phrasing.
+#[derive(Debug, Clone, Copy)]
+struct Summary {
+    /// The OR of its tokens' [`signature_bit`]s.
+    bits: u64,
+    /// Its number of tokens.
+    size: u32,
+    /// Whether it holds `not`.
+    negated: bool,
+}
+
+/// The question the lists are probed for.
+struct Query {
+    size: u64,
+    /// Jaccard threshold (numerator, denominator).
+    threshold: (u64, u64),
+    negated: bool,
+}
+
+impl Query {
+    /// Whether a phrasing of this summary sharing at most `shared` tokens
+    /// can reach the threshold: J = s / (a + b − s) ≥ n/d ⇔ s·(n + d) ≥
+    /// n·(a + b), and the size window and negation rule of the verification.
+    fn admits(&self, summary: &Summary, shared: u64) -> bool {
+        let (num, den) = self.threshold;
+        let (a, b) = (self.size, u64::from(summary.size));
+        den * b >= num * a
+            && num * b <= den * a
+            && summary.negated == self.negated
+            && shared * (num + den) >= num * (a + b)
+    }
 }
 
 impl Signatures<'_> {
-    /// False when `entry` is surely in fewer than `m` of the lists.
+    /// False when `entry` is surely in fewer than `m` of the lists, or
+    /// surely no match of the query.
     fn may_be_in(&self, entry: u32, m: usize) -> bool {
-        let Some(&signature) = self.of.get(entry as usize) else {
+        let Some(summary) = self.of.get(entry as usize) else {
             return true;
         };
-        self.bits.iter().filter(|&&b| signature & b != 0).count() >= m
+        let shared = self.bits.iter().filter(|&&b| summary.bits & b != 0).count();
+        shared >= m
+            && self
+                .query
+                .as_ref()
+                .is_none_or(|q| q.admits(summary, shared as u64))
     }
 }
 
@@ -690,14 +743,14 @@ mod tests {
             let m = m.min(lists.len());
             let outer = lists.len() - m + 1;
             let bits: Vec<u64> = (0..lists.len()).map(|j| 1 << (j % 3)).collect();
-            let mut of = vec![0u64; 60];
+            let mut of = vec![Summary { bits: 0, size: 0, negated: false }; 60];
             for (list, bit) in lists.iter().zip(&bits) {
                 for &entry in list {
-                    of[entry as usize] |= bit;
+                    of[entry as usize].bits |= bit;
                 }
             }
             let slices: Vec<&[u32]> = lists.iter().map(|l| &l[..]).collect();
-            let signatures = Signatures { of: &of, bits };
+            let signatures = Signatures { of: &of, bits, query: None };
             let mut got: Vec<u32> =
                 AtLeast::new(slices.clone(), outer, m).with_signatures(signatures).collect();
             got.sort_unstable();
