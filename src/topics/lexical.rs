@@ -86,10 +86,14 @@ pub const THRESHOLD: (u32, u32) = (2, 3);
 #[derive(Debug, Clone)]
 pub struct LexicalIndex {
     threshold: (u32, u32),
-    vocab: HashMap<String, u32>,
+    /// foldhash rather than SipHash: every question looks up each of its words.
+    vocab: HashMap<String, u32, foldhash::fast::RandomState>,
     /// Token id → indices into `phrasings`, ascending.
     postings: Vec<Vec<u32>>,
     phrasings: Vec<Phrasing>,
+    /// Per phrasing, what [`Signatures`] reads: beside `phrasings`, so
+    /// that passing over an entry reads no phrasing.
+    signatures: Vec<Summary>,
 }
 
 #[derive(Debug, Clone)]
@@ -129,9 +133,10 @@ impl LexicalIndex {
         );
         Self {
             threshold: (num, den),
-            vocab: HashMap::new(),
+            vocab: HashMap::default(),
             postings: Vec::new(),
             phrasings: Vec::new(),
+            signatures: Vec::new(),
         }
     }
 
@@ -186,11 +191,20 @@ impl LexicalIndex {
             .iter()
             .map(|&t| &self.postings[t as usize][..])
             .collect();
-        let candidates = AtLeast::new(lists, first, need as usize);
+        let query_negated = words.iter().any(|w| w == "not");
+        let signatures = Signatures {
+            of: &self.signatures,
+            bits: known.iter().map(|&t| signature_bit(t)).collect(),
+            query: Some(Query {
+                size,
+                threshold: (num, den),
+                negated: query_negated,
+            }),
+        };
+        let candidates = AtLeast::new(lists, first, need as usize).with_signatures(signatures);
         known.sort_unstable();
         let not = self.vocab.get("not").copied();
         let negated = |tokens: &[u32]| not.is_some_and(|id| tokens.binary_search(&id).is_ok());
-        let query_negated = words.iter().any(|w| w == "not");
 
         // (shared, union, topic) of the best match so far.
         let mut best: Option<(u64, u64, i64)> = None;
@@ -252,6 +266,12 @@ impl LexicalIndex {
         for &t in &ids {
             self.postings[t as usize].push(index);
         }
+        let not = self.vocab.get("not").copied();
+        self.signatures.push(Summary {
+            bits: ids.iter().fold(0, |s, &t| s | signature_bit(t)),
+            size: ids.len() as u32,
+            negated: not.is_some_and(|id| ids.binary_search(&id).is_ok()),
+        });
         self.phrasings.push(Phrasing {
             topic,
             tokens: ids.into_boxed_slice(),
@@ -279,6 +299,9 @@ impl LexicalIndex {
 /// small logarithm, whatever the length of the other lists.
 struct AtLeast<'a> {
     lists: Vec<&'a [u32]>,
+    /// When given, entries that surely are in fewer than `m` lists are
+    /// passed over without a search.
+    signatures: Option<Signatures<'a>>,
     outer: usize,
     m: usize,
     /// Position in the outer lists: (list, index).
@@ -293,9 +316,16 @@ impl<'a> AtLeast<'a> {
             outer: outer.min(lists.len()),
             cursors: vec![0; lists.len()],
             lists,
+            signatures: None,
             m,
             at: (0, 0),
         }
+    }
+
+    /// `signatures.bits[j]` must be set in the signature of every entry of list `j`.
+    fn with_signatures(mut self, signatures: Signatures<'a>) -> Self {
+        self.signatures = Some(signatures);
+        self
     }
 
     /// Whether list `j` holds `entry`, moving its cursor to the first value
@@ -356,12 +386,92 @@ impl Iterator for AtLeast<'_> {
                 continue;
             };
             self.at.1 += 1;
+            // Passing an entry over leaves the cursors behind it, where the
+            // searches for the later, larger entries may start.
+            if self
+                .signatures
+                .as_ref()
+                .is_some_and(|s| !s.may_be_in(entry, self.m))
+            {
+                continue;
+            }
             if self.keeps(i, entry) {
                 return Some(entry);
             }
         }
         None
     }
+}
+
+/// A filter in front of the searches of [`AtLeast`]: every token sets one of
+/// 64 bits ([`signature_bit`]), a phrasing's signature is the OR of its
+/// tokens' bits, and a phrasing can hold no more of the query's tokens than
+/// it has bits of them set. A templated question with a new number probes a
+/// common word's list, whose entries mostly lack the template's other words:
+/// one load and a few bit tests each instead of a search per list. With
+/// the query's shape, the filter also passes over the entries the
+/// verification would reject whatever they share: the wrong size or
+/// negation, or too few bits set for the Jaccard threshold at their size.
+struct Signatures<'a> {
+    /// By entry (phrasing index).
+    of: &'a [Summary],
+    /// By list: the bit of its token.
+    bits: Vec<u64>,
+    query: Option<Query>,
+}
+
+/// What the filter knows of a phrasing.
+#[derive(Debug, Clone, Copy)]
+struct Summary {
+    /// The OR of its tokens' [`signature_bit`]s.
+    bits: u64,
+    /// Its number of tokens.
+    size: u32,
+    /// Whether it holds `not`.
+    negated: bool,
+}
+
+/// The question the lists are probed for.
+struct Query {
+    size: u64,
+    /// Jaccard threshold (numerator, denominator).
+    threshold: (u64, u64),
+    negated: bool,
+}
+
+impl Query {
+    /// Whether a phrasing of this summary sharing at most `shared` tokens
+    /// can reach the threshold: J = s / (a + b − s) ≥ n/d ⇔ s·(n + d) ≥
+    /// n·(a + b), and the size window and negation rule of the verification.
+    fn admits(&self, summary: &Summary, shared: u64) -> bool {
+        let (num, den) = self.threshold;
+        let (a, b) = (self.size, u64::from(summary.size));
+        den * b >= num * a
+            && num * b <= den * a
+            && summary.negated == self.negated
+            && shared * (num + den) >= num * (a + b)
+    }
+}
+
+impl Signatures<'_> {
+    /// False when `entry` is surely in fewer than `m` of the lists, or
+    /// surely no match of the query.
+    fn may_be_in(&self, entry: u32, m: usize) -> bool {
+        let Some(summary) = self.of.get(entry as usize) else {
+            return true;
+        };
+        let shared = self.bits.iter().filter(|&&b| summary.bits & b != 0).count();
+        shared >= m
+            && self
+                .query
+                .as_ref()
+                .is_none_or(|q| q.admits(summary, shared as u64))
+    }
+}
+
+/// The signature bit of token `id`: a multiplicative hash's top 6 bits.
+fn signature_bit(id: u32) -> u64 {
+    1 << (id.wrapping_mul(0x9E37_79B9) >> 26)
 }
 
 /// Merges sorted, distinct posting lists and yields, once each, the
@@ -617,6 +727,32 @@ mod tests {
             let outer = lists.len() - m + 1;
             let slices: Vec<&[u32]> = lists.iter().map(|l| &l[..]).collect();
             let mut got: Vec<u32> = AtLeast::new(slices.clone(), outer, m).collect();
+            got.sort_unstable();
+            let want: Vec<u32> = InAtLeast { lists: slices, m }.collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        /// The signature filter passes over no entry that is in `m` lists,
+        /// even when lists share bits (here three bits for up to six lists).
+        #[test]
+        fn signatures_pass_over_no_entry_found_in_m_lists(
+            lists in proptest::collection::vec(proptest::collection::btree_set(0u32..60, 0..40), 1..7),
+            m in 1usize..7,
+        ) {
+            let lists: Vec<Vec<u32>> = lists.into_iter().map(|l| l.into_iter().collect()).collect();
+            let m = m.min(lists.len());
+            let outer = lists.len() - m + 1;
+            let bits: Vec<u64> = (0..lists.len()).map(|j| 1 << (j % 3)).collect();
+            let mut of = vec![Summary { bits: 0, size: 0, negated: false }; 60];
+            for (list, bit) in lists.iter().zip(&bits) {
+                for &entry in list {
+                    of[entry as usize].bits |= bit;
+                }
+            }
+            let slices: Vec<&[u32]> = lists.iter().map(|l| &l[..]).collect();
+            let signatures = Signatures { of: &of, bits, query: None };
+            let mut got: Vec<u32> =
+                AtLeast::new(slices.clone(), outer, m).with_signatures(signatures).collect();
             got.sort_unstable();
             let want: Vec<u32> = InAtLeast { lists: slices, m }.collect();
             proptest::prop_assert_eq!(got, want);

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::ids::{StoredIds, day_of};
 use super::series::Series;
 use super::statements::{INSERT_DETAILS, INSERT_INTERACTION, Interned, Statements};
-use super::topics::TopicChoice;
+use super::topics::{NewRows, TopicChoice};
 use super::{COST_CATALOGUE, COST_CLIENT, COST_UNPRICED, Caches, Map, Names, Registry};
 use crate::ingest::event::*;
 use crate::metrics::steps::StepSample;
@@ -69,6 +69,8 @@ pub(super) struct Apply<'t> {
     /// Embedding topics whose centroid moved in this transaction: topic →
     /// (assistant, row of its centroid index), written once at the end.
     pub(super) moved_centroids: Map<i64, (i64, usize)>,
+    /// Topics and phrasings created in this transaction, written once at the end.
+    pub(super) new_rows: NewRows,
     pub(super) statements: Statements<'t>,
 }
 

@@ -627,6 +627,7 @@ impl Writer {
             phrasing_counts: Map::default(),
             last_retrievals: Map::default(),
             moved_centroids: Map::default(),
+            new_rows: Default::default(),
             statements: Default::default(),
         };
         let mut outcomes = Vec::with_capacity(batches.len());

@@ -52,12 +52,16 @@ impl Apply<'_> {
             None => match self.near_duplicate(assistant, &key, maybe_stored)? {
                 Some(topic) => topic,
                 None => {
-                    self.tx
-                        .prepare_cached(
-                            "INSERT INTO topics (assistant, kind, norm, label) VALUES (?1, ?2, ?3, ?4)",
-                        )?
-                        .execute(params![assistant, kind, key.norm, e.topic])?;
-                    let topic = self.tx.last_insert_rowid();
+                    let topic = self.new_rows.topic_key(self.tx)?;
+                    self.new_rows.topics.insert(
+                        topic,
+                        NewTopic {
+                            assistant,
+                            kind,
+                            norm: key.norm.clone(),
+                            label: e.topic.clone(),
+                        },
+                    );
                     if key.kind == TopicKind::Question {
                         self.lexical(assistant)?.insert(topic, &key.norm);
                         self.record_norm(assistant, &key.norm);
@@ -170,10 +174,15 @@ impl Apply<'_> {
         let key = match found {
             Some(key) => key,
             None => {
-                self.tx
-                    .prepare_cached("INSERT INTO phrasings (topic, text) VALUES (?1, ?2)")?
-                    .execute(params![topic, question])?;
-                self.tx.last_insert_rowid()
+                let key = self.new_rows.phrasing_key(self.tx)?;
+                self.new_rows.phrasings.insert(
+                    key,
+                    NewPhrasing {
+                        topic,
+                        text: question.to_string(),
+                    },
+                );
+                key
             }
         };
         self.caches.phrasings.insert(cache_key, key);
@@ -246,16 +255,17 @@ impl Apply<'_> {
             }
             Assignment::New => {
                 // Embedding topics have no text key; the first interaction's id keeps `norm` unique.
+                let topic = self.new_rows.topic_key(self.tx)?;
                 self.tx
                     .prepare_cached(
-                        "INSERT INTO topics (assistant, kind, norm) VALUES (?1, ?2, ?3)",
+                        "INSERT INTO topics (key, assistant, kind, norm) VALUES (?1, ?2, ?3, ?4)",
                     )?
                     .execute(params![
+                        topic,
                         assistant,
                         TopicKind::Embedding as i64,
                         id.to_string()
                     ])?;
-                let topic = self.tx.last_insert_rowid();
                 self.tx
                     .prepare_cached(
                         "INSERT INTO topic_centroids (topic, assistant, count, mean) VALUES (?1, ?2, 1, ?3)",
@@ -313,11 +323,36 @@ impl Apply<'_> {
     /// Writes this transaction's topic and phrasing counters, and keeps what
     /// all-time trending and diversity read up to date with them: each
     /// topic's phrasings asked and canonical phrasing, and its assistant's
-    /// Σf, Σf² and number of asked topics.
+    /// Σf, Σf² and number of asked topics. A topic created by this
+    /// transaction is inserted here with its counters: one row write instead
+    /// of an insert and an update.
     pub(super) fn flush_topic_counts(&mut self) -> SqlResult<()> {
         let touched = self.flush_phrasing_counts()?;
+        let mut counts = std::mem::take(&mut self.topic_counts);
         let mut totals: Map<i64, Totals> = Map::default();
-        for (topic, (count, last)) in std::mem::take(&mut self.topic_counts) {
+        let mut insert = self.tx.prepare_cached(INSERT_TOPIC)?;
+        for (topic, new) in self.new_rows.take_topics() {
+            let counted = counts.remove(&topic);
+            let phrasings = touched.get(&topic);
+            let best = phrasings.and_then(|t| t.best);
+            insert.execute(params![
+                topic,
+                new.assistant,
+                new.kind,
+                new.norm,
+                new.label,
+                counted.map_or(0, |c| c.0),
+                counted.map(|c| c.1),
+                phrasings.map_or(0, |t| t.new),
+                best.map(|b| b.key),
+                best.map(|b| b.count),
+                best.map(|b| b.first)
+            ])?;
+            if let Some((count, _)) = counted {
+                totals.entry(new.assistant).or_default().add(0, count);
+            }
+        }
+        for (topic, (count, last)) in counts {
             let phrasings = touched.get(&topic);
             let best = phrasings.and_then(|t| t.best);
             let (assistant, frequency): (i64, i64) =
@@ -349,34 +384,112 @@ impl Apply<'_> {
         Ok(())
     }
 
-    /// Writes the phrasing counters; per topic, how many of its phrasings
-    /// were asked for the first time and the best of them by the canonical rule.
+    /// Writes the phrasing counters (a phrasing created by this transaction
+    /// is inserted with them); per topic, how many of its phrasings were
+    /// asked for the first time and the best of them by the canonical rule.
     fn flush_phrasing_counts(&mut self) -> SqlResult<Map<i64, TouchedPhrasings>> {
         let mut touched: Map<i64, TouchedPhrasings> = Map::default();
+        let mut counts = std::mem::take(&mut self.phrasing_counts);
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO phrasings (key, topic, text, count, first_ts, last_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (phrasing, new) in self.new_rows.take_phrasings() {
+            let counted = counts.remove(&phrasing);
+            insert.execute(params![
+                phrasing,
+                new.topic,
+                new.text,
+                counted.map_or(0, |c| c.0),
+                counted.map(|c| c.1),
+                counted.map(|c| c.2)
+            ])?;
+            if let Some((count, first, _)) = counted {
+                touched
+                    .entry(new.topic)
+                    .or_default()
+                    .add(phrasing, count, count, first);
+            }
+        }
         let mut stmt = self.tx.prepare_cached(
             "UPDATE phrasings SET count = count + ?2,
                 first_ts = min(coalesce(first_ts, ?3), ?3),
                 last_ts = max(coalesce(last_ts, ?4), ?4) WHERE key = ?1
              RETURNING topic, count, first_ts",
         )?;
-        for (phrasing, (count, first, last)) in std::mem::take(&mut self.phrasing_counts) {
+        for (phrasing, (count, first, last)) in counts {
             let (topic, total, first): (i64, i64, i64) = stmt
                 .query_row(params![phrasing, count, first, last], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?;
-            let entry = touched.entry(topic).or_default();
-            entry.new += i64::from(total == count);
-            let candidate = Canonical {
-                key: phrasing,
-                count: total,
-                first,
-            };
-            if entry.best.is_none_or(|b| candidate.rank() < b.rank()) {
-                entry.best = Some(candidate);
-            }
+            touched
+                .entry(topic)
+                .or_default()
+                .add(phrasing, count, total, first);
         }
         Ok(touched)
     }
+}
+
+/// Topics and phrasings created by the open transaction, inserted when it
+/// ends with their counters (see [`Apply::flush_topic_counts`]), and the
+/// keys they get. The writer is the only one to insert into these tables
+/// and keys are handed out above the largest stored one, as SQLite would.
+#[derive(Default)]
+pub(super) struct NewRows {
+    topics: Map<i64, NewTopic>,
+    phrasings: Map<i64, NewPhrasing>,
+    next_topic: Option<i64>,
+    next_phrasing: Option<i64>,
+}
+
+pub(super) struct NewTopic {
+    assistant: i64,
+    kind: i64,
+    norm: String,
+    label: Option<String>,
+}
+
+pub(super) struct NewPhrasing {
+    topic: i64,
+    text: String,
+}
+
+impl NewRows {
+    /// The key of the next topic row, inserted now or at the end.
+    fn topic_key(&mut self, tx: &rusqlite::Transaction<'_>) -> SqlResult<i64> {
+        next_key(tx, &mut self.next_topic, "topics")
+    }
+
+    fn phrasing_key(&mut self, tx: &rusqlite::Transaction<'_>) -> SqlResult<i64> {
+        next_key(tx, &mut self.next_phrasing, "phrasings")
+    }
+
+    /// The new topics, by key: inserted in key order, each row lands at the
+    /// end of the table's B-tree.
+    fn take_topics(&mut self) -> Vec<(i64, NewTopic)> {
+        let mut rows: Vec<_> = self.topics.drain().collect();
+        rows.sort_unstable_by_key(|(key, _)| *key);
+        rows
+    }
+
+    fn take_phrasings(&mut self) -> Vec<(i64, NewPhrasing)> {
+        let mut rows: Vec<_> = self.phrasings.drain().collect();
+        rows.sort_unstable_by_key(|(key, _)| *key);
+        rows
+    }
+}
+
+/// Hands out `next`, read on first use as one past the table's largest key.
+fn next_key(tx: &rusqlite::Transaction<'_>, next: &mut Option<i64>, table: &str) -> SqlResult<i64> {
+    let key = match *next {
+        Some(key) => key,
+        None => tx
+            .prepare_cached(&format!("SELECT coalesce(max(key), 0) + 1 FROM {table}"))?
+            .query_row([], |r| r.get(0))?,
+    };
+    *next = Some(key.saturating_add(1));
+    Ok(key)
 }
 
 /// A phrasing by the keys of the canonical rule.
@@ -418,6 +531,29 @@ struct TouchedPhrasings {
     new: i64,
     best: Option<Canonical>,
 }
+
+impl TouchedPhrasings {
+    /// Phrasing `key` was asked `count` more times, `total` in all, first at `first`.
+    fn add(&mut self, key: i64, count: i64, total: i64, first: i64) {
+        self.new += i64::from(total == count);
+        let candidate = Canonical {
+            key,
+            count: total,
+            first,
+        };
+        if self.best.is_none_or(|b| candidate.rank() < b.rank()) {
+            self.best = Some(candidate);
+        }
+    }
+}
+
+/// Inserts a topic created by this transaction with its counters (see
+/// [`UPDATE_TOPIC`] for what they mean): ?1 key, ?2 assistant, ?3 kind, ?4
+/// norm, ?5 label, ?6 frequency, ?7 last asked, ?8 phrasings asked, ?9–?11
+/// its canonical phrasing, that phrasing's count and first time.
+const INSERT_TOPIC: &str = "INSERT INTO topics (key, assistant, kind, norm, label, frequency,
+        last_ts, variations, canonical, canonical_count, canonical_first)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 /// Changes to one assistant's diversity totals.
 #[derive(Debug, Default)]
@@ -493,5 +629,111 @@ mod norms_tests {
         }
         assert!(norms.filters.len() >= 3);
         assert!(texts.iter().all(|t| norms.contains(t)));
+    }
+}
+
+/// Property: topics and phrasings created inside a transaction (inserted
+/// at its end, under keys the writer hands out) and embedding topics
+/// (inserted at once, from the same keys) end up with exactly the counters
+/// a scan of the stored interactions gives, whatever the batches and
+/// assistants, and with every interaction naming rows that exist.
+#[cfg(test)]
+mod new_rows_property {
+    use proptest::prelude::*;
+    use rusqlite::Connection;
+    use serde_json::{Value, json};
+
+    use crate::ingest::ingest_values;
+    use crate::ingest::validate::EventLimits;
+    use crate::store::sqlite::open_for_test;
+    use crate::time::{MICROS_PER_DAY, Timestamp};
+
+    /// Texts of which some are near-duplicates of others.
+    const QUESTIONS: [&str; 6] = [
+        "How do I reset my password?",
+        "how can i reset my password",
+        "Reset my forgotten password",
+        "Where is invoice 42?",
+        "Invoice 42 where",
+        "Sync fails for the Drive connector",
+    ];
+    const EMBEDDINGS: [[f64; 3]; 3] = [[1.0, 0.0, 0.0], [0.99, 0.1, 0.0], [0.0, 0.0, 1.0]];
+
+    /// (assistant, question, how: 0 text only, 1 labelled, 2 with an embedding, minutes ago).
+    type Gen = (u8, usize, u8, usize, i64);
+
+    fn event(now: i64, n: usize, (assistant, question, how, embedding, minutes): Gen) -> Value {
+        let mut e = json!({
+            "type": "interaction",
+            "id": uuid::Uuid::from_u128(n as u128 + 1),
+            "timestamp": Timestamp(now - minutes * 60_000_000).to_rfc3339(),
+            "assistant_id": uuid::Uuid::from_u128((u128::from(assistant) + 1) << 64),
+            "session_id": "s",
+            "cache_hit": false,
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "question": QUESTIONS[question],
+        });
+        match how {
+            1 => e["topic"] = json!(if question < 3 { "Passwords" } else { "Billing" }),
+            2 => e["question_embedding"] = json!(EMBEDDINGS[embedding]),
+            _ => {}
+        }
+        e
+    }
+
+    /// Rows whose stored counters differ from a scan of the interactions.
+    const MISMATCHES: &str = "
+        SELECT (SELECT count(*) FROM interactions i WHERE i.topic IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM topics t WHERE t.key = i.topic))
+             + (SELECT count(*) FROM interactions i WHERE i.phrasing IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM phrasings p WHERE p.key = i.phrasing AND p.topic = i.topic))
+             + (SELECT count(*) FROM topics t WHERE t.frequency !=
+                    (SELECT count(*) FROM interactions i WHERE i.topic = t.key)
+                 OR t.last_ts IS NOT (SELECT max(ts) FROM interactions i WHERE i.topic = t.key)
+                 OR t.variations != (SELECT count(*) FROM phrasings p WHERE p.topic = t.key AND p.count > 0)
+                 OR t.canonical IS NOT (SELECT p.key FROM phrasings p WHERE p.topic = t.key AND p.count > 0
+                                        ORDER BY p.count DESC, p.first_ts, p.key LIMIT 1))
+             + (SELECT count(*) FROM phrasings p WHERE p.count !=
+                    (SELECT count(*) FROM interactions i WHERE i.phrasing = p.key)
+                 OR p.first_ts IS NOT (SELECT min(ts) FROM interactions i WHERE i.phrasing = p.key)
+                 OR p.last_ts IS NOT (SELECT max(ts) FROM interactions i WHERE i.phrasing = p.key))
+             + (SELECT count(*) FROM (SELECT assistant, count(*) AS topics, sum(frequency) AS total,
+                        sum(frequency * frequency) AS squares
+                    FROM topics WHERE frequency > 0 GROUP BY assistant) s
+                 WHERE NOT EXISTS (SELECT 1 FROM topic_totals x WHERE x.assistant = s.assistant
+                    AND x.topics = s.topics AND x.total = s.total AND x.squares = s.squares))";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn new_topics_and_phrasings_get_the_counters_of_a_full_scan(
+            events in proptest::collection::vec((0u8..2, 0usize..6, 0u8..3, 0usize..3, 0i64..3000), 1..50),
+            batch in 1usize..12,
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let now = Timestamp::now().0 - MICROS_PER_DAY;
+            let store = open_for_test(dir.path());
+            for (b, chunk) in events.chunks(batch).enumerate() {
+                let values: Vec<(usize, Value)> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &g)| (i, event(now, b * batch + i, g)))
+                    .collect();
+                let outcome = runtime
+                    .block_on(ingest_values(&store, values, &EventLimits::default()))
+                    .expect("ingest");
+                prop_assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+                prop_assert_eq!(outcome.accepted, chunk.len());
+            }
+            runtime.block_on(store.close());
+            let conn = Connection::open(dir.path().join(crate::store::sqlite::DATABASE_FILE)).expect("database");
+            let mismatches: i64 = conn.query_row(MISMATCHES, [], |r| r.get(0)).expect("scan");
+            prop_assert_eq!(mismatches, 0);
+            let stored: i64 = conn.query_row("SELECT count(*) FROM interactions", [], |r| r.get(0)).expect("count");
+            prop_assert_eq!(stored as usize, events.len());
+        }
     }
 }
