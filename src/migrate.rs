@@ -1,0 +1,65 @@
+//! `ragpulse migrate`: creates or upgrades the ClickHouse backend's schema on
+//! every node and prints, per node, what it found and what it created.
+
+use anyhow::Context;
+
+use crate::cli::{ClickHouseArgs, MigrateArgs};
+use crate::store::clickhouse::Connection;
+use crate::store::clickhouse::migrate::{NodeReport, migrate};
+
+pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
+    let connection = connection(&args.clickhouse);
+    let reports = migrate(&connection).await.with_context(|| {
+        format!(
+            "migrating database {} on {}",
+            connection.database,
+            connection.urls.join(",")
+        )
+    })?;
+    for report in &reports {
+        println!("{}", describe(report, &connection.database));
+    }
+    Ok(())
+}
+
+pub fn connection(args: &ClickHouseArgs) -> Connection {
+    Connection {
+        urls: args.urls.clone(),
+        database: args.clickhouse_database.clone(),
+        cluster: args.clickhouse_cluster.clone(),
+        user: args.clickhouse_user.clone(),
+        password: args.clickhouse_password.clone(),
+    }
+}
+
+/// One line per node: `http://…: database rp created; schema 0 -> 1; created 19 tables: …`.
+fn describe(report: &NodeReport, database: &str) -> String {
+    let mut parts = Vec::new();
+    if report.database_created {
+        parts.push(format!("database {database} created"));
+    }
+    if report.from_version == report.to_version {
+        parts.push(format!(
+            "schema at version {}, nothing to do",
+            report.to_version
+        ));
+    } else {
+        parts.push(format!(
+            "schema {} -> {}",
+            report.from_version, report.to_version
+        ));
+    }
+    if !report.created_tables.is_empty() {
+        parts.push(format!(
+            "created {} tables: {}",
+            report.created_tables.len(),
+            report.created_tables.join(", ")
+        ));
+    }
+    format!(
+        "{} ({} shards): {}",
+        report.url,
+        report.shards,
+        parts.join("; ")
+    )
+}
