@@ -27,7 +27,8 @@ pub struct Table {
     pub version: &'static str,
     pub partition_by: Option<&'static str>,
     pub order_by: &'static str,
-    /// The Distributed table's sharding expression.
+    /// The Distributed table's sharding expression (UUIDs hashed as text:
+    /// 18.16's cityHash64 takes no UUID).
     pub shard_by: &'static str,
 }
 
@@ -88,7 +89,7 @@ pub const TABLES: &[Table] = &[
         version: "version",
         partition_by: Some(MONTH_OF_TS),
         order_by: "assistant_id, ts_us, event_id",
-        shard_by: "cityHash64(event_id)",
+        shard_by: "cityHash64(toString(event_id))",
     },
     Table {
         // One row per retrieved document, on its interaction's shard: the
@@ -104,7 +105,7 @@ pub const TABLES: &[Table] = &[
         version: "version",
         partition_by: Some(MONTH_OF_TS),
         order_by: "document_id, assistant_id, ts_us, event_id",
-        shard_by: "cityHash64(event_id)",
+        shard_by: "cityHash64(toString(event_id))",
     },
     Table {
         name: "syncs",
@@ -122,7 +123,7 @@ pub const TABLES: &[Table] = &[
         version: "version",
         partition_by: None,
         order_by: "sync_id",
-        shard_by: "cityHash64(sync_id)",
+        shard_by: "cityHash64(toString(sync_id))",
     },
     Table {
         name: "assistants",
@@ -137,7 +138,7 @@ pub const TABLES: &[Table] = &[
         version: "version",
         partition_by: None,
         order_by: "assistant_id, version",
-        shard_by: "cityHash64(assistant_id)",
+        shard_by: "cityHash64(toString(assistant_id))",
     },
     Table {
         name: "users",
@@ -165,7 +166,7 @@ pub const TABLES: &[Table] = &[
         version: "version",
         partition_by: None,
         order_by: "connector_id, version",
-        shard_by: "cityHash64(connector_id)",
+        shard_by: "cityHash64(toString(connector_id))",
     },
     Table {
         name: "documents",
@@ -184,7 +185,7 @@ pub const TABLES: &[Table] = &[
         version: "version",
         partition_by: None,
         order_by: "document_id, version",
-        shard_by: "cityHash64(document_id)",
+        shard_by: "cityHash64(toString(document_id))",
     },
     Table {
         // Metric states of closed buckets (hours, days), postcard-encoded as
@@ -202,7 +203,7 @@ pub const TABLES: &[Table] = &[
         version: "version",
         partition_by: None,
         order_by: "metric, level, bucket, assistant_id",
-        shard_by: "cityHash64(metric, level, bucket, assistant_id)",
+        shard_by: "cityHash64(metric, level, bucket, toString(assistant_id))",
     },
     Table {
         // Buckets whose rollups a late or resent event made stale: computed
@@ -307,9 +308,9 @@ mod tests {
         assert!(
             sql.starts_with("CREATE TABLE IF NOT EXISTS rp.syncs (sync_id UUID, connector_id UUID")
         );
-        assert!(
-            sql.ends_with("ENGINE = Distributed(ragpulse, rp, syncs_local, cityHash64(sync_id))")
-        );
+        assert!(sql.ends_with(
+            "ENGINE = Distributed(ragpulse, rp, syncs_local, cityHash64(toString(sync_id)))"
+        ));
     }
 
     /// FINAL merges copies of a row only on one shard and in one partition:
@@ -319,10 +320,10 @@ mod tests {
         for table in TABLES {
             let key: Vec<&str> = table.order_by.split(", ").collect();
             let inner = |expr: &str| -> Vec<String> {
-                let args = expr[expr.find('(').unwrap_or(0)..]
-                    .trim_matches(|c| c == '(' || c == ')')
-                    .to_string();
-                args.split(',').map(|a| a.trim().to_string()).collect()
+                let args = expr["cityHash64(".len()..expr.len() - 1].replace("toString(", "");
+                args.split(',')
+                    .map(|a| a.trim().trim_end_matches(')').to_string())
+                    .collect()
             };
             for column in inner(table.shard_by) {
                 assert!(key.contains(&column.as_str()), "{}: {column}", table.name);

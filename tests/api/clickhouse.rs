@@ -1,0 +1,299 @@
+//! The ClickHouse backend's foundation against a real two-shard cluster:
+//! `ragpulse migrate` creates the same tables on every node and changes
+//! nothing when run again, rows written through a Distributed table are read
+//! from either node, and ClickHouse's failures come back typed.
+//!
+//! The nodes are `$RAGPULSE_CLICKHOUSE_URLS` (comma-separated HTTP URLs of a
+//! cluster named `ragpulse`; `scripts/clickhouse-cluster.sh start` runs one,
+//! `.ci/run` starts it before these tests). Without it they skip with a
+//! message, except under `CI=true`. Each test uses its own database.
+
+use std::process::Command;
+
+use ragpulse::internals::clickhouse::{
+    ClickHouseError, Client, Connection, FailureKind, StoreError, expected_tables,
+};
+use serde::Deserialize;
+
+const IGNORE: &str = "SKIPPED: RAGPULSE_CLICKHOUSE_URLS is not set (scripts/clickhouse-cluster.sh start; CI=true makes this a failure)";
+
+/// The cluster's node URLs, or `None` (outside CI) to skip.
+fn urls() -> Option<Vec<String>> {
+    match std::env::var("RAGPULSE_CLICKHOUSE_URLS") {
+        Ok(urls) if !urls.trim().is_empty() => {
+            Some(urls.split(',').map(|u| u.trim().to_string()).collect())
+        }
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "CI=true, but RAGPULSE_CLICKHOUSE_URLS is not set (.ci/run starts the cluster)"
+                );
+            }
+            eprintln!("{IGNORE}");
+            None
+        }
+    }
+}
+
+/// A database name of its own for one test, dropped on every node first.
+async fn fresh_database(urls: &[String], test: &str) -> Connection {
+    let database = format!("ragpulse_test_{test}");
+    let connection = connection(urls, &database);
+    let client = Client::new(&connection).unwrap();
+    for node in 0..urls.len() {
+        client
+            .execute(node, &format!("DROP DATABASE IF EXISTS {database}"))
+            .await
+            .unwrap();
+    }
+    connection
+}
+
+fn connection(urls: &[String], database: &str) -> Connection {
+    Connection {
+        urls: urls.to_vec(),
+        database: database.to_string(),
+        cluster: "ragpulse".into(),
+        user: None,
+        password: None,
+    }
+}
+
+/// `ragpulse migrate` on `connection`: its exit success and its stdout.
+fn migrate(connection: &Connection) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ragpulse"))
+        .args(["migrate", "--clickhouse-url", &connection.urls.join(",")])
+        .args(["--clickhouse-database", &connection.database])
+        .args(["--clickhouse-cluster", &connection.cluster])
+        .env_remove("RAGPULSE_CLICKHOUSE_USER")
+        .env_remove("RAGPULSE_CLICKHOUSE_PASSWORD")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+struct Table {
+    name: String,
+    engine: String,
+}
+
+async fn tables(client: &Client, node: usize) -> Vec<Table> {
+    let sql = format!(
+        "SELECT name, engine FROM system.tables WHERE database = '{}' ORDER BY name",
+        client.database()
+    );
+    client.system_rows(node, &sql).await.unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs ClickHouse: .ci/run starts a two-shard cluster and runs this with --ignored"]
+async fn migrate_creates_the_same_tables_on_every_node_and_again_changes_nothing() {
+    // Arrange
+    let Some(urls) = urls() else { return };
+    assert_eq!(urls.len(), 2, "the tests expect the two-node cluster");
+    let connection = fresh_database(&urls, "migrate").await;
+    let client = Client::new(&connection).unwrap();
+
+    // Act
+    let (first_ok, first, first_err) = migrate(&connection);
+    let after_first = [tables(&client, 0).await, tables(&client, 1).await];
+    let (second_ok, second, second_err) = migrate(&connection);
+    let after_second = [tables(&client, 0).await, tables(&client, 1).await];
+
+    // Assert
+    assert!(first_ok, "{first_err}");
+    assert!(second_ok, "{second_err}");
+    let names = |t: &[Table]| t.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    let mut expected: Vec<&str> = [
+        "assistants",
+        "connectors",
+        "documents",
+        "interactions",
+        "retrievals",
+        "rollup_dirty",
+        "rollups",
+        "syncs",
+        "users",
+    ]
+    .to_vec();
+    expected.extend(
+        expected
+            .clone()
+            .into_iter()
+            .map(|n| Box::leak(format!("{n}_local").into_boxed_str()) as &str),
+    );
+    expected.push("schema_version");
+    expected.sort();
+    assert_eq!(names(&after_first[0]), expected);
+    assert_eq!(expected_tables(), expected);
+    assert_eq!(after_first[0], after_first[1]);
+    assert_eq!(after_second, after_first);
+    for table in &after_first[0] {
+        let engine = if table.name == "schema_version" || table.name.ends_with("_local") {
+            "ReplacingMergeTree"
+        } else {
+            "Distributed"
+        };
+        assert_eq!(table.engine, engine, "{}", table.name);
+    }
+    let list = expected.join(", ");
+    let created = |url: &str| {
+        format!(
+            "{url} (2 shards): database ragpulse_test_migrate created; schema 0 -> 1; created 19 tables: {list}\n"
+        )
+    };
+    assert_eq!(first, format!("{}{}", created(&urls[0]), created(&urls[1])));
+    let nothing = |url: &str| format!("{url} (2 shards): schema at version 1, nothing to do\n");
+    assert_eq!(
+        second,
+        format!("{}{}", nothing(&urls[0]), nothing(&urls[1]))
+    );
+}
+
+#[derive(Debug, serde::Serialize, Deserialize, PartialEq)]
+struct Sync {
+    sync_id: String,
+    connector_id: String,
+    status: u8,
+    started_at_us: i64,
+    duration_us: Option<i64>,
+    documents_synced: Option<i64>,
+    error: Option<String>,
+    version: u64,
+}
+
+fn sync(n: u32) -> Sync {
+    Sync {
+        sync_id: format!("00000000-0000-4000-8000-{n:012}"),
+        connector_id: "11111111-1111-4111-8111-111111111111".into(),
+        status: (n % 3) as u8,
+        started_at_us: 1_765_000_000_000_000 + i64::from(n),
+        duration_us: (n % 2 == 0).then_some(i64::from(n) * 1000),
+        documents_synced: Some(i64::from(n)),
+        error: (n % 3 == 2).then(|| format!("failure {n}")),
+        version: 1,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Count {
+    n: u64,
+}
+
+#[tokio::test]
+#[ignore = "needs ClickHouse: .ci/run starts a two-shard cluster and runs this with --ignored"]
+async fn rows_inserted_through_a_distributed_table_are_read_from_either_node_once() {
+    // Arrange
+    let Some(urls) = urls() else { return };
+    let connection = fresh_database(&urls, "distributed").await;
+    let (ok, _, err) = migrate(&connection);
+    assert!(ok, "{err}");
+    let client = Client::new(&connection).unwrap();
+    let rows: Vec<Sync> = (1..=200).map(sync).collect();
+
+    // Act: the batch, then the same batch again (a retry) through the other node
+    client.insert(0, "syncs", &rows).await.unwrap();
+    client.insert(1, "syncs", &rows).await.unwrap();
+    let sql = "SELECT sync_id, connector_id, status, started_at_us, duration_us, documents_synced, \
+               error, version FROM syncs FINAL ORDER BY sync_id";
+    let from_first: Vec<Sync> = client.rows(0, sql).await.unwrap();
+    let from_second: Vec<Sync> = client.rows(1, sql).await.unwrap();
+    let local = "SELECT count() AS n FROM syncs_local";
+    let on_first: Vec<Count> = client.rows(0, local).await.unwrap();
+    let on_second: Vec<Count> = client.rows(1, local).await.unwrap();
+
+    // Assert: every row once from either node, each row's copies on one shard
+    assert_eq!(from_first, rows);
+    assert_eq!(from_second, rows);
+    let (a, b) = (on_first[0].n, on_second[0].n);
+    assert_eq!(a + b, 400, "both copies of every row are stored");
+    assert!(a > 0 && b > 0, "both shards hold rows: {a} and {b}");
+    assert_eq!(a % 2, 0);
+    let distinct = "SELECT uniqExact(sync_id) AS n FROM syncs_local";
+    let distinct_first: Vec<Count> = client.rows(0, distinct).await.unwrap();
+    let distinct_second: Vec<Count> = client.rows(1, distinct).await.unwrap();
+    assert_eq!(
+        distinct_first[0].n * 2,
+        a,
+        "a shard holds both copies of its rows"
+    );
+    assert_eq!(distinct_first[0].n + distinct_second[0].n, 200);
+}
+
+#[tokio::test]
+#[ignore = "needs ClickHouse: .ci/run starts a two-shard cluster and runs this with --ignored"]
+async fn an_error_from_clickhouse_comes_back_typed_with_its_code() {
+    // Arrange
+    let Some(urls) = urls() else { return };
+    let connection = fresh_database(&urls, "errors").await;
+    let (ok, _, err) = migrate(&connection);
+    assert!(ok, "{err}");
+    let client = Client::new(&connection).unwrap();
+
+    // Act
+    let unknown_table = client
+        .rows::<Count>(0, "SELECT count() AS n FROM nope")
+        .await;
+    let syntax = client.rows::<Count>(1, "SELEKT 1").await;
+
+    // Assert
+    match unknown_table {
+        Err(ClickHouseError::Server {
+            code,
+            message,
+            status,
+        }) => {
+            assert_eq!((code, status), (60, 404));
+            assert!(message.contains("ragpulse_test_errors.nope"), "{message}");
+            assert!(!message.starts_with("DB::Exception"), "{message}");
+        }
+        other => panic!("expected exception 60, got {other:?}"),
+    }
+    let syntax = syntax.unwrap_err();
+    assert_eq!(syntax.code(), Some(62));
+    assert_eq!(syntax.kind(), FailureKind::Other);
+    assert!(!StoreError::from(syntax).is_unavailable());
+}
+
+#[tokio::test]
+#[ignore = "needs ClickHouse: .ci/run starts a two-shard cluster and runs this with --ignored"]
+async fn an_unreachable_node_is_unavailable() {
+    // Arrange: a port nothing listens on (bound, then released)
+    let Some(urls) = urls() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}");
+    let connection = connection(
+        &[urls[0].clone(), dead.clone()],
+        "ragpulse_test_unreachable",
+    );
+    let client = Client::new(&connection).unwrap();
+
+    // Act
+    let error = client
+        .system_rows::<Count>(1, "SELECT 1 AS n")
+        .await
+        .unwrap_err();
+    let (ok, _, stderr) = migrate(&connection);
+
+    // Assert
+    assert!(
+        matches!(&error, ClickHouseError::Unreachable { url, .. } if *url == dead),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), FailureKind::Unavailable);
+    assert!(StoreError::from(error).is_unavailable());
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("ClickHouse at {dead} is unreachable")),
+        "{stderr}"
+    );
+}
