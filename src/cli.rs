@@ -83,16 +83,31 @@ pub struct ClickHouseArgs {
     )]
     pub urls: Vec<String>,
     /// Database of ragpulse's tables on every node (created when missing)
-    #[arg(long, env = "RAGPULSE_CLICKHOUSE_DATABASE", default_value = "ragpulse")]
+    #[arg(
+        long,
+        env = "RAGPULSE_CLICKHOUSE_DATABASE",
+        value_name = "DB",
+        default_value = "ragpulse"
+    )]
     pub clickhouse_database: String,
     /// Cluster of the nodes' remote_servers that the Distributed tables span
-    #[arg(long, env = "RAGPULSE_CLICKHOUSE_CLUSTER", default_value = "ragpulse")]
+    #[arg(
+        long,
+        env = "RAGPULSE_CLICKHOUSE_CLUSTER",
+        value_name = "NAME",
+        default_value = "ragpulse"
+    )]
     pub clickhouse_cluster: String,
     /// ClickHouse user [default: ClickHouse's default user]
-    #[arg(long, env = "RAGPULSE_CLICKHOUSE_USER")]
+    #[arg(long, env = "RAGPULSE_CLICKHOUSE_USER", value_name = "USER")]
     pub clickhouse_user: Option<String>,
     /// ClickHouse password [default: none]
-    #[arg(long, env = "RAGPULSE_CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RAGPULSE_CLICKHOUSE_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
     pub clickhouse_password: Option<String>,
 }
 

@@ -173,7 +173,7 @@ fn sync(n: u32) -> Sync {
         connector_id: "11111111-1111-4111-8111-111111111111".into(),
         status: (n % 3) as u8,
         started_at_us: 1_765_000_000_000_000 + i64::from(n),
-        duration_us: (n % 2 == 0).then_some(i64::from(n) * 1000),
+        duration_us: n.is_multiple_of(2).then_some(i64::from(n) * 1000),
         documents_synced: Some(i64::from(n)),
         error: (n % 3 == 2).then(|| format!("failure {n}")),
         version: 1,
@@ -213,7 +213,7 @@ async fn rows_inserted_through_a_distributed_table_are_read_from_either_node_onc
     let (a, b) = (on_first[0].n, on_second[0].n);
     assert_eq!(a + b, 400, "both copies of every row are stored");
     assert!(a > 0 && b > 0, "both shards hold rows: {a} and {b}");
-    assert_eq!(a % 2, 0);
+    assert!(a.is_multiple_of(2));
     let distinct = "SELECT uniqExact(sync_id) AS n FROM syncs_local";
     let distinct_first: Vec<Count> = client.rows(0, distinct).await.unwrap();
     let distinct_second: Vec<Count> = client.rows(1, distinct).await.unwrap();
@@ -296,4 +296,131 @@ async fn an_unreachable_node_is_unavailable() {
         stderr.contains(&format!("ClickHouse at {dead} is unreachable")),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs ClickHouse: .ci/run starts a two-shard cluster and runs this with --ignored"]
+async fn a_shard_that_cannot_be_reached_is_unavailable() {
+    // Arrange: a remote shard on a port nothing listens on
+    let Some(urls) = urls() else { return };
+    let client = Client::new(&connection(&urls, "default")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    // Act
+    let sql = format!("SELECT dummy AS n FROM remote('127.0.0.1:{port}', system.one)");
+    let error = client.system_rows::<Count>(0, &sql).await.unwrap_err();
+
+    // Assert: "all connection tries failed", which the API answers 503
+    assert_eq!(error.code(), Some(279), "{error:?}");
+    assert_eq!(error.kind(), FailureKind::Unavailable);
+    assert!(
+        error.to_string().contains("All connection tries failed"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs ClickHouse: .ci/run starts a two-shard cluster and runs this with --ignored"]
+async fn migrate_logs_in_with_the_given_user_and_refuses_a_wrong_password() {
+    // Arrange: scripts/clickhouse-cluster.sh defines the user ragpulse/ragpulse_pw
+    let Some(urls) = urls() else { return };
+    let mut connection = fresh_database(&urls, "login").await;
+    connection.user = Some("ragpulse".into());
+    let run = |password: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ragpulse"))
+            .args(["migrate", "--clickhouse-url", &connection.urls.join(",")])
+            .args(["--clickhouse-database", &connection.database])
+            .env("RAGPULSE_CLICKHOUSE_USER", "ragpulse")
+            .env("RAGPULSE_CLICKHOUSE_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+
+    // Act
+    let refused = run("wrong");
+    let accepted = run("ragpulse_pw");
+
+    // Assert
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("ClickHouse error 193 (HTTP 401): Wrong password for user ragpulse"),
+        "{stderr}"
+    );
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    connection.password = Some("ragpulse_pw".into());
+    let client = Client::new(&connection).unwrap();
+    assert_eq!(tables(&client, 1).await.len(), expected_tables().len());
+}
+
+#[derive(Debug, serde::Serialize, Deserialize, PartialEq)]
+struct Interaction {
+    event_id: String,
+    ts_us: i64,
+    assistant_id: String,
+    session_id: String,
+    user_id: Option<String>,
+    question: Option<String>,
+    ttft_us: Option<i64>,
+    cost_nusd: i64,
+    step_names: Vec<String>,
+    step_duration_us: Vec<i64>,
+    document_ids: Vec<String>,
+    rerank_before: Option<f64>,
+    version: u64,
+}
+
+fn interaction(n: u64) -> Interaction {
+    Interaction {
+        event_id: format!("22222222-0000-4000-8000-{n:012}"),
+        ts_us: 1_765_000_000_000_000 + n as i64 * 1_000_003,
+        assistant_id: format!("33333333-3333-4333-8333-{:012}", n % 3),
+        session_id: format!("session-{}", n / 4),
+        user_id: (!n.is_multiple_of(5)).then(|| format!("user-{}", n % 7)),
+        question: Some(format!(
+            "How do I configure connector {n} for the region eu-{}?",
+            n % 9
+        )),
+        ttft_us: (!n.is_multiple_of(4)).then_some(n as i64 * 17),
+        // Beyond 2^53: must come back exact (JSON numbers, not doubles).
+        cost_nusd: 9_007_199_254_740_993 + n as i64,
+        step_names: vec!["retrieve".into(), "generate".into()],
+        step_duration_us: vec![n as i64, 2 * n as i64],
+        document_ids: (0..n % 4)
+            .map(|d| format!("44444444-4444-4444-8444-{d:012}"))
+            .collect(),
+        rerank_before: (n % 2 == 1).then_some(n as f64 / 8.0),
+        version: 7,
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs ClickHouse: .ci/run starts a two-shard cluster and runs this with --ignored"]
+async fn a_large_compressed_batch_of_interactions_keeps_every_field() {
+    // Arrange: about 600 KB of rows, sent gzip-compressed
+    let Some(urls) = urls() else { return };
+    let connection = fresh_database(&urls, "interactions").await;
+    let (ok, _, err) = migrate(&connection);
+    assert!(ok, "{err}");
+    let client = Client::new(&connection).unwrap();
+    let rows: Vec<Interaction> = (1..=3000).map(interaction).collect();
+
+    // Act
+    client.insert(1, "interactions", &rows).await.unwrap();
+    let sql = "SELECT event_id, ts_us, assistant_id, session_id, user_id, question, ttft_us, \
+               cost_nusd, step_names, step_duration_us, document_ids, rerank_before, version \
+               FROM interactions FINAL ORDER BY event_id";
+    let read: Vec<Interaction> = client.rows(0, sql).await.unwrap();
+
+    // Assert
+    assert_eq!(read.len(), rows.len());
+    assert_eq!(read, rows);
 }

@@ -45,9 +45,9 @@ impl ClickHouseError {
     pub fn kind(&self) -> FailureKind {
         match self {
             ClickHouseError::Unreachable { .. } => FailureKind::Unavailable,
-            ClickHouseError::Http { status, .. } if matches!(status, 502..=504) => {
-                FailureKind::Unavailable
-            }
+            ClickHouseError::Http {
+                status: 502..=504, ..
+            } => FailureKind::Unavailable,
             ClickHouseError::Server { code, .. } if UNAVAILABLE_CODES.contains(code) => {
                 FailureKind::Unavailable
             }
@@ -103,7 +103,13 @@ pub fn parse_exception(text: &str) -> Option<(u32, String)> {
     message = message
         .strip_prefix("e.displayText() = ")
         .unwrap_or(message);
-    message = message.strip_prefix("DB::Exception: ").unwrap_or(message);
+    // DB::Exception, DB::NetException, ...: the class name adds nothing.
+    if let Some(rest) = message.strip_prefix("DB::")
+        && let Some(colon) = rest.find(": ")
+        && rest[..colon].ends_with("Exception")
+    {
+        message = &rest[colon + 2..];
+    }
     if let Some(cut) = message.rfind(", e.what() = ") {
         message = &message[..cut];
     }
@@ -200,6 +206,11 @@ mod tests {
             "Code: 210, e.displayText() = DB::NetException: Connection refused (127.0.0.1:29000), e.what() = DB::NetException\n",
         );
         assert_eq!(shard_down.code(), Some(210));
+        assert!(
+            shard_down
+                .to_string()
+                .ends_with(": Connection refused (127.0.0.1:29000)")
+        );
         assert!(StoreError::from(shard_down).is_unavailable());
     }
 
