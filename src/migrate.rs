@@ -1,5 +1,6 @@
 //! `ragpulse migrate`: creates or upgrades the ClickHouse backend's schema on
-//! every node and prints, per node, what it found and what it created.
+//! every node and prints, per node as it is done, what it found and what it
+//! created.
 
 use anyhow::Context;
 
@@ -9,16 +10,18 @@ use crate::store::clickhouse::migrate::{NodeReport, migrate};
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     let connection = connection(&args.clickhouse);
-    let reports = migrate(&connection).await.with_context(|| {
+    let database = connection.database.clone();
+    migrate(&connection, &mut |report| {
+        println!("{}", describe(report, &database));
+    })
+    .await
+    .with_context(|| {
         format!(
             "migrating database {} on {}",
             connection.database,
             connection.urls.join(",")
         )
     })?;
-    for report in &reports {
-        println!("{}", describe(report, &connection.database));
-    }
     Ok(())
 }
 
@@ -38,16 +41,18 @@ fn describe(report: &NodeReport, database: &str) -> String {
     if report.database_created {
         parts.push(format!("database {database} created"));
     }
-    if report.from_version == report.to_version {
+    if report.from_version != report.to_version {
+        parts.push(format!(
+            "schema {} -> {}",
+            report.from_version, report.to_version
+        ));
+    } else if report.created_tables.is_empty() {
         parts.push(format!(
             "schema at version {}, nothing to do",
             report.to_version
         ));
     } else {
-        parts.push(format!(
-            "schema {} -> {}",
-            report.from_version, report.to_version
-        ));
+        parts.push(format!("schema at version {}", report.to_version));
     }
     if !report.created_tables.is_empty() {
         parts.push(format!(

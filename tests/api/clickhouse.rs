@@ -424,3 +424,118 @@ async fn a_large_compressed_batch_of_interactions_keeps_every_field() {
     assert_eq!(read.len(), rows.len());
     assert_eq!(read, rows);
 }
+
+#[tokio::test]
+#[ignore = "needs ClickHouse: .ci/run starts a two-shard cluster and runs this with --ignored"]
+async fn migrate_completes_a_node_left_halfway_and_a_node_added_later() {
+    // Arrange: node 1 has the database and one table (a migration stopped
+    // halfway); node 2 has nothing
+    let Some(urls) = urls() else { return };
+    let connection = fresh_database(&urls, "halfway").await;
+    let client = Client::new(&connection).unwrap();
+    let database = &connection.database;
+    client
+        .execute(0, &format!("CREATE DATABASE {database}"))
+        .await
+        .unwrap();
+    client
+        .execute(
+            0,
+            &format!(
+                "CREATE TABLE {database}.syncs_local (sync_id UUID, connector_id UUID, \
+                 status UInt8, started_at_us Int64, duration_us Nullable(Int64), \
+                 documents_synced Nullable(Int64), error Nullable(String), version UInt64) \
+                 ENGINE = ReplacingMergeTree(version) ORDER BY (sync_id)"
+            ),
+        )
+        .await
+        .unwrap();
+    let first_node_only = Connection {
+        urls: vec![urls[0].clone()],
+        ..connection.clone()
+    };
+
+    // Act
+    let (first_ok, first, first_err) = migrate(&first_node_only);
+    let (second_ok, second, second_err) = migrate(&connection);
+
+    // Assert
+    assert!(first_ok, "{first_err}");
+    assert!(second_ok, "{second_err}");
+    let all = expected_tables();
+    let without_syncs: Vec<String> = all
+        .iter()
+        .filter(|t| *t != "syncs_local")
+        .cloned()
+        .collect();
+    assert_eq!(
+        first,
+        format!(
+            "{} (2 shards): schema 0 -> 1; created 18 tables: {}\n",
+            urls[0],
+            without_syncs.join(", ")
+        )
+    );
+    assert_eq!(
+        second,
+        format!(
+            "{} (2 shards): schema at version 1, nothing to do\n\
+             {} (2 shards): database {database} created; schema 0 -> 1; created 19 tables: {}\n",
+            urls[0],
+            urls[1],
+            all.join(", ")
+        )
+    );
+    let names = |t: Vec<Table>| t.into_iter().map(|t| t.name).collect::<Vec<_>>();
+    assert_eq!(names(tables(&client, 0).await), all);
+    assert_eq!(names(tables(&client, 1).await), all);
+}
+
+#[tokio::test]
+#[ignore = "needs ClickHouse: .ci/run starts a two-shard cluster and runs this with --ignored"]
+async fn migrate_leaves_a_newer_schema_alone() {
+    // Arrange: node 2 records a schema version this binary does not know
+    let Some(urls) = urls() else { return };
+    let connection = fresh_database(&urls, "newer").await;
+    let (ok, _, err) = migrate(&connection);
+    assert!(ok, "{err}");
+    let client = Client::new(&connection).unwrap();
+    let database = &connection.database;
+    client
+        .execute(
+            1,
+            &format!("INSERT INTO {database}.schema_version (version, applied_us) VALUES (99, 1)"),
+        )
+        .await
+        .unwrap();
+    client
+        .execute(1, &format!("DROP TABLE {database}.users"))
+        .await
+        .unwrap();
+
+    // Act
+    let (ok, stdout, stderr) = migrate(&connection);
+
+    // Assert: the first node done, the newer one refused and untouched
+    assert!(!ok);
+    assert_eq!(
+        stdout,
+        format!(
+            "{} (2 shards): schema at version 1, nothing to do\n",
+            urls[0]
+        )
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} holds schema version 99, newer than this ragpulse's 1: upgrade ragpulse",
+            urls[1]
+        )),
+        "{stderr}"
+    );
+    let names: Vec<String> = tables(&client, 1)
+        .await
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(!names.contains(&"users".to_string()), "{names:?}");
+}

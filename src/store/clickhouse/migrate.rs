@@ -1,7 +1,10 @@
 //! Creating or upgrading the schema on every node of the cluster, one node
 //! after the other (no `ON CLUSTER` without ZooKeeper). Each node records the
-//! versions it reached in its own `schema_version` table; the statements are
-//! `IF NOT EXISTS`, so a migration stopped halfway is simply run again.
+//! versions it reached in its own `schema_version` table. Every run creates
+//! whatever table of the current schema a node lacks (`IF NOT EXISTS`), so a
+//! migration stopped halfway is simply run again; a change to an existing
+//! table becomes a step applied to the nodes below its version. A node whose
+//! schema is newer than this binary's is left alone.
 
 use serde::Deserialize;
 
@@ -33,14 +36,20 @@ struct Count {
     n: u64,
 }
 
-/// Creates or upgrades the schema on every node of `connection`, in order;
-/// stops at the first node that fails.
-pub async fn migrate(connection: &Connection) -> Result<Vec<NodeReport>, ClickHouseError> {
+/// Creates or upgrades the schema on every node of `connection`, in order,
+/// handing each node's report to `done` as soon as it is migrated; stops at
+/// the first node that fails.
+pub async fn migrate(
+    connection: &Connection,
+    done: &mut dyn FnMut(&NodeReport),
+) -> Result<Vec<NodeReport>, ClickHouseError> {
     valid_identifier("cluster", &connection.cluster)?;
     let client = Client::new(connection)?;
     let mut reports = Vec::new();
     for node in 0..client.nodes().len() {
-        reports.push(migrate_node(&client, &connection.cluster, node).await?);
+        let report = migrate_node(&client, &connection.cluster, node).await?;
+        done(&report);
+        reports.push(report);
     }
     Ok(reports)
 }
@@ -61,17 +70,26 @@ async fn migrate_node(
         .execute(node, &schema::create_schema_version(database))
         .await?;
     let from_version = version(client, node).await?;
+    if from_version > VERSION {
+        return Err(ClickHouseError::Config(format!(
+            "{} holds schema version {from_version}, newer than this ragpulse's {VERSION}: \
+             upgrade ragpulse",
+            client.nodes()[node]
+        )));
+    }
+    // Every table of the current schema, whatever the recorded version: a
+    // migration stopped halfway, or a table dropped by hand, is completed.
+    for table in TABLES {
+        client
+            .execute(node, &schema::create_local(database, table))
+            .await?;
+    }
+    for table in TABLES {
+        client
+            .execute(node, &schema::create_distributed(database, cluster, table))
+            .await?;
+    }
     if from_version < VERSION {
-        for table in TABLES {
-            client
-                .execute(node, &schema::create_local(database, table))
-                .await?;
-        }
-        for table in TABLES {
-            client
-                .execute(node, &schema::create_distributed(database, cluster, table))
-                .await?;
-        }
         let record = format!(
             "INSERT INTO {database}.{} (version, applied_us) VALUES ({VERSION}, {})",
             schema::SCHEMA_VERSION_TABLE,
@@ -84,7 +102,7 @@ async fn migrate_node(
     Ok(NodeReport {
         url: client.nodes()[node].clone(),
         from_version,
-        to_version: VERSION.max(from_version),
+        to_version: VERSION,
         database_created,
         created_tables,
         shards,
