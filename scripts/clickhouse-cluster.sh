@@ -104,15 +104,19 @@ start() {
   done
 }
 
-# SIGTERM, then SIGKILL after 30 s: a node that served Distributed queries
-# waits a few seconds for its pooled interserver connections.
+# SIGTERM to both nodes at once, then wait for each; SIGKILL after 30 s. A
+# node that served Distributed queries takes a few seconds to exit (it waits
+# for its pooled interserver connections).
 stop() {
-  local n pid
+  local n pids=()
   for n in 1 2; do
-    alive $n || { rm -f "$DIR/node$n/pid"; echo "node$n not running"; continue; }
-    pid=$(cat "$DIR/node$n/pid"); kill -TERM "$pid"
+    if alive $n; then kill -TERM "$(cat "$DIR/node$n/pid")"; pids[n]=1; fi
+  done
+  for n in 1 2; do
+    if [ -z "${pids[n]:-}" ]; then rm -f "$DIR/node$n/pid"; echo "node$n not running"; continue; fi
     for _ in $(seq 1 150); do alive $n || break; sleep 0.2; done
-    if alive $n; then kill -KILL "$pid"; echo "node$n killed (SIGKILL)"; else echo "node$n stopped"; fi
+    if alive $n; then kill -KILL "$(cat "$DIR/node$n/pid")"; echo "node$n killed (SIGKILL)"
+    else echo "node$n stopped"; fi
     rm -f "$DIR/node$n/pid"
   done
 }
