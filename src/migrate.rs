@@ -11,7 +11,7 @@ use crate::store::clickhouse::migrate::{NodeReport, migrate};
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     let connection = connection(&args.clickhouse);
     let database = connection.database.clone();
-    migrate(&connection, &mut |report| {
+    let reports = migrate(&connection, &mut |report| {
         println!("{}", describe(report, &database));
     })
     .await
@@ -22,7 +22,24 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             connection.urls.join(",")
         )
     })?;
+    if let Some(warning) = fewer_nodes_than_shards(&reports, &connection.cluster) {
+        eprintln!("{warning}");
+    }
     Ok(())
+}
+
+/// A Distributed insert fails on a shard without the local tables: every
+/// node of the cluster must be migrated, which fewer URLs than shards cannot
+/// have done.
+fn fewer_nodes_than_shards(reports: &[NodeReport], cluster: &str) -> Option<String> {
+    let shards = reports.iter().map(|r| r.shards).max()?;
+    (reports.len() < shards as usize).then(|| {
+        format!(
+            "warning: cluster {cluster} has {shards} shards and {} URL(s) were migrated: \
+             run migrate with the URL of every node",
+            reports.len()
+        )
+    })
 }
 
 pub fn connection(args: &ClickHouseArgs) -> Connection {

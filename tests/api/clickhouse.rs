@@ -462,6 +462,14 @@ async fn migrate_completes_a_node_left_halfway_and_a_node_added_later() {
     // Assert
     assert!(first_ok, "{first_err}");
     assert!(second_ok, "{second_err}");
+    assert!(
+        first_err.contains(
+            "warning: cluster ragpulse has 2 shards and 1 URL(s) were migrated: \
+             run migrate with the URL of every node"
+        ),
+        "{first_err}"
+    );
+    assert!(!second_err.contains("warning"), "{second_err}");
     let all = expected_tables();
     let without_syncs: Vec<String> = all
         .iter()
