@@ -247,3 +247,44 @@ fn error_chain(e: &reqwest::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn a_gzip_body_decompresses_to_the_rows() {
+        let rows = "{\"a\":1}\n".repeat(10_000);
+        let compressed = gzip(rows.as_bytes()).unwrap();
+        let mut back = String::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_string(&mut back)
+            .unwrap();
+        assert_eq!(back, rows);
+        assert!(compressed.len() < rows.len() / 10);
+    }
+
+    #[test]
+    fn a_client_refuses_urls_without_a_scheme_and_bad_database_names() {
+        let connection = |url: &str, database: &str| Connection {
+            urls: vec![url.into()],
+            database: database.into(),
+            cluster: "ragpulse".into(),
+            user: None,
+            password: None,
+        };
+        assert!(Client::new(&connection("http://127.0.0.1:8123/", "rp")).is_ok());
+        let no_scheme = Client::new(&connection("127.0.0.1:8123", "rp")).err();
+        assert!(matches!(no_scheme, Some(ClickHouseError::Config(_))));
+        let bad_name = Client::new(&connection("http://127.0.0.1:8123", "rp; DROP")).err();
+        assert!(matches!(bad_name, Some(ClickHouseError::Config(_))));
+        let none = Client::new(&Connection {
+            urls: Vec::new(),
+            ..connection("http://x", "rp")
+        })
+        .err();
+        assert!(matches!(none, Some(ClickHouseError::Config(_))));
+    }
+}
