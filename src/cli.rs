@@ -1,5 +1,5 @@
 //! The command line: `serve`, `demo`, `import`, `bench`, `reprice`,
-//! `rebuild-rollups`, `backup`, `restore`, `export`, `erase-user`. Parsing only; each
+//! `rebuild-rollups`, `backup`, `restore`, `export`, `erase-user`, `migrate`. Parsing only; each
 //! command's work lives in its own module.
 
 use std::path::PathBuf;
@@ -59,6 +59,56 @@ pub enum Command {
     /// them; the server must be stopped (DELETE /api/v1/users/{user_id}
     /// erases on a running one)
     EraseUser(EraseUserArgs),
+    /// Create or upgrade the ClickHouse backend's schema on every node of a
+    /// cluster; running it again changes nothing
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+}
+
+/// Where the ClickHouse cluster is and how to log in.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClickHouseArgs {
+    /// HTTP URL of every ClickHouse node, comma-separated
+    /// (http://host:8123,http://host2:8123)
+    #[arg(
+        long = "clickhouse-url",
+        env = "RAGPULSE_CLICKHOUSE_URL",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub urls: Vec<String>,
+    /// Database of ragpulse's tables on every node (created when missing)
+    #[arg(
+        long,
+        env = "RAGPULSE_CLICKHOUSE_DATABASE",
+        value_name = "DB",
+        default_value = "ragpulse"
+    )]
+    pub clickhouse_database: String,
+    /// Cluster of the nodes' remote_servers that the Distributed tables span
+    #[arg(
+        long,
+        env = "RAGPULSE_CLICKHOUSE_CLUSTER",
+        value_name = "NAME",
+        default_value = "ragpulse"
+    )]
+    pub clickhouse_cluster: String,
+    /// ClickHouse user [default: ClickHouse's default user]
+    #[arg(long, env = "RAGPULSE_CLICKHOUSE_USER", value_name = "USER")]
+    pub clickhouse_user: Option<String>,
+    /// ClickHouse password [default: none]
+    #[arg(
+        long,
+        env = "RAGPULSE_CLICKHOUSE_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub clickhouse_password: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

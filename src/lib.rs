@@ -14,6 +14,7 @@ pub(crate) mod import;
 pub(crate) mod ingest;
 pub(crate) mod live;
 pub(crate) mod metrics;
+pub(crate) mod migrate;
 pub(crate) mod otlp;
 pub(crate) mod pricing;
 pub(crate) mod probes;
@@ -31,6 +32,7 @@ pub mod commands {
     pub use crate::demo::run as demo;
     pub use crate::export::run as export;
     pub use crate::import::{erase_user, rebuild_rollups, reprice, run as import};
+    pub use crate::migrate::run as migrate;
 }
 
 /// What the fuzz targets and the integration tests reach below the HTTP
@@ -65,6 +67,12 @@ pub mod internals {
         pub use crate::store::{ReadPath, Window};
     }
     pub use crate::time::Timestamp;
+    pub mod clickhouse {
+        pub use crate::store::clickhouse::error::ClickHouseError;
+        pub use crate::store::clickhouse::schema::expected_tables;
+        pub use crate::store::clickhouse::{Client, Connection};
+        pub use crate::store::{FailureKind, StoreError};
+    }
 }
 
 /// Installs the tracing subscriber: human-readable or JSON lines, filtered by

@@ -86,6 +86,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ragpulse::init_tracing(false);
             ragpulse::commands::erase_user(args, cli.config.as_deref()).await
         }
+        Command::Migrate(args) => {
+            ragpulse::init_tracing(false);
+            ragpulse::commands::migrate(args).await
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! outside `store` names a backend.
 
 pub mod backend;
+pub mod clickhouse;
 pub mod interface;
 #[cfg(test)]
 mod layout;

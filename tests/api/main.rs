@@ -12,6 +12,7 @@ mod auth;
 mod backup;
 mod bounds;
 mod cache;
+mod clickhouse;
 mod costs;
 mod crash;
 mod dashboard;
