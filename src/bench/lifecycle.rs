@@ -7,7 +7,9 @@
 //! - Retention: the ingest rate (interactions/s acknowledged to several
 //!   concurrent clients) while a retention run deletes the history older
 //!   than `--retention-days`, against the same load just before and just
-//!   after it.
+//!   after it. Where the writer's time goes in each of the three periods is
+//!   printed too: the writer and checkpointer threads' CPU and run-queue
+//!   time, the bytes written to disk, and the WAL's size.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,7 +50,9 @@ pub async fn run(args: LifecycleBenchArgs) -> anyhow::Result<()> {
         report.interactions, report.phrasings, report.topics, erase_s
     );
 
+    let usage = Usage::now(&dir);
     let before = rate(&store, &shape, &args, async {}).await?;
+    let before_usage = Usage::now(&dir).since(&usage);
     let telemetry = Telemetry::new();
     let cutoff = (Timestamp::now().0.div_euclid(MICROS_PER_DAY) - i64::from(args.retention_days))
         * MICROS_PER_DAY;
@@ -66,13 +70,17 @@ pub async fn run(args: LifecycleBenchArgs) -> anyhow::Result<()> {
         let _ = done_tx.send(());
         (deleted, started.elapsed())
     });
+    let usage = Usage::now(&dir);
     let during = rate(&store, &shape, &args, async {
         let _ = done_rx.await;
     })
     .await?;
+    let during_usage = Usage::now(&dir).since(&usage);
     let (deleted, took) = retention.await?;
     let deleted = deleted?;
+    let usage = Usage::now(&dir);
     let after = rate(&store, &shape, &args, async {}).await?;
+    let after_usage = Usage::now(&dir).since(&usage);
     store.close().await;
     let baseline = (before.0 + after.0) / 2.0;
     println!(
@@ -92,6 +100,13 @@ pub async fn run(args: LifecycleBenchArgs) -> anyhow::Result<()> {
         after.1,
         during.0 / baseline
     );
+    for (name, usage, rate) in [
+        ("before", before_usage, before),
+        ("during", during_usage, during),
+        ("after", after_usage, after),
+    ] {
+        usage.print(name, rate.0);
+    }
     println!(
         "reproduce: cargo run --release -- bench lifecycle --interactions {} --days {} --user-interactions {} --retention-days {} --clients {} --batch {} --seconds {}",
         args.interactions,
@@ -163,3 +178,77 @@ async fn rate(
         pct(&times, 0.99),
     ))
 }
+
+/// What the process used over a period: the writer's and the WAL
+/// checkpointer's threads (seconds on a CPU, seconds runnable but waiting
+/// for one), the whole process's CPU, bytes written to disk, and the WAL's
+/// size at the end.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    seconds: f64,
+    writer: (f64, f64),
+    checkpointer: (f64, f64),
+    process_cpu: f64,
+    written_bytes: f64,
+    wal_bytes: f64,
+}
+
+impl Usage {
+    fn now(dir: &std::path::Path) -> Self {
+        let pid = std::process::id();
+        let sched = |name: &str| {
+            super::procfs::thread_sched(pid, name).map_or((0.0, 0.0), |s| (s.on_cpu, s.waiting))
+        };
+        let written_bytes = std::fs::read_to_string("/proc/self/io")
+            .ok()
+            .and_then(|io| {
+                io.lines()
+                    .find_map(|l| l.strip_prefix("write_bytes:"))
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0.0);
+        let wal = dir.join(format!("{}-wal", crate::store::sqlite::DATABASE_FILE));
+        Self {
+            seconds: START.elapsed().as_secs_f64(),
+            writer: sched(super::procfs::WRITER_THREAD),
+            // Thread names are cut to 15 bytes.
+            checkpointer: sched("ragpulse-checkp"),
+            process_cpu: super::procfs::cpu_seconds(pid).unwrap_or(0.0),
+            written_bytes,
+            wal_bytes: std::fs::metadata(wal).map_or(0.0, |m| m.len() as f64),
+        }
+    }
+
+    fn since(&self, earlier: &Self) -> Self {
+        let minus = |a: (f64, f64), b: (f64, f64)| (a.0 - b.0, a.1 - b.1);
+        Self {
+            seconds: self.seconds - earlier.seconds,
+            writer: minus(self.writer, earlier.writer),
+            checkpointer: minus(self.checkpointer, earlier.checkpointer),
+            process_cpu: self.process_cpu - earlier.process_cpu,
+            written_bytes: self.written_bytes - earlier.written_bytes,
+            wal_bytes: self.wal_bytes,
+        }
+    }
+
+    #[allow(clippy::print_stdout)]
+    fn print(&self, period: &str, rate: f64) {
+        let per_s = |x: f64| x / self.seconds.max(1e-9);
+        // Writer CPU per 1,000 ingested interactions (retention's share included).
+        let per_1000 = self.writer.0 * 1e6 / (rate * self.seconds).max(1.0);
+        println!(
+            "{period}: writer {:.0}% on a CPU + {:.0}% waiting for one ({per_1000:.1} ms per 1,000 ingested), \
+             checkpointer {:.0}% + {:.0}%, process CPU {:.2} cores, disk writes {:.1} MB/s, WAL {:.1} MB",
+            per_s(self.writer.0) * 100.0,
+            per_s(self.writer.1) * 100.0,
+            per_s(self.checkpointer.0) * 100.0,
+            per_s(self.checkpointer.1) * 100.0,
+            per_s(self.process_cpu),
+            per_s(self.written_bytes) / 1e6,
+            self.wal_bytes / 1e6,
+        );
+    }
+}
+
+/// The bench's own clock, for the periods' lengths.
+static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
