@@ -3,7 +3,9 @@
 //! generator).
 //!
 //! - Erasure: the time to erase one user with `--user-interactions`
-//!   interactions spread over the history, in a store of `--interactions`.
+//!   interactions spread over the history, in a store of `--interactions`;
+//!   then a second such user while the clients ingest, with the ingest rate
+//!   and p99 during that erasure.
 //! - Retention: the ingest rate (interactions/s acknowledged to several
 //!   concurrent clients) while a retention run deletes the history older
 //!   than `--retention-days`, against the same load just before and just
@@ -25,6 +27,8 @@ use crate::telemetry::Telemetry;
 use crate::time::{MICROS_PER_DAY, Timestamp};
 
 const ERASED: &str = "bench-erased-user";
+/// The user erased while the clients ingest.
+const ERASED_UNDER_LOAD: &str = "bench-erased-user-2";
 
 #[allow(clippy::print_stdout)]
 pub async fn run(args: LifecycleBenchArgs) -> anyhow::Result<()> {
@@ -37,7 +41,24 @@ pub async fn run(args: LifecycleBenchArgs) -> anyhow::Result<()> {
     );
     let store = Arc::new(open(&dir, None)?);
     fill(&store, &shape, args.interactions, args.days).await?;
-    one_user(&store, &shape, args.user_interactions, args.days).await?;
+    one_user(
+        &store,
+        &shape,
+        ERASED,
+        100,
+        args.user_interactions,
+        args.days,
+    )
+    .await?;
+    one_user(
+        &store,
+        &shape,
+        ERASED_UNDER_LOAD,
+        200,
+        args.user_interactions,
+        args.days,
+    )
+    .await?;
 
     let started = Instant::now();
     let report = store
@@ -51,6 +72,33 @@ pub async fn run(args: LifecycleBenchArgs) -> anyhow::Result<()> {
     );
 
     let usage = Usage::now(&dir);
+    let quiet = rate(&store, &shape, &args, async {}).await?;
+    let erasing_store = store.clone();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let erasure = tokio::spawn(async move {
+        let started = Instant::now();
+        let report = erasing_store
+            .erase_user(ERASED_UNDER_LOAD.to_string())
+            .await;
+        let _ = done_tx.send(());
+        (report, started.elapsed())
+    });
+    let erasing = rate(&store, &shape, &args, async {
+        let _ = done_rx.await;
+    })
+    .await?;
+    let (report, took) = erasure.await?;
+    let report = report?.ok_or_else(|| anyhow::anyhow!("the second bench user was not stored"))?;
+    println!(
+        "erasure while ingesting: {} interactions in {:.2} s; ingest before {:.0}/s (p99 {:.1} ms), during {:.0}/s (p99 {:.1} ms)",
+        report.interactions,
+        took.as_secs_f64(),
+        quiet.0,
+        quiet.1,
+        erasing.0,
+        erasing.1
+    );
+
     let before = rate(&store, &shape, &args, async {}).await?;
     let before_usage = Usage::now(&dir).since(&usage);
     let telemetry = Telemetry::new();
@@ -120,10 +168,13 @@ pub async fn run(args: LifecycleBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `n` interactions of the bench user, spread over the last `days`.
+/// `n` interactions of the bench user `id`, spread over the last `days`
+/// (`seed` varies their content).
 async fn one_user(
     store: &crate::store::sqlite::SqliteStore,
     shape: &Shape,
+    id: &str,
+    seed: u64,
     n: u64,
     days: u32,
 ) -> anyhow::Result<()> {
@@ -131,21 +182,21 @@ async fn one_user(
     let span = i64::from(days.max(1)) * MICROS_PER_DAY;
     let mut generator = Generator::new(
         &Shape {
-            seed: shape.seed + 100,
+            seed: shape.seed + seed,
             ..shape.clone()
         },
         now,
     );
     store_values(
         store,
-        vec![json!({"type": "user", "id": ERASED, "email": "bench@example.com", "full_name": "Bench User"})],
+        vec![json!({"type": "user", "id": id, "email": format!("{id}@example.com"), "full_name": "Bench User"})],
     )
     .await?;
     let mut batch: Vec<Value> = Vec::with_capacity(5_000);
     for i in 0..n {
         let ts = now - span + (span as f64 * (i as f64 + 0.3) / n.max(1) as f64) as i64;
         let mut event = generator.interaction(ts);
-        event["user_id"] = json!(ERASED);
+        event["user_id"] = json!(id);
         batch.push(event);
         if batch.len() == 5_000 {
             store_values(store, std::mem::take(&mut batch)).await?;

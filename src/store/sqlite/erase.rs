@@ -95,6 +95,11 @@ pub struct Erasure {
     phase: Phase,
     report: EraseReport,
     started: std::time::Instant,
+    /// Seconds from the start to the end of the listing, of the deletions
+    /// and of the settling (for the log; waits for ingest included).
+    listed_s: f64,
+    deleted_s: f64,
+    settled_s: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +183,9 @@ pub fn begin(conn: &mut Connection, user_id: &str, correct: bool) -> SqlResult<O
         phase: Phase::Delete,
         report: EraseReport::default(),
         started,
+        listed_s: started.elapsed().as_secs_f64(),
+        deleted_s: 0.0,
+        settled_s: 0.0,
     }))))
 }
 
@@ -208,6 +216,7 @@ fn step_inner(conn: &mut Connection, e: &mut Erasure) -> SqlResult<bool> {
             e.pending = chunks(user_interactions(conn, e.user, Some(e.watermark))?);
             if e.pending.is_empty() {
                 e.phase = Phase::Settle;
+                e.deleted_s = e.started.elapsed().as_secs_f64();
             }
             Ok(false)
         }
@@ -225,6 +234,7 @@ fn step_inner(conn: &mut Connection, e: &mut Erasure) -> SqlResult<bool> {
             tx.commit()?;
             e.report.rollups_rebuilt = e.correct && e.report.interactions > 0;
             e.phase = Phase::Finish;
+            e.settled_s = e.started.elapsed().as_secs_f64();
             Ok(false)
         }
         Phase::Finish => {
@@ -239,6 +249,9 @@ fn step_inner(conn: &mut Connection, e: &mut Erasure) -> SqlResult<bool> {
             tx.commit()?;
             tracing::info!(
                 interactions = e.report.interactions,
+                listed_s = e.listed_s,
+                deleted_s = e.deleted_s - e.listed_s,
+                settled_s = e.settled_s - e.deleted_s,
                 seconds = e.started.elapsed().as_secs_f64(),
                 "erasure: rows deleted, rollups corrected"
             );
@@ -248,20 +261,26 @@ fn step_inner(conn: &mut Connection, e: &mut Erasure) -> SqlResult<bool> {
 }
 
 /// The user's interactions in chunks of about [`CHUNK`], each holding
-/// whole sessions (a session's rows go, and its buckets are recounted, at once).
-fn chunks(mut rows: Vec<Row>) -> VecDeque<Vec<Row>> {
-    rows.sort_unstable_by_key(|r| (r.session, r.ts, r.key));
+/// whole sessions (a session's rows go, and its buckets are recounted, at
+/// once), sessions in the order they began: a chunk then touches the
+/// rollups of a few days, and each day's rows are rewritten about once.
+fn chunks(rows: Vec<Row>) -> VecDeque<Vec<Row>> {
+    let mut sessions: HashMap<i64, Vec<Row>> = HashMap::new();
+    for row in rows {
+        sessions.entry(row.session).or_default().push(row);
+    }
+    let mut sessions: Vec<Vec<Row>> = sessions.into_values().collect();
+    for rows in &mut sessions {
+        rows.sort_unstable_by_key(|r| (r.ts, r.key));
+    }
+    sessions.sort_unstable_by_key(|rows| rows.first().map(|r| (r.ts, r.key)));
     let mut out = VecDeque::new();
     let mut current: Vec<Row> = Vec::new();
-    for row in rows {
-        if current.len() >= CHUNK
-            && current
-                .last()
-                .is_some_and(|last| last.session != row.session)
-        {
+    for rows in sessions {
+        if current.len() + rows.len() > CHUNK && !current.is_empty() {
             out.push_back(std::mem::take(&mut current));
         }
-        current.push(row);
+        current.extend(rows);
     }
     if !current.is_empty() {
         out.push_back(current);

@@ -403,9 +403,18 @@ impl Span {
     }
 }
 
+/// One session's change in one slot: it had `before` interactions there
+/// and keeps `after`, under its new span.
+struct Recount {
+    session: i64,
+    before: u64,
+    after: u64,
+    span: Option<Span>,
+}
+
 /// Recounts every bucket of the erased rows' sessions from their new spans,
-/// and stores the spans (a session left without interactions goes, with
-/// its registry entry).
+/// each bucket's state read and written once, and stores the spans (a
+/// session left without interactions goes, with its registry entry).
 fn sessions(
     conn: &Connection,
     facts: &[Fact],
@@ -420,6 +429,7 @@ fn sessions(
             .or_default()
             .push((fact.ts, fact.assistant));
     }
+    let mut by_slot: HashMap<Slot, Vec<Recount>> = HashMap::new();
     for (session, gone) in erased {
         let Some(old) = span(conn, session)? else {
             continue;
@@ -445,12 +455,19 @@ fn sessions(
             }
         }
         for (slot, (before, after)) in counts {
-            if emptied.contains(&slot) {
-                continue;
+            if !emptied.contains(&slot) {
+                by_slot.entry(slot).or_default().push(Recount {
+                    session,
+                    before,
+                    after,
+                    span: new,
+                });
             }
-            recount(conn, slot, session, before, after, new)?;
         }
         store_span(conn, session, new)?;
+    }
+    for (slot, recounts) in by_slot {
+        recount(conn, slot, &recounts)?;
     }
     Ok(())
 }
@@ -515,24 +532,19 @@ fn new_span(old: Span, gone: i64, remaining: &[(i64, i64)], cutoff: Option<i64>)
     })
 }
 
-/// Recounts one session in one slot: it had `before` interactions there and
-/// keeps `after`, under its new span.
-fn recount(
-    conn: &Connection,
-    slot: Slot,
-    session: i64,
-    before: u64,
-    after: u64,
-    new: Option<Span>,
-) -> SqlResult<()> {
+/// Recounts sessions in one slot: each loses its count there and takes
+/// the count it keeps, settled when its new span lies wholly in the slot.
+fn recount(conn: &Connection, slot: Slot, recounts: &[Recount]) -> SqlResult<()> {
     correct(conn, Metric::Sessions, slot, |s: &mut SessionsState| {
-        if s.remove(session).is_none() {
-            s.resettle(before, 0);
-        }
-        if after > 0 {
-            match new {
-                Some(span) if span.settled_in(slot) => s.resettle(0, after),
-                _ => s.add_n(session, after),
+        for r in recounts {
+            if s.remove(r.session).is_none() {
+                s.resettle(r.before, 0);
+            }
+            if r.after > 0 {
+                match r.span {
+                    Some(span) if span.settled_in(slot) => s.resettle(0, r.after),
+                    _ => s.add_n(r.session, r.after),
+                }
             }
         }
         Ok(())
