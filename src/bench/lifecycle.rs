@@ -125,7 +125,8 @@ pub async fn run(args: LifecycleBenchArgs) -> anyhow::Result<()> {
     .await?;
     let during_usage = Usage::now(&dir).since(&usage);
     let (deleted, took) = retention.await?;
-    let deleted = deleted?;
+    let run = deleted?;
+    let deleted = run.deleted;
     let usage = Usage::now(&dir);
     let after = rate(&store, &shape, &args, async {}).await?;
     let after_usage = Usage::now(&dir).since(&usage);
@@ -147,6 +148,15 @@ pub async fn run(args: LifecycleBenchArgs) -> anyhow::Result<()> {
         after.0,
         after.1,
         during.0 / baseline
+    );
+    println!(
+        "retention's batches held the writer {:.1} s of the {:.1} s run ({:.0}%); ingest's writer time per 1,000 interactions during the run, without it: {:.1} ms",
+        run.writer_time.as_secs_f64(),
+        took.as_secs_f64(),
+        run.writer_time.as_secs_f64() * 100.0 / took.as_secs_f64().max(1e-9),
+        (during_usage.writer.0 + during_usage.writer.1 - run.writer_time.as_secs_f64()).max(0.0)
+            * 1e6
+            / (during.0 * during_usage.seconds).max(1.0)
     );
     for (name, usage, rate) in [
         ("before", before_usage, before),
@@ -285,8 +295,9 @@ impl Usage {
     #[allow(clippy::print_stdout)]
     fn print(&self, period: &str, rate: f64) {
         let per_s = |x: f64| x / self.seconds.max(1e-9);
-        // Writer CPU per 1,000 ingested interactions (retention's share included).
-        let per_1000 = self.writer.0 * 1e6 / (rate * self.seconds).max(1.0);
+        // The writer's time on a CPU or in the run queue per 1,000 ingested
+        // interactions (retention's share included).
+        let per_1000 = (self.writer.0 + self.writer.1) * 1e6 / (rate * self.seconds).max(1.0);
         println!(
             "{period}: writer {:.0}% on a CPU + {:.0}% waiting for one ({per_1000:.1} ms per 1,000 ingested), \
              checkpointer {:.0}% + {:.0}%, process CPU {:.2} cores, disk writes {:.1} MB/s, WAL {:.1} MB",

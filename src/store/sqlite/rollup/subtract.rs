@@ -245,20 +245,26 @@ fn holds_interactions(conn: &Connection, slot: Slot) -> SqlResult<bool> {
 }
 
 /// A bucket without interactions any more: its rows of every metric that
-/// interactions feed go (syncs have rows of their own).
+/// interactions feed go (syncs have rows of their own). The metrics are
+/// listed, so each delete is a few probes of the slot's unique key.
 fn drop_slot(conn: &Connection, slot: Slot) -> SqlResult<()> {
-    conn.prepare_cached(
-        "DELETE FROM rollups WHERE level = ?1 AND bucket = ?2 AND assistant = ?3 AND metric != ?4",
-    )?
-    .execute(params![slot.0 as i64, slot.1, slot.2, Metric::Sync as i64])?;
+    conn.prepare_cached(&format!(
+        "DELETE FROM rollups WHERE metric IN ({INTERACTION_METRICS}) AND level = ?1 AND bucket = ?2
+         AND assistant = ?3"
+    ))?
+    .execute(params![slot.0 as i64, slot.1, slot.2])?;
     if slot.0 == Level::Hour {
-        conn.prepare_cached(
-            "DELETE FROM rollup_deltas WHERE bucket = ?1 AND assistant = ?2 AND metric != ?3",
-        )?
-        .execute(params![slot.1, slot.2, Metric::Sync as i64])?;
+        conn.prepare_cached(&format!(
+            "DELETE FROM rollup_deltas WHERE metric IN ({INTERACTION_METRICS}) AND bucket = ?1
+             AND assistant = ?2"
+        ))?
+        .execute(params![slot.1, slot.2])?;
     }
     Ok(())
 }
+
+/// The metrics interactions feed (every one but syncs), as SQL.
+const INTERACTION_METRICS: &str = "0, 1, 2, 3, 4, 5, 6, 7, 8";
 
 fn correct_slot(conn: &Connection, slot: Slot, part: &Part) -> SqlResult<()> {
     if part.has_ttft {
@@ -574,4 +580,63 @@ fn store_span(conn: &Connection, session: i64, span: Option<Span>) -> SqlResult<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metrics_interactions_feed_are_every_metric_but_syncs() {
+        let listed: Vec<i64> = INTERACTION_METRICS
+            .split(", ")
+            .map(|m| m.parse().expect("a number"))
+            .collect();
+        let all = [
+            Metric::Ttft,
+            Metric::Cache,
+            Metric::Costs,
+            Metric::Reranking,
+            Metric::Steps,
+            Metric::Sessions,
+            Metric::Users,
+            Metric::Utilization,
+            Metric::Trending,
+        ];
+        assert_eq!(listed, all.map(|m| m as i64));
+        assert!(!listed.contains(&(Metric::Sync as i64)));
+    }
+
+    #[test]
+    fn dropping_a_slot_reads_it_by_its_key() {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "CREATE TABLE rollups (metric INTEGER NOT NULL, level INTEGER NOT NULL,
+                bucket INTEGER NOT NULL, assistant INTEGER NOT NULL, state BLOB NOT NULL,
+                UNIQUE (metric, level, bucket, assistant));
+             CREATE TABLE rollup_deltas (id INTEGER PRIMARY KEY, metric INTEGER NOT NULL,
+                bucket INTEGER NOT NULL, assistant INTEGER NOT NULL, state BLOB NOT NULL);
+             CREATE INDEX rollup_deltas_by_slot ON rollup_deltas (metric, bucket, assistant);",
+        )
+        .expect("schema");
+        for (table, sql) in [
+            (
+                "rollups",
+                format!(
+                    "DELETE FROM rollups WHERE metric IN ({INTERACTION_METRICS}) AND level = 0 AND bucket = 1 AND assistant = 2"
+                ),
+            ),
+            (
+                "rollup_deltas",
+                format!(
+                    "DELETE FROM rollup_deltas WHERE metric IN ({INTERACTION_METRICS}) AND bucket = 1 AND assistant = 2"
+                ),
+            ),
+        ] {
+            let plan: String = conn
+                .query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3))
+                .expect("plan");
+            assert!(plan.contains("USING INDEX"), "{table}: {plan}");
+        }
+    }
 }

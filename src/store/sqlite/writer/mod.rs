@@ -523,8 +523,13 @@ impl Writer {
         if let Ok(batch) = &result
             && batch.interactions + batch.phrasings + batch.topics > 0
         {
-            // Cached keys may name deleted phrasings; topic indexes expired texts.
-            self.caches = Caches::default();
+            // Cached keys may name deleted phrasings; topic indexes expired
+            // texts. Deleted interactions leave every cache true: dropping
+            // them after each of those batches made every ingest commit
+            // between two of them reload its keys and topic indexes.
+            if batch.phrasings + batch.topics > 0 {
+                self.caches = Caches::default();
+            }
             self.data_version.fetch_add(1, Ordering::Release);
         }
         Ok(result?)
