@@ -804,3 +804,123 @@ fn forget_in_retained_rollups(conn: &Connection, user: i64) -> SqlResult<()> {
     }
     rollup::bump_past_version(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ingest::ingest_values;
+    use crate::ingest::validate::EventLimits;
+
+    const USER: &str = "5f0c1a2e-0000-4000-8000-000000000001";
+
+    /// A store holding `n` interactions of `USER` and one of another user.
+    fn stored(dir: &std::path::Path, n: usize) -> Connection {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let store = crate::store::sqlite::open_for_test(dir);
+            let now = crate::time::Timestamp::now().0;
+            let events: Vec<(usize, serde_json::Value)> = (0..=n)
+                .map(|i| {
+                    let ts = crate::time::Timestamp(now - (i as i64 + 1) * 60_000_000);
+                    let user = if i == n { "someone-else" } else { USER };
+                    (
+                        i,
+                        json!({"type": "interaction", "id": uuid::Uuid::new_v4(),
+                               "timestamp": ts.to_rfc3339(), "assistant_id": uuid::Uuid::from_u128(7),
+                               "session_id": format!("s{i}"), "user_id": user,
+                               "question": format!("question {i}"), "input_tokens": 3, "output_tokens": 4}),
+                    )
+                })
+                .collect();
+            let outcome = ingest_values(&store, events, &EventLimits::default())
+                .await
+                .expect("ingest");
+            assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+            store.close().await;
+        });
+        Connection::open(dir.join(crate::store::sqlite::DATABASE_FILE)).expect("open")
+    }
+
+    fn rows_of(conn: &Connection, user: i64) -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM interactions WHERE user = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .expect("count")
+    }
+
+    /// Stores one more interaction of `user` (a copy of one of theirs), as
+    /// ingest would between two steps of the erasure.
+    fn store_another(conn: &Connection, user: i64) {
+        conn.execute_batch(&format!(
+            "CREATE TEMP TABLE copy AS SELECT * FROM interactions WHERE user = {user} LIMIT 1;
+             UPDATE copy SET key = NULL, id = randomblob(16), ts = ts + 1;
+             INSERT INTO interactions SELECT * FROM copy;
+             DROP TABLE copy;"
+        ))
+        .expect("copy");
+    }
+
+    #[test]
+    fn interactions_of_the_user_stored_while_the_erasure_runs_are_erased_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = stored(dir.path(), 5);
+        let user: i64 = conn
+            .query_row("SELECT key FROM users WHERE id = ?1", [USER], |r| r.get(0))
+            .expect("user");
+        let Some(mut progress) = begin(&mut conn, USER, false).expect("begin") else {
+            panic!("the user is stored");
+        };
+        let mut steps = 0;
+        let report = loop {
+            match progress {
+                Progress::Done(report) => break report,
+                Progress::Running(erasure) => {
+                    // Stored after the listing, before the first chunk went.
+                    if steps == 0 {
+                        store_another(&conn, user);
+                    }
+                    steps += 1;
+                    progress = step(&mut conn, erasure).expect("step");
+                }
+            }
+        };
+        assert_eq!(report.interactions, 6);
+        assert_eq!(rows_of(&conn, user), 0);
+        let others: i64 = conn
+            .query_row("SELECT count(*) FROM interactions", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(others, 1, "the other user's interaction stays");
+        assert_eq!(interrupted(&conn).expect("meta"), None);
+    }
+
+    #[test]
+    fn chunks_hold_whole_sessions_in_the_order_they_began() {
+        let row = |key, ts, session| Row { key, ts, session };
+        // Session 9 began first; session 1's rows come later in time.
+        let mut rows = vec![row(1, 50, 1), row(2, 10, 9), row(3, 60, 1), row(4, 20, 9)];
+        for key in 5..(5 + CHUNK as i64) {
+            rows.push(row(key, 100 + key, 2));
+        }
+        let chunks = chunks(rows);
+        let sessions: Vec<Vec<i64>> = chunks
+            .iter()
+            .map(|c| {
+                let mut s: Vec<i64> = c.iter().map(|r| r.session).collect();
+                s.dedup();
+                s
+            })
+            .collect();
+        assert_eq!(sessions, vec![vec![9, 1], vec![2]]);
+        assert_eq!(
+            chunks[0].iter().map(|r| r.ts).collect::<Vec<_>>(),
+            [10, 20, 50, 60]
+        );
+    }
+}
