@@ -100,6 +100,9 @@ pub struct Erasure {
     listed_s: f64,
     deleted_s: f64,
     settled_s: f64,
+    /// Of the settling: the topic state's and the last retrievals' seconds.
+    topics_s: f64,
+    retrievals_s: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +189,8 @@ pub fn begin(conn: &mut Connection, user_id: &str, correct: bool) -> SqlResult<O
         listed_s: started.elapsed().as_secs_f64(),
         deleted_s: 0.0,
         settled_s: 0.0,
+        topics_s: 0.0,
+        retrievals_s: 0.0,
     }))))
 }
 
@@ -222,11 +227,15 @@ fn step_inner(conn: &mut Connection, e: &mut Erasure) -> SqlResult<bool> {
         }
         Phase::Settle => {
             let tx = conn.transaction()?;
+            let started = std::time::Instant::now();
             let (phrasings, topics) = settle_topics(&tx)?;
             e.report.phrasings = phrasings;
             e.report.topics = topics;
+            e.topics_s = started.elapsed().as_secs_f64();
             settle_unpriced(&tx)?;
+            let started = std::time::Instant::now();
             settle_last_retrievals(&tx)?;
+            e.retrievals_s = started.elapsed().as_secs_f64();
             if !e.correct {
                 settle_sessions(&tx)?;
             }
@@ -252,6 +261,8 @@ fn step_inner(conn: &mut Connection, e: &mut Erasure) -> SqlResult<bool> {
                 listed_s = e.listed_s,
                 deleted_s = e.deleted_s - e.listed_s,
                 settled_s = e.settled_s - e.deleted_s,
+                settled_topics_s = e.topics_s,
+                settled_last_retrievals_s = e.retrievals_s,
                 seconds = e.started.elapsed().as_secs_f64(),
                 "erasure: rows deleted, rollups corrected"
             );
