@@ -57,20 +57,32 @@ pub fn cutoff(now: i64, days: i64) -> i64 {
     (now.div_euclid(MICROS_PER_DAY) - days).saturating_mul(MICROS_PER_DAY)
 }
 
-/// One run: every batch until nothing older than `cutoff` is left. Returns
-/// the interactions, phrasings and topics deleted.
+/// What a run did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunReport {
+    /// Interactions, phrasings and topics deleted.
+    pub deleted: [u64; 3],
+    /// The writer's time on the run's batches (not the pauses between them).
+    pub writer_time: Duration,
+}
+
+/// One run: every batch until nothing older than `cutoff` is left.
 pub async fn run(
     store: &dyn Store,
     telemetry: &Telemetry,
     cutoff: i64,
     shutdown: &CancellationToken,
-) -> Result<[u64; 3], StoreError> {
+) -> Result<RunReport, StoreError> {
     let mut cursor = Cursor::default();
     let mut deleted = [0u64; 3];
+    let mut writer_time = Duration::ZERO;
     let mut retries = 0;
     while cursor.phase != Phase::Done {
         if shutdown.is_cancelled() {
-            return Ok(deleted);
+            return Ok(RunReport {
+                deleted,
+                writer_time,
+            });
         }
         let limit = match cursor.phase {
             Phase::Interactions => INTERACTIONS_PER_BATCH,
@@ -103,6 +115,7 @@ pub async fn run(
             }
         }
         cursor = batch.next;
+        writer_time += batch.work;
         tokio::time::sleep((batch.work * PAUSE_FACTOR).max(MIN_PAUSE)).await;
     }
     telemetry
@@ -115,7 +128,10 @@ pub async fn run(
         topics = deleted[2],
         "retention run done"
     );
-    Ok(deleted)
+    Ok(RunReport {
+        deleted,
+        writer_time,
+    })
 }
 
 #[cfg(test)]

@@ -28,6 +28,12 @@ impl CacheState {
         self.hits += other.hits;
     }
 
+    /// Takes out a part merged in before (an erasure).
+    pub fn subtract(&mut self, part: &Self) {
+        self.total = self.total.saturating_sub(part.total);
+        self.hits = self.hits.saturating_sub(part.hits);
+    }
+
     /// `None` when the window has no interaction.
     pub fn finish(&self, period_hours: i64) -> Option<CacheMetrics> {
         if self.total == 0 {

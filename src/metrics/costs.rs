@@ -43,6 +43,18 @@ impl CostsState {
         }
     }
 
+    /// Takes out a part merged in before (an erasure). An assistant keeps
+    /// its row: whether it still has an interaction is the caller's to know.
+    pub fn subtract(&mut self, part: &Self) {
+        for (assistant, theirs) in &part.assistants {
+            if let Some(acc) = self.assistants.get_mut(assistant) {
+                acc.input_tokens -= theirs.input_tokens;
+                acc.output_tokens -= theirs.output_tokens;
+                acc.cost_nusd -= theirs.cost_nusd;
+            }
+        }
+    }
+
     /// One row per assistant: cost desc (exact nano-dollars), then name, then uuid.
     ///
     /// # Errors

@@ -40,6 +40,14 @@ impl RerankingState {
         self.position_nano += other.position_nano;
     }
 
+    /// Takes out a part merged in before (an erasure).
+    pub fn subtract(&mut self, part: &Self) {
+        self.count = self.count.saturating_sub(part.count);
+        self.improvement_nano -= part.improvement_nano;
+        self.positions = self.positions.saturating_sub(part.positions);
+        self.position_nano -= part.position_nano;
+    }
+
     /// `None` when no interaction carried rerank data.
     pub fn finish(&self) -> Option<RerankingImpact> {
         let improvement = scaled_mean(self.improvement_nano, self.count, NANOS)?;

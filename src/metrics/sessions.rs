@@ -84,6 +84,11 @@ impl SessionsState {
         self.add_n(session, count);
     }
 
+    /// Drops a session tallied by key; its count here, if it was.
+    pub fn remove(&mut self, session: i64) -> Option<u64> {
+        self.interactions.remove(&session)
+    }
+
     /// Keys of the sessions tallied by key.
     pub fn tracked(&self) -> Vec<i64> {
         self.interactions.keys().copied().collect()

@@ -105,6 +105,25 @@ impl StepsState {
         }
     }
 
+    /// Takes out a part merged in before (an erasure): a step no remaining
+    /// interaction has goes.
+    pub fn subtract(&mut self, part: &Self) {
+        for (name, theirs) in &part.steps {
+            let Some(acc) = self.steps.get_mut(name) else {
+                continue;
+            };
+            acc.interactions = acc.interactions.saturating_sub(theirs.interactions);
+            acc.duration_us -= theirs.duration_us;
+            acc.index_sum = acc.index_sum.saturating_sub(theirs.index_sum);
+            acc.token_reports = acc.token_reports.saturating_sub(theirs.token_reports);
+            acc.input_tokens -= theirs.input_tokens;
+            acc.output_tokens -= theirs.output_tokens;
+            if acc.interactions == 0 {
+                self.steps.remove(name);
+            }
+        }
+    }
+
     /// One row per step name, in observed pipeline order (mean first index), ties
     /// by name.
     pub fn finish(&self) -> Vec<StepBreakdown> {

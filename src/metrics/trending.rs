@@ -182,6 +182,50 @@ impl TrendingState {
         }
     }
 
+    /// Takes out a part merged in before (an erasure). Counts subtract; a
+    /// topic or phrasing no longer asked goes. A first or last time that the
+    /// part may have set comes from `bounds(topic, phrasing)`: the (first,
+    /// last) times of what remains of that phrasing (of the whole topic when
+    /// `None`) in this state's bucket, unchanged when it finds none.
+    ///
+    /// # Errors
+    /// Whatever `bounds` returns.
+    pub fn subtract<E>(
+        &mut self,
+        part: &Self,
+        mut bounds: impl FnMut(i64, Option<i64>) -> Result<Option<(i64, i64)>, E>,
+    ) -> Result<(), E> {
+        for (topic, theirs) in &part.topics {
+            let Some(acc) = self.topics.get_mut(topic) else {
+                continue;
+            };
+            acc.frequency = acc.frequency.saturating_sub(theirs.frequency);
+            if acc.frequency == 0 {
+                self.topics.remove(topic);
+                continue;
+            }
+            for (phrasing, gone) in &theirs.phrasings {
+                let Some(p) = acc.phrasings.get_mut(phrasing) else {
+                    continue;
+                };
+                p.count = p.count.saturating_sub(gone.count);
+                if p.count == 0 {
+                    acc.phrasings.remove(phrasing);
+                } else if (gone.first_ts <= p.first_ts || gone.last_ts >= p.last_ts)
+                    && let Some(found) = bounds(*topic, Some(*phrasing))?
+                {
+                    (p.first_ts, p.last_ts) = found;
+                }
+            }
+            if theirs.last_ts >= acc.last_ts
+                && let Some((_, last)) = bounds(*topic, None)?
+            {
+                acc.last_ts = last;
+            }
+        }
+        Ok(())
+    }
+
     /// Frequency of every topic seen (all ≥ 1), for diversity.
     pub fn frequencies(&self) -> impl Iterator<Item = u64> + '_ {
         self.topics.values().map(|t| t.frequency)

@@ -26,6 +26,22 @@ impl TtftState {
         self.values_us.extend(other.values_us);
     }
 
+    /// Takes out a part merged in before (an erasure): one value per value
+    /// of the part.
+    pub fn subtract(&mut self, part: &Self) {
+        let mut gone: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+        for &value in &part.values_us {
+            *gone.entry(value).or_default() += 1;
+        }
+        self.values_us.retain(|value| match gone.get_mut(value) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                false
+            }
+            _ => true,
+        });
+    }
+
     /// As [`merge`](Self::merge), from a state kept elsewhere.
     pub fn extend_from(&mut self, other: &Self) {
         self.values_us.extend_from_slice(&other.values_us);

@@ -109,6 +109,19 @@ impl UtilizationState {
         }
     }
 
+    /// Takes out a part merged in before (an erasure): a document no
+    /// remaining interaction retrieved goes.
+    pub fn subtract(&mut self, part: &Self) {
+        for (doc, n) in &part.retrievals {
+            if let Some(mine) = self.retrievals.get_mut(doc) {
+                *mine = mine.saturating_sub(*n);
+                if *mine == 0 {
+                    self.retrievals.remove(doc);
+                }
+            }
+        }
+    }
+
     /// `None`: retrieved documents by count desc, file name, uuid. `Hot`/`Warm`:
     /// the same, filtered. `Cold`: live documents never retrieved in the window,
     /// by file name, uuid. At most `limit` rows; `last_retrieved` is asked for

@@ -2,29 +2,34 @@
 //! retrieved documents, the question texts only they asked, their registry
 //! entry (name, e-mail), and every derived state that counted them.
 //!
-//! The work runs in bounded transactions, in an order that leaves a
-//! consistent store wherever it stops:
+//! The writer runs it as a series of steps, each in transactions of its own
+//! with ingest commits in between, in an order that leaves a consistent
+//! store wherever it stops:
 //!
-//! 1. the erasure is recorded in `meta`: one interrupted is followed by a
-//!    rollup rebuild at the next start, from the raw rows as they then are
-//!    (see [`recover`]); until the rebuild below, reads go on from the
-//!    rollups as they were;
-//! 2. the user's interactions go in chunks, each chunk in one transaction
-//!    with the all-time counters it decrements (topic and phrasing totals,
-//!    unpriced models), and it records what it touched in
-//!    `erasure_touched`;
+//! 1. the erasure is recorded in `meta` (a crash is reported at the next
+//!    start; erasing the user again finishes the work);
+//! 2. the user's interactions go in chunks of whole sessions, each chunk in
+//!    one transaction with the all-time counters it decrements (topic and
+//!    phrasing totals, unpriced models) and its part of every rollup (see
+//!    `rollup::subtract`: the rollups match the raw rows after every
+//!    chunk), and it records what it touched in `erasure_touched`; the
+//!    user's interactions stored while the erasure runs go the same way;
 //! 3. what the touched counters derive (canonical phrasings, diversity
 //!    totals, last retrievals, phrasings and topics no one asks any more)
-//!    is recomputed from what remains;
-//! 4. the rollups are rebuilt from the raw rows (from the retention cutoff
-//!    on, when retention has deleted older rows);
-//! 5. the user's registry entry goes last, so a retry after a crash still
+//!    is recomputed from what remains, in one transaction;
+//! 4. the user's registry entry goes last, so a retry after a crash still
 //!    finds the user and finishes the work.
 //!
-//! Deleted content is overwritten (`secure_delete`), and the WAL is
-//! truncated afterwards, so the erased texts stay in no file.
+//! A read while it runs sees the user partly erased: some of their
+//! interactions gone (from the raw rows and the rollups alike), their
+//! per-user tallies gone from the buckets already corrected, and question
+//! texts, topics, canonical phrasings and last retrievals as they were
+//! until step 3.
+//!
+//! Deleted content is overwritten (`secure_delete`, on during each step),
+//! and the WAL is truncated afterwards, so the erased texts stay in no file.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -55,6 +60,10 @@ const KIND_ERASED: i64 = 3;
 
 /// `meta` key of the user whose erasure is under way.
 const ERASING_KEY: &str = "erasing_user";
+/// `meta` key present while the erasure under way takes each chunk out of
+/// the rollups in the chunk's transaction: the rollups then match the raw
+/// rows wherever it stops.
+const EXACT_KEY: &str = "erasing_user_exact";
 
 /// What an erasure removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
@@ -67,19 +76,78 @@ pub struct EraseReport {
     pub topics: u64,
     /// The user's registry entry (1, or 0 when the user was only ever named by interactions).
     pub registry_entries: u64,
-    /// Rollup rows rebuilt without the user.
+    /// Rollups corrected to leave the user out (false when the store keeps none).
     pub rollups_rebuilt: bool,
 }
 
-/// Erases the user `user_id` (its canonical form, see `UserId`); `None` when
-/// the store knows no such user. `rebuild` is false when the store keeps no
-/// rollups.
+/// An erasure under way: the writer runs it one [`step`] at a time, each in
+/// transactions of its own, with ingest commits in between.
+pub struct Erasure {
+    user: i64,
+    registered: bool,
+    /// The rollups are kept: each chunk is taken out of them as it goes.
+    correct: bool,
+    /// The user's interactions still to delete, in chunks of whole sessions.
+    pending: VecDeque<Vec<Row>>,
+    /// Interactions with a greater key were stored after the erasure began:
+    /// the user's among them are erased too.
+    watermark: i64,
+    phase: Phase,
+    report: EraseReport,
+    started: std::time::Instant,
+    /// Seconds from the start to the end of the listing, of the deletions
+    /// and of the settling (for the log; waits for ingest included).
+    listed_s: f64,
+    deleted_s: f64,
+    settled_s: f64,
+    /// Of the settling: the topic state's and the last retrievals' seconds.
+    topics_s: f64,
+    retrievals_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Delete,
+    Settle,
+    Finish,
+}
+
+/// Where an erasure stands after a step.
+pub enum Progress {
+    Running(Box<Erasure>),
+    Done(EraseReport),
+}
+
+impl Erasure {
+    /// True while the next step deletes a chunk of interactions (question
+    /// texts and topics stay until the settling step).
+    pub fn deleting(&self) -> bool {
+        self.phase == Phase::Delete && !self.pending.is_empty()
+    }
+}
+
+/// Erases the user `user_id` (its canonical form, see `UserId`) in one go;
+/// `None` when the store knows no such user. `correct` is false when the
+/// store keeps no rollups (or they are to be rebuilt anyway).
 pub fn erase_user(
     conn: &mut Connection,
     user_id: &str,
-    rebuild: bool,
-    today: i64,
+    correct: bool,
 ) -> SqlResult<Option<EraseReport>> {
+    let Some(mut progress) = begin(conn, user_id, correct)? else {
+        return Ok(None);
+    };
+    loop {
+        match progress {
+            Progress::Done(report) => return Ok(Some(report)),
+            Progress::Running(erasure) => progress = step(conn, erasure)?,
+        }
+    }
+}
+
+/// Records the erasure of `user_id` and lists the user's interactions;
+/// `None` when the store knows no such user.
+pub fn begin(conn: &mut Connection, user_id: &str, correct: bool) -> SqlResult<Option<Progress>> {
     let found: Option<(i64, i64)> = conn
         .query_row(
             "SELECT key, registered FROM users WHERE id = ?1",
@@ -90,64 +158,145 @@ pub fn erase_user(
     let Some((user, registered)) = found else {
         return Ok(None);
     };
-    conn.pragma_update(None, "secure_delete", "ON")?;
-    let result = erase_key(conn, user, registered != 0, rebuild, today);
-    conn.pragma_update(None, "secure_delete", "FAST")?;
-    result.map(Some)
+    let started = std::time::Instant::now();
+    let tx = conn.transaction()?;
+    rollup::set_meta(&tx, ERASING_KEY, user)?;
+    if correct {
+        rollup::set_meta(&tx, EXACT_KEY, 1)?;
+    } else {
+        tx.execute("DELETE FROM meta WHERE key = ?1", [EXACT_KEY])?;
+    }
+    // The greatest key of another user's row: a row stored later gets a greater one.
+    let watermark: i64 = tx
+        .query_row(
+            "SELECT key FROM interactions WHERE user IS NOT ?1 ORDER BY key DESC LIMIT 1",
+            [user],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let pending = chunks(user_interactions(&tx, user, None)?);
+    tx.commit()?;
+    Ok(Some(Progress::Running(Box::new(Erasure {
+        user,
+        registered: registered != 0,
+        correct,
+        pending,
+        watermark,
+        phase: Phase::Delete,
+        report: EraseReport::default(),
+        started,
+        listed_s: started.elapsed().as_secs_f64(),
+        deleted_s: 0.0,
+        settled_s: 0.0,
+        topics_s: 0.0,
+        retrievals_s: 0.0,
+    }))))
 }
 
-fn erase_key(
-    conn: &mut Connection,
-    user: i64,
-    registered: bool,
-    rebuild: bool,
-    today: i64,
-) -> SqlResult<EraseReport> {
-    let mut report = EraseReport::default();
-    {
-        let tx = conn.transaction()?;
-        rollup::set_meta(&tx, ERASING_KEY, user)?;
-        tx.commit()?;
+/// Runs the next step of an erasure in transactions of its own: one chunk
+/// of interactions, or settling what the deleted ones touched, or the end.
+pub fn step(conn: &mut Connection, mut e: Box<Erasure>) -> SqlResult<Progress> {
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    let result = step_inner(conn, &mut e);
+    conn.pragma_update(None, "secure_delete", "FAST")?;
+    Ok(match result? {
+        true => Progress::Done(std::mem::take(&mut e.report)),
+        false => Progress::Running(e),
+    })
+}
+
+/// True when the erasure is done.
+fn step_inner(conn: &mut Connection, e: &mut Erasure) -> SqlResult<bool> {
+    match e.phase {
+        Phase::Delete => {
+            if let Some(chunk) = e.pending.pop_front() {
+                let tx = conn.transaction()?;
+                delete_chunk(&tx, &chunk, e.correct)?;
+                tx.commit()?;
+                e.report.interactions += chunk.len() as u64;
+                return Ok(false);
+            }
+            // What was stored for the user while the erasure ran goes too.
+            e.pending = chunks(user_interactions(conn, e.user, Some(e.watermark))?);
+            if e.pending.is_empty() {
+                e.phase = Phase::Settle;
+                e.deleted_s = e.started.elapsed().as_secs_f64();
+            }
+            Ok(false)
+        }
+        Phase::Settle => {
+            let tx = conn.transaction()?;
+            let started = std::time::Instant::now();
+            let (phrasings, topics) = settle_topics(&tx)?;
+            e.report.phrasings = phrasings;
+            e.report.topics = topics;
+            e.topics_s = started.elapsed().as_secs_f64();
+            settle_unpriced(&tx)?;
+            let started = std::time::Instant::now();
+            settle_last_retrievals(&tx)?;
+            e.retrievals_s = started.elapsed().as_secs_f64();
+            if !e.correct {
+                settle_sessions(&tx)?;
+            }
+            tx.execute("DELETE FROM erasure_touched", [])?;
+            tx.commit()?;
+            e.report.rollups_rebuilt = e.correct && e.report.interactions > 0;
+            e.phase = Phase::Finish;
+            e.settled_s = e.started.elapsed().as_secs_f64();
+            Ok(false)
+        }
+        Phase::Finish => {
+            let tx = conn.transaction()?;
+            forget_in_retained_rollups(&tx, e.user)?;
+            tx.execute("DELETE FROM users WHERE key = ?1", [e.user])?;
+            e.report.registry_entries = u64::from(e.registered);
+            tx.execute(
+                "DELETE FROM meta WHERE key IN (?1, ?2)",
+                [ERASING_KEY, EXACT_KEY],
+            )?;
+            tx.commit()?;
+            tracing::info!(
+                interactions = e.report.interactions,
+                listed_s = e.listed_s,
+                deleted_s = e.deleted_s - e.listed_s,
+                settled_s = e.settled_s - e.deleted_s,
+                settled_topics_s = e.topics_s,
+                settled_last_retrievals_s = e.retrievals_s,
+                seconds = e.started.elapsed().as_secs_f64(),
+                "erasure: rows deleted, rollups corrected"
+            );
+            Ok(true)
+        }
     }
-    let started = std::time::Instant::now();
-    let rows = user_interactions(conn, user)?;
-    for chunk in rows.chunks(CHUNK) {
-        let tx = conn.transaction()?;
-        delete_chunk(&tx, chunk)?;
-        tx.commit()?;
-        report.interactions += chunk.len() as u64;
+}
+
+/// The user's interactions in chunks of about [`CHUNK`], each holding
+/// whole sessions (a session's rows go, and its buckets are recounted, at
+/// once), sessions in the order they began: a chunk then touches the
+/// rollups of a few days, and each day's rows are rewritten about once.
+fn chunks(rows: Vec<Row>) -> VecDeque<Vec<Row>> {
+    let mut sessions: HashMap<i64, Vec<Row>> = HashMap::new();
+    for row in rows {
+        sessions.entry(row.session).or_default().push(row);
     }
-    {
-        let tx = conn.transaction()?;
-        let (phrasings, topics) = settle_topics(&tx)?;
-        report.phrasings = phrasings;
-        report.topics = topics;
-        settle_unpriced(&tx)?;
-        settle_last_retrievals(&tx)?;
-        settle_sessions(&tx)?;
-        tx.execute("DELETE FROM erasure_touched", [])?;
-        tx.commit()?;
+    let mut sessions: Vec<Vec<Row>> = sessions.into_values().collect();
+    for rows in &mut sessions {
+        rows.sort_unstable_by_key(|r| (r.ts, r.key));
     }
-    let deleted_s = started.elapsed().as_secs_f64();
-    // Rollups before the user's first day never counted them.
-    let first_day = rows.iter().map(|&(_, ts)| Level::Day.bucket(ts)).min();
-    if rebuild && let Some(first_day) = first_day {
-        rollup::rebuild::rebuild_from(conn, today, Some(first_day), &mut |_, _| {})?;
-        report.rollups_rebuilt = true;
+    sessions.sort_unstable_by_key(|rows| rows.first().map(|r| (r.ts, r.key)));
+    let mut out = VecDeque::new();
+    let mut current: Vec<Row> = Vec::new();
+    for rows in sessions {
+        if current.len() + rows.len() > CHUNK && !current.is_empty() {
+            out.push_back(std::mem::take(&mut current));
+        }
+        current.extend(rows);
     }
-    tracing::info!(
-        interactions = report.interactions,
-        deleted_and_settled_s = deleted_s,
-        rebuilt_s = started.elapsed().as_secs_f64() - deleted_s,
-        "erasure: rows deleted, rollups rebuilt"
-    );
-    let tx = conn.transaction()?;
-    forget_in_retained_rollups(&tx, user)?;
-    tx.execute("DELETE FROM users WHERE key = ?1", [user])?;
-    report.registry_entries = u64::from(registered);
-    tx.execute("DELETE FROM meta WHERE key = ?1", [ERASING_KEY])?;
-    tx.commit()?;
-    Ok(report)
+    if !current.is_empty() {
+        out.push_back(current);
+    }
+    out
 }
 
 /// An erasure that a crash interrupted, if any (its user's key).
@@ -155,13 +304,16 @@ pub fn interrupted(conn: &Connection) -> SqlResult<Option<i64>> {
     rollup::meta(conn, ERASING_KEY)
 }
 
-/// At open: after an interrupted erasure the rollups may still count rows
-/// it deleted, so they are marked for a rebuild. True when one was.
+/// At open: true when an erasure was interrupted (erasing the user again
+/// finishes it). One that did not correct the rollups chunk by chunk may
+/// have left them counting rows it deleted: they are marked for a rebuild.
 pub fn recover(conn: &Connection) -> SqlResult<bool> {
     if interrupted(conn)?.is_none() {
         return Ok(false);
     }
-    rollup::forget(conn)?;
+    if rollup::meta(conn, EXACT_KEY)?.is_none() {
+        rollup::forget(conn)?;
+    }
     Ok(true)
 }
 
@@ -179,19 +331,46 @@ pub fn truncate_wal(conn: &Connection) -> SqlResult<bool> {
     Ok(false)
 }
 
-/// One interaction of the user: (key, ts).
-type Row = (i64, i64);
+/// One interaction of the user.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    key: i64,
+    ts: i64,
+    session: i64,
+}
 
-fn user_interactions(conn: &Connection, user: i64) -> SqlResult<Vec<Row>> {
-    // The time index carries the user: a covering scan, no table reads.
-    let mut stmt = conn.prepare("SELECT key, ts FROM interactions WHERE user = ?1")?;
-    let rows = stmt.query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+/// The user's interactions (those with a key above `after`, when given).
+fn user_interactions(conn: &Connection, user: i64, after: Option<i64>) -> SqlResult<Vec<Row>> {
+    let read = |r: &rusqlite::Row<'_>| {
+        Ok(Row {
+            key: r.get(0)?,
+            ts: r.get(1)?,
+            session: r.get(2)?,
+        })
+    };
+    match after {
+        // The time index carries the user and the session: a covering scan.
+        None => conn
+            .prepare("SELECT key, ts, session FROM interactions INDEXED BY interactions_by_ts WHERE user = ?1")?
+            .query_map([user], read)?
+            .collect(),
+        Some(key) => conn
+            .prepare("SELECT key, ts, session FROM interactions WHERE key > ?1 AND user = ?2")?
+            .query_map([key, user], read)?
+            .collect(),
+    }
 }
 
 /// Deletes one chunk of the user's interactions with their details, takes
-/// them off the all-time counters, and records what they touched.
-fn delete_chunk(conn: &Connection, chunk: &[Row]) -> SqlResult<()> {
+/// them off the all-time counters (and off the rollups when `correct`), and
+/// records what they touched.
+fn delete_chunk(conn: &Connection, chunk: &[Row], correct: bool) -> SqlResult<()> {
+    let facts = if correct {
+        let rows: Vec<(i64, i64)> = chunk.iter().map(|r| (r.key, r.ts)).collect();
+        rollup::subtract::facts(conn, &rows)?
+    } else {
+        Vec::new()
+    };
     let mut topics: HashMap<i64, i64> = HashMap::new();
     let mut phrasings: HashMap<i64, i64> = HashMap::new();
     let mut unpriced: HashMap<String, i64> = HashMap::new();
@@ -206,7 +385,7 @@ fn delete_chunk(conn: &Connection, chunk: &[Row]) -> SqlResult<()> {
         let mut details = conn.prepare_cached(
             "DELETE FROM interaction_details WHERE ts = ?1 AND interaction = ?2 RETURNING documents",
         )?;
-        for &(key, ts) in chunk {
+        for &Row { key, ts, .. } in chunk {
             let found = read
                 .query_row([key], |r| {
                     Ok((
@@ -260,8 +439,12 @@ fn delete_chunk(conn: &Connection, chunk: &[Row]) -> SqlResult<()> {
     for (document, assistant) in retrievals {
         touch.execute(params![TOUCHED_RETRIEVAL, document, assistant])?;
     }
-    for session in sessions {
-        touch.execute(params![TOUCHED_SESSION, session, 0])?;
+    if correct {
+        rollup::subtract::subtract(conn, &facts, retention_cutoff(conn)?)?;
+    } else {
+        for session in sessions {
+            touch.execute(params![TOUCHED_SESSION, session, 0])?;
+        }
     }
     Ok(())
 }
@@ -631,4 +814,124 @@ fn forget_in_retained_rollups(conn: &Connection, user: i64) -> SqlResult<()> {
         )?;
     }
     rollup::bump_past_version(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ingest::ingest_values;
+    use crate::ingest::validate::EventLimits;
+
+    const USER: &str = "5f0c1a2e-0000-4000-8000-000000000001";
+
+    /// A store holding `n` interactions of `USER` and one of another user.
+    fn stored(dir: &std::path::Path, n: usize) -> Connection {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let store = crate::store::sqlite::open_for_test(dir);
+            let now = crate::time::Timestamp::now().0;
+            let events: Vec<(usize, serde_json::Value)> = (0..=n)
+                .map(|i| {
+                    let ts = crate::time::Timestamp(now - (i as i64 + 1) * 60_000_000);
+                    let user = if i == n { "someone-else" } else { USER };
+                    (
+                        i,
+                        json!({"type": "interaction", "id": uuid::Uuid::new_v4(),
+                               "timestamp": ts.to_rfc3339(), "assistant_id": uuid::Uuid::from_u128(7),
+                               "session_id": format!("s{i}"), "user_id": user,
+                               "question": format!("question {i}"), "input_tokens": 3, "output_tokens": 4}),
+                    )
+                })
+                .collect();
+            let outcome = ingest_values(&store, events, &EventLimits::default())
+                .await
+                .expect("ingest");
+            assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+            store.close().await;
+        });
+        Connection::open(dir.join(crate::store::sqlite::DATABASE_FILE)).expect("open")
+    }
+
+    fn rows_of(conn: &Connection, user: i64) -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM interactions WHERE user = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .expect("count")
+    }
+
+    /// Stores one more interaction of `user` (a copy of one of theirs), as
+    /// ingest would between two steps of the erasure.
+    fn store_another(conn: &Connection, user: i64) {
+        conn.execute_batch(&format!(
+            "CREATE TEMP TABLE copy AS SELECT * FROM interactions WHERE user = {user} LIMIT 1;
+             UPDATE copy SET key = NULL, id = randomblob(16), ts = ts + 1;
+             INSERT INTO interactions SELECT * FROM copy;
+             DROP TABLE copy;"
+        ))
+        .expect("copy");
+    }
+
+    #[test]
+    fn interactions_of_the_user_stored_while_the_erasure_runs_are_erased_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = stored(dir.path(), 5);
+        let user: i64 = conn
+            .query_row("SELECT key FROM users WHERE id = ?1", [USER], |r| r.get(0))
+            .expect("user");
+        let Some(mut progress) = begin(&mut conn, USER, false).expect("begin") else {
+            panic!("the user is stored");
+        };
+        let mut steps = 0;
+        let report = loop {
+            match progress {
+                Progress::Done(report) => break report,
+                Progress::Running(erasure) => {
+                    // Stored after the listing, before the first chunk went.
+                    if steps == 0 {
+                        store_another(&conn, user);
+                    }
+                    steps += 1;
+                    progress = step(&mut conn, erasure).expect("step");
+                }
+            }
+        };
+        assert_eq!(report.interactions, 6);
+        assert_eq!(rows_of(&conn, user), 0);
+        let others: i64 = conn
+            .query_row("SELECT count(*) FROM interactions", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(others, 1, "the other user's interaction stays");
+        assert_eq!(interrupted(&conn).expect("meta"), None);
+    }
+
+    #[test]
+    fn chunks_hold_whole_sessions_in_the_order_they_began() {
+        let row = |key, ts, session| Row { key, ts, session };
+        // Session 9 began first; session 1's rows come later in time.
+        let mut rows = vec![row(1, 50, 1), row(2, 10, 9), row(3, 60, 1), row(4, 20, 9)];
+        for key in 5..(5 + CHUNK as i64) {
+            rows.push(row(key, 100 + key, 2));
+        }
+        let chunks = chunks(rows);
+        let sessions: Vec<Vec<i64>> = chunks
+            .iter()
+            .map(|c| {
+                let mut s: Vec<i64> = c.iter().map(|r| r.session).collect();
+                s.dedup();
+                s
+            })
+            .collect();
+        assert_eq!(sessions, vec![vec![9, 1], vec![2]]);
+        assert_eq!(
+            chunks[0].iter().map(|r| r.ts).collect::<Vec<_>>(),
+            [10, 20, 50, 60]
+        );
+    }
 }

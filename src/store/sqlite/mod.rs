@@ -36,7 +36,7 @@ use crate::telemetry::Telemetry;
 pub use pool::Lane;
 use pool::Pool;
 use reprice::{RepriceReport, RepriceRequest, RepriceState, RepriceStatus, Tally};
-use writer::{Job, WriteRequest, Writer, WriterHooks};
+use writer::{EraseJob, Job, WriteRequest, Writer, WriterHooks};
 
 /// Below this much free space on the data directory's file system the store
 /// reports itself not ready: the next large batch may not fit in the WAL.
@@ -166,9 +166,7 @@ impl SqliteStore {
         conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         schema::migrate(&mut conn).map_err(|e| wrap_open(&path, e))?;
         if erase::recover(&conn).map_err(|e| wrap_open(&path, e.into()))? {
-            tracing::warn!(
-                "an erasure was interrupted: the rollups are rebuilt; erase the user again to finish it"
-            );
+            tracing::warn!("an erasure was interrupted: erase the user again to finish it");
         }
         prepare_rollups(&mut conn, options.rollups, &mut |done, total| {
             tracing::info!(done, total, "rebuilding rollups from the stored events");
@@ -347,10 +345,36 @@ impl SqliteStore {
         Ok(tally.report())
     }
 
-    /// Erases a user's data (see [`erase`]) on the writer, between ingest
-    /// commits; `None` when the store knows no such user.
+    /// Erases a user's data (see [`erase`]) on the writer, one step at a
+    /// time with ingest commits in between; `None` when the store knows no
+    /// such user. The steps go on if the caller stops waiting.
     pub async fn erase_user(&self, user: String) -> Result<Option<erase::EraseReport>, StoreError> {
-        self.job(|reply| Job::Erase { user, reply }).await
+        let sender = match self.sender.lock() {
+            Ok(guard) => guard.clone().ok_or(StoreError::ShuttingDown)?,
+            Err(_) => return Err(StoreError::ShuttingDown),
+        };
+        let steps = tokio::spawn(async move {
+            let mut job = EraseJob::Begin(user);
+            loop {
+                let (reply, answer) = oneshot::channel();
+                sender
+                    .send(Job::Erase { job, reply })
+                    .await
+                    .map_err(|_| StoreError::WriterStopped)?;
+                match answer.await.map_err(|_| StoreError::WriterStopped)?? {
+                    None => return Ok(None),
+                    Some(erase::Progress::Done(report)) => return Ok(Some(report)),
+                    Some(erase::Progress::Running(erasure)) => job = EraseJob::Continue(erasure),
+                }
+            }
+        });
+        match steps.await {
+            Ok(result) => result.map_err(|e| match e {
+                StoreError::WriterStopped => self.writer_gone(),
+                other => other,
+            }),
+            Err(_) => Err(self.writer_gone()),
+        }
     }
 
     /// One batch of a retention run (see [`retention`]) on the writer.
@@ -677,11 +701,10 @@ pub fn erase_user_offline(
     user: &str,
 ) -> Result<Option<erase::EraseReport>, StoreError> {
     let (_dir_lock, mut conn, _) = open_offline(data_dir)?;
-    let today = crate::time::Timestamp::now()
-        .0
-        .div_euclid(crate::time::MICROS_PER_DAY);
-    let rebuild = rollup::is_built(&conn)? || erase::recover(&conn)?;
-    let report = erase::erase_user(&mut conn, user, rebuild, today)?;
+    erase::recover(&conn)?;
+    // Rollups not built (or marked for a rebuild) are rebuilt at the next start.
+    let correct = rollup::is_built(&conn)?;
+    let report = erase::erase_user(&mut conn, user, correct)?;
     if report.is_some() {
         erase::truncate_wal(&conn)?;
     }

@@ -18,6 +18,7 @@ pub mod cache;
 mod equivalence;
 pub mod plan;
 pub mod rebuild;
+pub mod subtract;
 pub mod write;
 
 use rusqlite::{Connection, OptionalExtension, params};

@@ -20,7 +20,7 @@ use apply::Apply;
 use ids::StoredIds;
 use series::Series;
 
-use super::erase::{EraseReport, erase_user, truncate_wal};
+use super::erase::{self, Progress, truncate_wal};
 use super::pending::{self, FinalOutcome, Finalization, PendingIndex, SpanAppend, SpanOutcome};
 use super::reprice::{RepriceRequest, Tally, finish as finish_reprice, reprice_range};
 use super::retention::{Cursor, RetainBatch, retain_batch};
@@ -106,10 +106,11 @@ pub enum Job {
     RepriceFinish {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// Erases a user (see `erase`): `None` when the store knows no such user.
+    /// One step of a user's erasure (see `erase`), in transactions of its
+    /// own: `None` when the store knows no such user.
     Erase {
-        user: String,
-        reply: oneshot::Sender<Result<Option<EraseReport>, StoreError>>,
+        job: EraseJob,
+        reply: oneshot::Sender<Result<Option<Progress>, StoreError>>,
     },
     /// One batch of a retention run (see `retention`), in its own transaction.
     Retain {
@@ -130,6 +131,12 @@ pub enum Job {
         today: i64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+}
+
+/// An erasure's next step: its start, or the step after a previous one.
+pub enum EraseJob {
+    Begin(String),
+    Continue(Box<erase::Erasure>),
 }
 
 pub struct Writer {
@@ -381,8 +388,8 @@ impl Writer {
                     let _ = reply.send(finish_reprice(&mut self.conn).map_err(StoreError::from));
                     continue;
                 }
-                Some(Job::Erase { user, reply }) => {
-                    let _ = reply.send(self.erase(&user));
+                Some(Job::Erase { job, reply }) => {
+                    let _ = reply.send(self.erase(job));
                     continue;
                 }
                 Some(Job::Retain {
@@ -475,19 +482,35 @@ impl Writer {
         Ok(tally)
     }
 
-    /// Erases a user between ingest commits. Every cache of committed rows
-    /// is dropped after it (keys, topic indexes, rollup states), answers
-    /// cached by readers are invalidated, and the WAL is truncated so the
-    /// erased rows' pages leave the disk.
-    fn erase(&mut self, user: &str) -> Result<Option<EraseReport>, StoreError> {
-        let rebuild = !matches!(self.rollups, RollupMode::Off);
-        let result = erase_user(&mut self.conn, user, rebuild, today());
-        self.forget_cached_state();
-        let report = result?;
-        if report.is_some() && !truncate_wal(&self.conn)? {
+    /// Runs one step of an erasure between ingest commits. What the writer
+    /// holds in memory about committed rows is dropped after it: after a
+    /// chunk the session keys and rollup states (the chunk deleted sessions
+    /// and rewrote rollup rows), after the other steps every cache (topics,
+    /// phrasings and texts went). Cached answers are invalidated, and at the
+    /// end the WAL is truncated so the erased rows' pages leave the disk.
+    fn erase(&mut self, job: EraseJob) -> Result<Option<Progress>, StoreError> {
+        let correct = !matches!(self.rollups, RollupMode::Off);
+        let (chunk, result) = match job {
+            EraseJob::Begin(user) => (true, erase::begin(&mut self.conn, &user, correct)),
+            EraseJob::Continue(erasure) => (
+                erasure.deleting(),
+                erase::step(&mut self.conn, erasure).map(Some),
+            ),
+        };
+        if chunk {
+            self.caches.sessions = Default::default();
+            if correct {
+                self.rollups = RollupMode::Stale;
+            }
+            self.data_version.fetch_add(1, Ordering::Release);
+        } else {
+            self.forget_cached_state();
+        }
+        let progress = result?;
+        if matches!(progress, Some(Progress::Done(_))) && !truncate_wal(&self.conn)? {
             tracing::warn!("the WAL could not be truncated after an erasure: a reader held it");
         }
-        Ok(report)
+        Ok(progress)
     }
 
     fn retain(
@@ -500,8 +523,13 @@ impl Writer {
         if let Ok(batch) = &result
             && batch.interactions + batch.phrasings + batch.topics > 0
         {
-            // Cached keys may name deleted phrasings; topic indexes expired texts.
-            self.caches = Caches::default();
+            // Cached keys may name deleted phrasings; topic indexes expired
+            // texts. Deleted interactions leave every cache true: dropping
+            // them after each of those batches made every ingest commit
+            // between two of them reload its keys and topic indexes.
+            if batch.phrasings + batch.topics > 0 {
+                self.caches = Caches::default();
+            }
             self.data_version.fetch_add(1, Ordering::Release);
         }
         Ok(result?)
