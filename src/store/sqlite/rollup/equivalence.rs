@@ -674,7 +674,7 @@ fn same_states<T: super::write::RollupState + PartialEq + std::fmt::Debug>(
 /// Session spans and every metric's rollups, compared between two stores.
 fn same_rollups(corrected: &Connection, rebuilt: &Connection) {
     use super::Metric;
-    use crate::analytics::metrics::{
+    use crate::metrics::{
         cache::CacheState, costs::CostsState, reranking::RerankingState, sessions::SessionsState,
         steps::StepsState, sync::SyncState, trending::TrendingState, ttft::TtftState,
         users::UsersState, utilization::UtilizationState,

@@ -23,15 +23,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::write::{RollupState, put};
 use super::{Level, Metric, bump_past_version, decode, dirty_days, sealed_day};
-use crate::analytics::metrics::cache::CacheState;
-use crate::analytics::metrics::costs::CostsState;
-use crate::analytics::metrics::reranking::RerankingState;
-use crate::analytics::metrics::sessions::SessionsState;
-use crate::analytics::metrics::steps::{StepSample, StepsState};
-use crate::analytics::metrics::trending::TrendingState;
-use crate::analytics::metrics::ttft::TtftState;
-use crate::analytics::metrics::users::UsersState;
-use crate::analytics::metrics::utilization::UtilizationState;
+use crate::metrics::cache::CacheState;
+use crate::metrics::costs::CostsState;
+use crate::metrics::reranking::RerankingState;
+use crate::metrics::sessions::SessionsState;
+use crate::metrics::steps::{StepSample, StepsState};
+use crate::metrics::trending::TrendingState;
+use crate::metrics::ttft::TtftState;
+use crate::metrics::users::UsersState;
+use crate::metrics::utilization::UtilizationState;
 use crate::store::sqlite::details::{self, PackedStep};
 
 type SqlResult<T> = Result<T, rusqlite::Error>;

@@ -30,7 +30,7 @@ use crate::time::{MICROS_PER_SECOND, Timestamp};
 type SqlResult<T> = Result<T, rusqlite::Error>;
 
 /// A metric state that rollups can store and merge. Merging is commutative
-/// and associative (see `analytics::metrics`), so a window's buckets can be
+/// and associative (see `metrics`), so a window's buckets can be
 /// merged in any grouping: the merge cache keeps per-bucket merges.
 pub trait RollupState: Default + Clone + Serialize + DeserializeOwned + ApproxBytes {
     fn merge_from(&mut self, other: Self);
