@@ -81,7 +81,7 @@ impl fmt::Display for Json<'_> {
 }
 
 /// An object key or string, borrowed from the input when it has no escapes.
-pub(super) struct CowStr;
+pub(crate) struct CowStr;
 
 impl<'de> serde::de::DeserializeSeed<'de> for CowStr {
     type Value = Cow<'de, str>;

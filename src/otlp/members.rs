@@ -10,6 +10,8 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::ingest::json::CowStr;
+
 /// The string values of `keys` in the JSON object `text`, in the order of
 /// `keys`; `None` when `text` is not JSON.
 pub fn string_members<'t, const N: usize>(
@@ -44,7 +46,7 @@ impl<'de, const N: usize> Visitor<'de> for Members<'_, N> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found: Self::Value = std::array::from_fn(|_| None);
-        while let Some(key) = map.next_key_seed(Text)? {
+        while let Some(key) = map.next_key_seed(CowStr)? {
             match self.keys.iter().position(|k| *k == key.as_ref()) {
                 Some(i) => found[i] = map.next_value_seed(MaybeText)?,
                 None => map.next_value_seed(Skip)?,
@@ -80,33 +82,6 @@ impl<'de, const N: usize> Visitor<'de> for Members<'_, N> {
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(std::array::from_fn(|_| None))
-    }
-}
-
-/// A string, borrowed from the text when it has no escapes.
-struct Text;
-
-impl<'de> DeserializeSeed<'de> for Text {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Text {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_string()))
     }
 }
 
@@ -185,7 +160,7 @@ impl<'de> Visitor<'de> for Skip {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Text)?.is_some() {
+        while map.next_key_seed(CowStr)?.is_some() {
             map.next_value_seed(Skip)?;
         }
         Ok(())
