@@ -118,20 +118,22 @@ fn radix_sort(values: &mut Vec<i64>) {
         return;
     }
     let key = |v: i64| (v as u64) ^ (1 << 63);
-    let mut counts = vec![[0usize; 256]; 8];
+    // The bits in which some value differs from the first: a byte without
+    // any is shared by every value, and its pass would move nothing.
+    let first = key(values[0]);
+    let differing = values.iter().fold(0, |bits, &v| bits | (key(v) ^ first));
+    let bytes: Vec<u32> = (0..8)
+        .filter(|byte| (differing >> (8 * byte)) & 0xff != 0)
+        .collect();
+    let mut counts = vec![[0usize; 256]; bytes.len()];
     for &v in values.iter() {
         let k = key(v);
-        for (byte, count) in counts.iter_mut().enumerate() {
+        for (&byte, count) in bytes.iter().zip(counts.iter_mut()) {
             count[((k >> (8 * byte)) & 0xff) as usize] += 1;
         }
     }
-    let n = values.len();
-    let mut scratch = vec![0i64; n];
-    for (byte, count) in counts.iter().enumerate() {
-        if count.contains(&n) {
-            // Every value has the same byte here: the pass would move nothing.
-            continue;
-        }
+    let mut scratch = vec![0i64; values.len()];
+    for (&byte, count) in bytes.iter().zip(counts.iter()) {
         let mut next = [0usize; 256];
         let mut at = 0;
         for (slot, &c) in next.iter_mut().zip(count.iter()) {
