@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
 
-use super::write::{Interaction, Rollups};
+use super::write::{COUNTED_COLUMNS, Counted, Rollups};
 use super::{
     BUILT_KEY, Level, Metric, SEALED_KEY, bump_past_version, is_built, sealed_day, set_meta,
 };
@@ -22,18 +22,7 @@ const CHUNK: i64 = 20_000;
 /// One stored interaction's rollup inputs.
 struct Row {
     key: i64,
-    ts: i64,
-    assistant: i64,
-    session: i64,
-    user: Option<i64>,
-    topic: Option<i64>,
-    phrasing: Option<i64>,
-    ttft_us: Option<i64>,
-    cache_hit: bool,
-    input_tokens: i64,
-    output_tokens: i64,
-    cost_nusd: i64,
-    rerank: Option<(i64, Option<i64>)>,
+    counted: Counted,
 }
 
 /// The packed steps and documents of a chunk's interactions, by interaction key.
@@ -143,7 +132,7 @@ pub fn rebuild_from(
                     tokens: step.tokens,
                 })
                 .collect();
-            rollups.interaction(&tx, &facts(row, &samples, &docs))?;
+            rollups.interaction(&tx, &row.counted.with(&samples, &docs))?;
         }
         rollups.flush(&tx)?;
         rollups.seal(&tx, today)?;
@@ -169,25 +158,6 @@ fn none_if_no_rows(e: rusqlite::Error) -> SqlResult<Option<i64>> {
     }
 }
 
-fn facts<'a>(row: &Row, steps: &'a [StepSample<'a>], documents: &'a [i64]) -> Interaction<'a> {
-    Interaction {
-        ts: row.ts,
-        assistant: row.assistant,
-        session: row.session,
-        user: row.user,
-        topic: row.topic,
-        phrasing: row.phrasing,
-        ttft_us: row.ttft_us,
-        cache_hit: row.cache_hit,
-        input_tokens: row.input_tokens,
-        output_tokens: row.output_tokens,
-        cost_nusd: row.cost_nusd,
-        rerank: row.rerank,
-        steps,
-        documents,
-    }
-}
-
 fn step_names(conn: &Connection) -> SqlResult<HashMap<i64, String>> {
     let mut stmt = conn.prepare("SELECT key, name FROM step_names")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -195,30 +165,13 @@ fn step_names(conn: &Connection) -> SqlResult<HashMap<i64, String>> {
 }
 
 fn interactions(conn: &Connection, after: i64, upper: i64) -> SqlResult<Vec<Row>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT key, ts, assistant, session, user, topic, phrasing, ttft_us, cache_hit,
-                input_tokens, output_tokens, cost_nusd, rerank_improvement_n, rerank_position_n
-         FROM interactions WHERE ts > ?1 AND ts <= ?2 ORDER BY ts",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT key, {COUNTED_COLUMNS} FROM interactions WHERE ts > ?1 AND ts <= ?2 ORDER BY ts"
+    ))?;
     let rows = stmt.query_map(params![after, upper], |r| {
-        let improvement: Option<i64> = r.get(12)?;
         Ok(Row {
             key: r.get(0)?,
-            ts: r.get(1)?,
-            assistant: r.get(2)?,
-            session: r.get(3)?,
-            user: r.get(4)?,
-            topic: r.get(5)?,
-            phrasing: r.get(6)?,
-            ttft_us: r.get(7)?,
-            cache_hit: r.get(8)?,
-            input_tokens: r.get(9)?,
-            output_tokens: r.get(10)?,
-            cost_nusd: r.get(11)?,
-            rerank: match improvement {
-                Some(i) => Some((i, r.get(13)?)),
-                None => None,
-            },
+            counted: Counted::read(r, 1)?,
         })
     })?;
     rows.collect()

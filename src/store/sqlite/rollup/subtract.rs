@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::write::{RollupState, put};
+use super::write::{COUNTED_COLUMNS, Counted, RollupState, put};
 use super::{Level, Metric, bump_past_version, decode, dirty_days, sealed_day};
 use crate::metrics::cache::CacheState;
 use crate::metrics::costs::CostsState;
@@ -42,18 +42,7 @@ type Slot = (Level, i64, i64);
 /// What rollups counted of one interaction about to be erased.
 #[derive(Debug, Clone)]
 pub struct Fact {
-    ts: i64,
-    assistant: i64,
-    session: i64,
-    user: Option<i64>,
-    topic: Option<i64>,
-    phrasing: Option<i64>,
-    ttft_us: Option<i64>,
-    cache_hit: bool,
-    input_tokens: i64,
-    output_tokens: i64,
-    cost_nusd: i64,
-    rerank: Option<(i64, Option<i64>)>,
+    counted: Counted,
     steps: Vec<PackedStep>,
     documents: Vec<i64>,
 }
@@ -61,11 +50,9 @@ pub struct Fact {
 /// Reads the rollup inputs of interactions `(key, ts)` before they are
 /// deleted; a key no longer stored is skipped.
 pub fn facts(conn: &Connection, rows: &[(i64, i64)]) -> SqlResult<Vec<Fact>> {
-    let mut row_stmt = conn.prepare_cached(
-        "SELECT ts, assistant, session, user, topic, phrasing, ttft_us, cache_hit,
-                input_tokens, output_tokens, cost_nusd, rerank_improvement_n, rerank_position_n
-         FROM interactions WHERE key = ?1",
-    )?;
+    let mut row_stmt = conn.prepare_cached(&format!(
+        "SELECT {COUNTED_COLUMNS} FROM interactions WHERE key = ?1"
+    ))?;
     let mut details_stmt = conn.prepare_cached(
         "SELECT steps, documents FROM interaction_details WHERE ts = ?1 AND interaction = ?2",
     )?;
@@ -73,23 +60,8 @@ pub fn facts(conn: &Connection, rows: &[(i64, i64)]) -> SqlResult<Vec<Fact>> {
     for &(key, ts) in rows {
         let fact = row_stmt
             .query_row([key], |r| {
-                let improvement: Option<i64> = r.get(11)?;
                 Ok(Fact {
-                    ts: r.get(0)?,
-                    assistant: r.get(1)?,
-                    session: r.get(2)?,
-                    user: r.get(3)?,
-                    topic: r.get(4)?,
-                    phrasing: r.get(5)?,
-                    ttft_us: r.get(6)?,
-                    cache_hit: r.get(7)?,
-                    input_tokens: r.get(8)?,
-                    output_tokens: r.get(9)?,
-                    cost_nusd: r.get(10)?,
-                    rerank: match improvement {
-                        Some(i) => Some((i, r.get(12)?)),
-                        None => None,
-                    },
+                    counted: Counted::read(r, 0)?,
                     steps: Vec::new(),
                     documents: Vec::new(),
                 })
@@ -132,14 +104,18 @@ struct Part {
 
 impl Part {
     fn add(&mut self, f: &Fact, names: &HashMap<i64, String>) {
-        if let Some(ttft) = f.ttft_us {
+        if let Some(ttft) = f.counted.ttft_us {
             self.ttft.add(ttft);
             self.has_ttft = true;
         }
-        self.cache.add(f.cache_hit);
-        self.costs
-            .add(f.assistant, f.input_tokens, f.output_tokens, f.cost_nusd);
-        if let Some((improvement, position)) = f.rerank {
+        self.cache.add(f.counted.cache_hit);
+        self.costs.add(
+            f.counted.assistant,
+            f.counted.input_tokens,
+            f.counted.output_tokens,
+            f.counted.cost_nusd,
+        );
+        if let Some((improvement, position)) = f.counted.rerank {
             self.reranking.add(improvement, position);
             self.has_rerank = true;
         }
@@ -157,15 +133,16 @@ impl Part {
             self.steps.add_interaction(&samples);
             self.has_steps = true;
         }
-        if let Some(user) = f.user {
+        if let Some(user) = f.counted.user {
             self.users.insert(user);
         }
         if !f.documents.is_empty() {
             self.utilization.add_interaction(&f.documents);
             self.has_documents = true;
         }
-        if let Some(topic) = f.topic {
-            self.trending.add(topic, f.phrasing, 1, f.ts, f.ts);
+        if let Some(topic) = f.counted.topic {
+            self.trending
+                .add(topic, f.counted.phrasing, 1, f.counted.ts, f.counted.ts);
             self.has_topics = true;
         }
     }
@@ -213,7 +190,7 @@ pub fn subtract(conn: &Connection, facts: &[Fact], cutoff: Option<i64>) -> SqlRe
     let names = step_names(conn)?;
     let mut parts: HashMap<Slot, Part> = HashMap::new();
     for fact in facts {
-        for slot in buckets.slots(fact.ts, fact.assistant) {
+        for slot in buckets.slots(fact.counted.ts, fact.counted.assistant) {
             parts.entry(slot).or_default().add(fact, &names);
         }
     }
@@ -431,9 +408,9 @@ fn sessions(
     let mut erased: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
     for fact in facts {
         erased
-            .entry(fact.session)
+            .entry(fact.counted.session)
             .or_default()
-            .push((fact.ts, fact.assistant));
+            .push((fact.counted.ts, fact.counted.assistant));
     }
     let mut by_slot: HashMap<Slot, Vec<Recount>> = HashMap::new();
     for (session, gone) in erased {

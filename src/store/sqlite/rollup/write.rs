@@ -124,6 +124,73 @@ pub struct Interaction<'a> {
     pub documents: &'a [i64],
 }
 
+/// The columns of `interactions` that rollups count, in the order
+/// [`Counted::read`] reads them.
+pub const COUNTED_COLUMNS: &str = "ts, assistant, session, user, topic, phrasing, ttft_us, \
+     cache_hit, input_tokens, output_tokens, cost_nusd, rerank_improvement_n, rerank_position_n";
+
+/// What rollups count of one stored interaction, its details aside: read
+/// once here for every path that folds stored interactions (rebuild, erasure).
+#[derive(Debug, Clone)]
+pub struct Counted {
+    pub ts: i64,
+    pub assistant: i64,
+    pub session: i64,
+    pub user: Option<i64>,
+    pub topic: Option<i64>,
+    pub phrasing: Option<i64>,
+    pub ttft_us: Option<i64>,
+    pub cache_hit: bool,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_nusd: i64,
+    pub rerank: Option<(i64, Option<i64>)>,
+}
+
+impl Counted {
+    /// Reads [`COUNTED_COLUMNS`] from column `at` of `r` on.
+    pub fn read(r: &rusqlite::Row<'_>, at: usize) -> SqlResult<Self> {
+        let improvement: Option<i64> = r.get(at + 11)?;
+        Ok(Self {
+            ts: r.get(at)?,
+            assistant: r.get(at + 1)?,
+            session: r.get(at + 2)?,
+            user: r.get(at + 3)?,
+            topic: r.get(at + 4)?,
+            phrasing: r.get(at + 5)?,
+            ttft_us: r.get(at + 6)?,
+            cache_hit: r.get(at + 7)?,
+            input_tokens: r.get(at + 8)?,
+            output_tokens: r.get(at + 9)?,
+            cost_nusd: r.get(at + 10)?,
+            rerank: match improvement {
+                Some(i) => Some((i, r.get(at + 12)?)),
+                None => None,
+            },
+        })
+    }
+
+    /// The interaction as rollups fold it, with its details.
+    pub fn with<'a>(&self, steps: &'a [StepSample<'a>], documents: &'a [i64]) -> Interaction<'a> {
+        Interaction {
+            ts: self.ts,
+            assistant: self.assistant,
+            session: self.session,
+            user: self.user,
+            topic: self.topic,
+            phrasing: self.phrasing,
+            ttft_us: self.ttft_us,
+            cache_hit: self.cache_hit,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_nusd: self.cost_nusd,
+            rerank: self.rerank,
+            steps,
+            documents,
+        }
+    }
+}
+
 /// (level, bucket, assistant) of one state.
 type Slot = (Level, i64, i64);
 
